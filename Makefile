@@ -83,9 +83,9 @@ $(BIN)/quiver-guest: $(call obj,guest/main.c) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 
-$(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBCOMMON)
+$(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
