@@ -101,9 +101,13 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBCOMMON)
 
 # Fuzz targets: clang + libFuzzer + ASan/UBSan, built from the sources directly.
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DQUIVER_FUZZING -I.
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(GUEST_SRC)
+# fuzz_guest_*.c also get the guest sources, like the unit tests.
+$(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lpthread
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lpthread
 
 fuzz: $(FUZZ_BINS)
 

@@ -19,13 +19,13 @@
 
 #include "libcommon/err.h"
 
-#define QMSG_VERSION       1
-#define QMSG_MAX_BYTES     (1u << 20) /* a whole message */
-#define QMSG_MAX_DEPTH     4          /* root map = depth 1 */
-#define QMSG_MAX_ENTRIES   4096       /* map pairs or array items, per container */
-#define QMSG_MAX_KEY       64         /* bytes in a map key */
-#define QMSG_MAX_STR       4096       /* bytes in a string value */
-#define QMSG_MAX_OP        32
+#define QMSG_VERSION	 1
+#define QMSG_MAX_BYTES	 (1u << 20) /* a whole message */
+#define QMSG_MAX_DEPTH	 4	    /* root map = depth 1 */
+#define QMSG_MAX_ENTRIES 4096	    /* map pairs or array items, per container */
+#define QMSG_MAX_KEY	 64	    /* bytes in a map key */
+#define QMSG_MAX_STR	 4096	    /* bytes in a string value */
+#define QMSG_MAX_OP	 32
 
 /* ---- building ---- */
 
@@ -87,8 +87,8 @@ const msgpack_object *qmsg_find(const msgpack_object *map, const char *key);
  * not fit dstlen - 1. */
 int qmsg_get_str(const msgpack_object *map, const char *key, char *dst, size_t dstlen,
 		 struct qerr *err);
-int qmsg_get_int(const msgpack_object *map, const char *key, int64_t min, int64_t max,
-		 int64_t *out, struct qerr *err);
+int qmsg_get_int(const msgpack_object *map, const char *key, int64_t min, int64_t max, int64_t *out,
+		 struct qerr *err);
 int qmsg_get_bool(const msgpack_object *map, const char *key, bool *out, struct qerr *err);
 /* A nested map / array, with its length bounded by max. */
 int qmsg_get_map(const msgpack_object *map, const char *key, uint32_t max,
@@ -115,5 +115,7 @@ int qnng_sub_dial(nng_socket *s, const char *url, struct qerr *err);
 int qnng_send(nng_socket s, const struct qmsg_out *msg, struct qerr *err);
 /* Receive one message and parse it; a malformed one is reported, not returned. */
 int qnng_recv(nng_socket s, struct qmsg_in *in, struct qerr *err);
+/* An nng error code (NNG_E*, possibly negated) as a positive errno. */
+int qnng_errno(int nng_rv);
 
 #endif
