@@ -81,7 +81,7 @@ $(LIBGUEST): $(call obj,$(GUEST_SRC))
 
 $(BIN)/quiver-guest: $(call obj,guest/main.c) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK)
 
 $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
