@@ -1,0 +1,159 @@
+/* The guest kernel's own processes: the launcher (G), the supervisor (S) and
+ * the workload (W), plus `quiver-guest exec`.  See docs/guest-protocol.md.
+ *
+ * Module map:
+ *   main.c        command line, dispatch
+ *   launcher.c    G: config, cgroups, state files, clone S, report `created`
+ *   supervisor.c  S: rootfs, fork W, control socket, seccomp listeners, reaping
+ *   workload.c    W (and exec'd processes): the preparation up to execve
+ *   mounts.c      the rootfs: mounts, pivot_root, masked/readonly paths
+ *   creds.c       user, groups, rlimits, capabilities, no_new_privs
+ *   console.c     pty and the --console-socket hand-over
+ *   exec.c        `quiver-guest exec`
+ */
+#ifndef QUIVER_GUEST_GUEST_H
+#define QUIVER_GUEST_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "libcommon/err.h"
+#include "guest/counters.h"
+#include "guest/oci_config.h"
+#include "guest/cgroups.h"
+
+/* ---- command line ---- */
+
+struct create_opts {
+	const char *id;
+	const char *bundle;
+	const char *state_dir;
+	int sync_fd;
+	const char *console_socket; /* NULL: none */
+	int preserve_fds;
+	const char *cgroup_parent; /* NULL: none */
+	bool systemd_cgroup;
+};
+
+struct exec_opts {
+	const char *id;
+	const char *state_dir;
+	const char *bundle; /* NULL: read it from STATE_DIR/state.json is not done; required */
+	pid_t pid;	    /* S */
+	int sync_fd;
+	const char *process_file; /* NULL: use args */
+	char **args;		  /* NULL-terminated, when no --process */
+	char **env;		  /* extra K=V, NULL-terminated */
+	size_t n_env;
+	const char *cwd;
+	bool tty;
+	const char *console_socket;
+	int preserve_fds;
+	bool detach;
+};
+
+int launcher_main(const struct create_opts *o);
+int exec_main(const struct exec_opts *o);
+
+/* Send one message on the sync socket: {op:"error", code, msg}. */
+void sync_send_error(int sync_fd, const struct qerr *err);
+
+/* ---- supervisor ---- */
+
+/* Everything S inherits from G across clone(). */
+struct sup_args {
+	const struct create_opts *opts;
+	struct guest_config *cfg;
+	struct guest_counters *counters;
+	const struct cgroups *cg; /* the sandbox's cgroup directories (made by G) */
+	int state_dirfd; /* STATE_DIR, a host directory: used with *at() after pivot_root */
+	int ctl_fd;	 /* guest.sock, bound and listening */
+	int g_sock;	 /* socketpair end to G: "go" from G, hello/ready/error to G */
+	int console_fd;	 /* connected --console-socket, or -1 */
+	int ns_fds[GUEST_NS_COUNT]; /* namespaces to join by path (opened by G), or -1 */
+	char log_path[4096];	    /* STATE_DIR/guest.log */
+};
+
+/* The child entry of clone(): never returns. */
+int supervisor_main(void *arg);
+
+/* Messages on the G<->S socketpair (SOCK_SEQPACKET, fixed size). */
+enum gs_msg_type { GS_GO = 1, GS_HELLO_W, GS_READY, GS_ERROR };
+struct gs_msg {
+	int32_t type;
+	int32_t code;
+	char msg[QERR_MSG_MAX];
+};
+int gs_send(int fd, int type, const struct qerr *err);
+
+/* ---- workload ---- */
+
+/* What W (or an exec'd process) needs to prepare itself. */
+struct workload_spec {
+	const struct guest_process *proc;
+	json_t *seccomp;  /* linux.seccomp, may be NULL */
+	int console_fd;	  /* --console-socket connection, -1 if none */
+	int preserve_fds; /* fds 3..3+N-1 stay open */
+	int keep_fds[4];  /* our own fds that must survive close_range (CLOEXEC) */
+	int n_keep_fds;
+	bool in_user_ns; /* setgroups may be denied */
+};
+
+/* Everything from setsid to the final capabilities; returns the seccomp
+ * listener fd through send_listener() before dropping capabilities.
+ * send_listener is called with the listener fd and must hand it over. */
+int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
+		     void *arg, struct qerr *err);
+/* execve args[0] with env, looking it up in the env's PATH when it has no
+ * '/' (runc does the lookup in the container's environment, not ours).
+ * Returns only on failure (negative errno, err filled). */
+int workload_exec(const struct guest_process *proc, char *const *env, struct qerr *err);
+/* The PATH lookup alone: fills out (size outlen) with the path to exec. */
+int workload_find_program(const char *file, char *const *env, char *out, size_t outlen,
+			  struct qerr *err);
+
+/* Close every fd from `from` up, except the ones in keep (at most 8). */
+int close_all_but(int from, const int *keep, int n_keep, struct qerr *err);
+
+/* ---- rootfs ---- */
+
+/* In S's new mount namespace: build the rootfs and pivot_root into it, then
+ * hostname, sysctl, readonly and masked paths, read-only root. */
+int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg, struct qerr *err);
+
+/* ---- credentials ---- */
+
+int creds_set_rlimits(const struct guest_process *p, struct qerr *err);
+int creds_set_oom_score_adj(int adj, struct qerr *err);
+/* setgroups/setresgid/setresuid keeping the capabilities (PR_SET_KEEPCAPS),
+ * then raise the effective set back to the permitted one so that the rest of
+ * the preparation (seccomp without no_new_privs) still works. */
+int creds_set_user(const struct guest_user *u, bool in_user_ns, struct qerr *err);
+/* Drop the bounding set, set effective/permitted/inheritable with the
+ * capabilities in `keep` still held (CAP_SYS_ADMIN, which installing the
+ * seccomp filter without no_new_privs needs), raise the ambient set. */
+int creds_drop_bounding_and_ambient(const struct guest_caps *c, uint64_t keep, struct qerr *err);
+/* The final effective/permitted/inheritable sets (after the filter). */
+int creds_set_caps(const struct guest_caps *c, struct qerr *err);
+const char *creds_rlimit_name(int type);
+
+/* ---- console ---- */
+
+/* In W after setsid: new pty in the container's devpts, master sent over
+ * console_fd with SCM_RIGHTS, slave becomes the controlling terminal and
+ * fds 0, 1, 2. */
+int console_setup(int console_fd, const struct guest_process *p, struct qerr *err);
+/* Connect to a --console-socket path (SOCK_STREAM, as runc). */
+int console_connect(const char *path, struct qerr *err);
+
+/* ---- small helpers (launcher.c) ---- */
+
+/* send one fd with SCM_RIGHTS and a data payload */
+int send_fd(int sock, int fd, const void *data, size_t len);
+/* receive at most one fd; *fd = -1 when none came.  Returns bytes or -errno. */
+ssize_t recv_fd(int sock, void *buf, size_t len, int *fd);
+/* Field 22 of /proc/PID/stat. */
+int read_pid_start(pid_t pid, uint64_t *out, struct qerr *err);
+
+#endif

@@ -1,0 +1,460 @@
+/* The sandbox's rootfs, built by S in its own mount namespace.
+ *
+ * Every mount destination is resolved inside the rootfs with
+ * openat2(RESOLVE_IN_ROOT) and mounted onto the /proc/self/fd path of that
+ * O_PATH descriptor: a symlink planted in the image (or swapped in by a
+ * concurrent container sharing a volume, runc CVE-2021-30465) can then not
+ * redirect a mount to the host.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "guest/guest.h"
+
+#define PROPAGATION_FLAGS (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+
+static int openat2_in_root(int rootfd, const char *path, int flags)
+{
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_CLOEXEC),
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	while (*path == '/')
+		path++;
+	if (*path == '\0')
+		path = ".";
+	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
+}
+
+static void fd_path(char *buf, size_t len, int fd)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+/* mkdir -p of path inside the rootfs; the last component is a directory, or
+ * an empty file when as_file.  Returns an O_PATH fd of the result. */
+static int mkpath_in_root(int rootfd, const char *path, bool as_file, struct qerr *err)
+{
+	int fd = openat2_in_root(rootfd, path, O_PATH);
+	if (fd >= 0 || fd != -ENOENT)
+		return fd >= 0 ? fd : qerr_sys(err, -fd, "%s", path);
+
+	char buf[GUEST_CONFIG_PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return qerr_set(err, ENAMETOOLONG, "%s: path too long", path);
+	cleanup_close int dir = openat2_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+	if (dir < 0)
+		return qerr_sys(err, -dir, "rootfs");
+	char *p = buf;
+	while (*p == '/')
+		p++;
+	while (*p) {
+		char *slash = strchr(p, '/');
+		if (slash)
+			*slash = '\0';
+		bool last = slash == NULL || slash[1 + strspn(slash + 1, "/")] == '\0';
+		if (strcmp(p, "..") == 0 || strcmp(p, ".") == 0)
+			return qerr_set(err, EINVAL, "%s: '.' or '..' in a mount destination",
+					path);
+		/* Resolve the prefix again from the root, each step confined. */
+		int next = openat2_in_root(rootfd, buf, O_PATH);
+		if (next == -ENOENT) {
+			if (last && as_file) {
+				int f = openat(dir, p,
+					       O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+					       0644);
+				if (f < 0 && errno != EEXIST)
+					return qerr_sys(err, errno, "%s: create", path);
+				if (f >= 0)
+					close(f);
+			} else if (mkdirat(dir, p, 0755) < 0 && errno != EEXIST) {
+				return qerr_sys(err, errno, "%s: mkdir", path);
+			}
+			next = openat2_in_root(rootfd, buf, O_PATH);
+		}
+		if (next < 0)
+			return qerr_sys(err, -next, "%s", path);
+		close(dir);
+		dir = next;
+		if (last)
+			break;
+		*slash = '/';
+		p = slash + 1 + strspn(slash + 1, "/");
+	}
+	return steal_fd(dir);
+}
+
+/* The flags a bind remount must keep: in a user namespace the kernel locks
+ * nosuid/nodev/noexec/atime of mounts inherited from a more privileged
+ * namespace, and a remount that drops them fails with EPERM. */
+static unsigned long locked_flags(const char *target)
+{
+	struct statvfs s;
+	unsigned long f = 0;
+	if (statvfs(target, &s) < 0)
+		return 0;
+	if (s.f_flag & ST_NOSUID)
+		f |= MS_NOSUID;
+	if (s.f_flag & ST_NODEV)
+		f |= MS_NODEV;
+	if (s.f_flag & ST_NOEXEC)
+		f |= MS_NOEXEC;
+	if (s.f_flag & ST_NOATIME)
+		f |= MS_NOATIME;
+	if (s.f_flag & ST_NODIRATIME)
+		f |= MS_NODIRATIME;
+	if (s.f_flag & ST_RELATIME)
+		f |= MS_RELATIME;
+	return f;
+}
+
+/* A bind mount ignores ro/nosuid/nodev/noexec on its first mount(2); they
+ * take effect only with a MS_REMOUNT|MS_BIND that follows. */
+static int bind_remount(const char *target, unsigned long flags, unsigned long clear,
+			const char *what, struct qerr *err)
+{
+	unsigned long want = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME |
+				      MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME);
+	if (want == 0)
+		return 0;
+	unsigned long keep = locked_flags(target) & ~clear;
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | want | keep, NULL) < 0)
+		return qerr_sys(err, errno, "%s: remount", what);
+	return 0;
+}
+
+static int set_propagation(const char *target, unsigned long prop, const char *what,
+			   struct qerr *err)
+{
+	if (prop && mount(NULL, target, NULL, prop, NULL) < 0)
+		return qerr_sys(err, errno, "%s: set propagation", what);
+	return 0;
+}
+
+static int set_rec_attr(int fd, const struct guest_mount *m, struct qerr *err)
+{
+	if (!m->rec_attr_set && !m->rec_attr_clr)
+		return 0;
+	struct mount_attr attr = {.attr_set = m->rec_attr_set, .attr_clr = m->rec_attr_clr};
+	if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+		return qerr_sys(err, errno, "%s: mount_setattr", m->destination);
+	return 0;
+}
+
+/* runc mounts each v1 controller itself; we instead put a tmpfs at the
+ * destination and bind, read-only, the sandbox's own directory of every
+ * hierarchy (the ones G made, so nothing is re-derived here).  The workload
+ * sees its limits and usage, nothing above them. */
+static int mount_cgroups(int rootfd, const struct guest_mount *m, const struct cgroups *cg,
+			 const char *target, struct qerr *err)
+{
+	unsigned long base = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	if (mount("tmpfs", target, "tmpfs", base, "mode=755") < 0)
+		return qerr_sys(err, errno, "%s: mount tmpfs", m->destination);
+	/* target names the directory under the tmpfs: reopen the tmpfs itself */
+	cleanup_close int top = openat2_in_root(rootfd, m->destination, O_PATH);
+	if (top < 0)
+		return qerr_sys(err, -top, "%s", m->destination);
+	char tpath[64];
+	fd_path(tpath, sizeof(tpath), top);
+
+	for (size_t i = 0; cg && i < cg->n; i++) {
+		/* /sys/fs/cgroup/memory -> DEST/memory; a pure v2 host mounts its
+		 * one hierarchy at /sys/fs/cgroup itself -> DEST */
+		const char *name = strrchr(cg->mountpoint[i], '/');
+		name = (name && strcmp(cg->mountpoint[i], "/sys/fs/cgroup") != 0) ? name + 1 : "";
+		char dst[GUEST_CONFIG_PATH_MAX + 64];
+		if ((size_t)snprintf(dst, sizeof(dst), "%s/%s", m->destination, name) >=
+		    sizeof(dst))
+			return qerr_set(err, ENAMETOOLONG, "%s: path too long", m->destination);
+		cleanup_close int dfd = mkpath_in_root(rootfd, dst, false, err);
+		if (dfd < 0)
+			return dfd;
+		char dpath[64];
+		fd_path(dpath, sizeof(dpath), dfd);
+		if (mount(cg->dirs[i], dpath, NULL, MS_BIND, NULL) < 0)
+			return qerr_sys(err, errno, "%s: bind %s", dst, cg->dirs[i]);
+		/* the remount must name the new mount's root, not what dfd saw */
+		close(dfd);
+		dfd = openat2_in_root(rootfd, dst, O_PATH);
+		if (dfd < 0)
+			return qerr_sys(err, -dfd, "%s", dst);
+		fd_path(dpath, sizeof(dpath), dfd);
+		int r = bind_remount(dpath, (m->flags & ~MS_BIND) | base, m->clear_flags, dst, err);
+		if (r < 0)
+			return r;
+	}
+	/* the tmpfs itself is made read-only (when asked) once populated */
+	if ((m->flags & MS_RDONLY) &&
+	    mount(NULL, tpath, NULL, MS_REMOUNT | MS_RDONLY | base, "mode=755") < 0)
+		return qerr_sys(err, errno, "%s: remount ro", m->destination);
+	return 0;
+}
+
+static int do_mount(int rootfd, const struct guest_config *cfg, const struct cgroups *cg,
+		    const struct guest_mount *m, bool *dev_is_tmpfs, struct qerr *err)
+{
+	char src[GUEST_CONFIG_PATH_MAX * 2];
+	const char *type = m->type;
+	bool as_file = false;
+
+	if (m->is_bind || (type && strcmp(type, "bind") == 0)) {
+		if (!m->source)
+			return qerr_set(err, EINVAL, "config.json: mounts: %s: bind without source",
+					m->destination);
+		/* relative bind sources are relative to the bundle (runc) */
+		if (m->source[0] == '/')
+			snprintf(src, sizeof(src), "%s", m->source);
+		else
+			snprintf(src, sizeof(src), "%s/%s", cfg->bundle_dir, m->source);
+		struct stat st;
+		if (stat(src, &st) < 0)
+			return qerr_sys(err, errno, "mount %s: source %s", m->destination, src);
+		as_file = !S_ISDIR(st.st_mode);
+	}
+	cleanup_close int fd = mkpath_in_root(rootfd, m->destination, as_file, err);
+	if (fd < 0)
+		return qerr_prefix(err, "mount %s", m->destination);
+	char target[64];
+	fd_path(target, sizeof(target), fd);
+
+	unsigned long flags = m->flags & ~(PROPAGATION_FLAGS | MS_REC | MS_BIND);
+	int r;
+	if (m->is_bind || (type && strcmp(type, "bind") == 0)) {
+		if (mount(src, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)
+			return qerr_sys(err, errno, "mount %s: bind %s", m->destination, src);
+		/* the bind replaced what fd pointed to: reopen the new mount */
+		close(fd);
+		fd = openat2_in_root(rootfd, m->destination, O_PATH);
+		if (fd < 0)
+			return qerr_sys(err, -fd, "mount %s", m->destination);
+		fd_path(target, sizeof(target), fd);
+		r = bind_remount(target, flags, m->clear_flags, m->destination, err);
+	} else if (type && strcmp(type, "cgroup") == 0) {
+		r = mount_cgroups(rootfd, m, cg, target, err);
+	} else if (type && strcmp(type, "sysfs") == 0) {
+		r = 0;
+		if (mount(m->source ? m->source : "sysfs", target, "sysfs", flags, m->data) < 0) {
+			/* sysfs needs a network namespace owned by our user namespace
+			 * (EPERM otherwise, e.g. with the host netns): bind the host's
+			 * /sys instead, as runc does. */
+			if (errno != EPERM && errno != EBUSY)
+				return qerr_sys(err, errno, "mount %s: sysfs", m->destination);
+			if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0)
+				return qerr_sys(err, errno, "mount %s: bind /sys", m->destination);
+			close(fd);
+			fd = openat2_in_root(rootfd, m->destination, O_PATH);
+			if (fd < 0)
+				return qerr_sys(err, -fd, "mount %s", m->destination);
+			fd_path(target, sizeof(target), fd);
+			r = bind_remount(target, flags, m->clear_flags, m->destination, err);
+		}
+	} else {
+		if (!type)
+			return qerr_set(err, EINVAL, "config.json: mounts: %s: no type",
+					m->destination);
+		if (mount(m->source ? m->source : type, target, type, flags, m->data) < 0)
+			return qerr_sys(err, errno, "mount %s (%s)", m->destination, type);
+		if (strcmp(type, "tmpfs") == 0 && strcmp(m->destination, "/dev") == 0)
+			*dev_is_tmpfs = true;
+		r = 0;
+	}
+	if (r < 0)
+		return r;
+	if (m->propagation || m->rec_attr_set || m->rec_attr_clr) {
+		/* operate on the mount now on top, not the one fd was opened on */
+		cleanup_close int top = openat2_in_root(rootfd, m->destination, O_PATH);
+		if (top < 0)
+			return qerr_sys(err, -top, "mount %s", m->destination);
+		char tpath[64];
+		fd_path(tpath, sizeof(tpath), top);
+		r = set_propagation(tpath, m->propagation, m->destination, err);
+		if (r < 0)
+			return r;
+		r = set_rec_attr(top, m, err);
+	}
+	return r;
+}
+
+/* With /dev a fresh tmpfs, give it the devices every program expects.  They
+ * are bind mounts of the host's nodes, not mknod: mknod needs CAP_MKNOD and
+ * does not work in a user namespace. */
+static int populate_dev(int rootfd, struct qerr *err)
+{
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	static const char *const links[][2] = {
+	    {"fd", "/proc/self/fd"},	   {"stdin", "/proc/self/fd/0"},
+	    {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+	    {"ptmx", "pts/ptmx"},
+	};
+	cleanup_close int dev = openat2_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+	if (dev < 0)
+		return qerr_sys(err, -dev, "/dev");
+	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
+		char host[32], rel[32];
+		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+		snprintf(rel, sizeof(rel), "/dev/%s", nodes[i]);
+		cleanup_close int fd = mkpath_in_root(rootfd, rel, true, err);
+		if (fd < 0)
+			return fd;
+		char target[64];
+		fd_path(target, sizeof(target), fd);
+		if (mount(host, target, NULL, MS_BIND, NULL) < 0)
+			return qerr_sys(err, errno, "bind %s", host);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+		if (symlinkat(links[i][1], dev, links[i][0]) < 0 && errno != EEXIST)
+			return qerr_sys(err, errno, "/dev/%s: symlink", links[i][0]);
+	}
+	return 0;
+}
+
+static int pivot_into(const char *root, struct qerr *err)
+{
+	/* pivot_root(".", ".") stacks the old root under the new one at the
+	 * same place; unmounting "." then drops it (runc's trick: no temporary
+	 * directory in the image). */
+	if (chdir(root) < 0)
+		return qerr_sys(err, errno, "chdir %s", root);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return qerr_sys(err, errno, "pivot_root");
+	/* The old root may be shared with the host: make it a slave first so
+	 * that the unmount does not propagate to the host. */
+	if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		return qerr_sys(err, errno, "make old root rslave");
+	if (umount2(".", MNT_DETACH) < 0)
+		return qerr_sys(err, errno, "umount old root");
+	if (chdir("/") < 0)
+		return qerr_sys(err, errno, "chdir /");
+	return 0;
+}
+
+static int write_sysctls(const struct guest_config *cfg, struct qerr *err)
+{
+	for (size_t i = 0; i < cfg->n_sysctl; i++) {
+		const char *k = cfg->sysctl[i].key;
+		char path[512];
+		int n = snprintf(path, sizeof(path), "/proc/sys/%s", k);
+		if (n < 0 || (size_t)n >= sizeof(path) || strstr(k, ".."))
+			return qerr_set(err, EINVAL, "config.json: linux.sysctl: %s: bad key", k);
+		for (char *p = path + 10; *p; p++)
+			if (*p == '.')
+				*p = '/';
+		cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return qerr_sys(err, errno, "config.json: linux.sysctl: %s", k);
+		const char *v = cfg->sysctl[i].value;
+		if (write(fd, v, strlen(v)) < 0)
+			return qerr_sys(err, errno, "config.json: linux.sysctl: %s=%s", k, v);
+	}
+	return 0;
+}
+
+static int readonly_path(const char *p, struct qerr *err)
+{
+	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return qerr_sys(err, errno, "readonlyPaths: %s", p);
+	}
+	unsigned long keep = locked_flags(p);
+	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC | keep, NULL) < 0)
+		return qerr_sys(err, errno, "readonlyPaths: %s: remount ro", p);
+	return 0;
+}
+
+static int masked_path(const char *p, struct qerr *err)
+{
+	struct stat st;
+	if (lstat(p, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return qerr_sys(err, errno, "maskedPaths: %s", p);
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  "size=0,mode=0000") < 0)
+			return qerr_sys(err, errno, "maskedPaths: %s", p);
+		return 0;
+	}
+	if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0)
+		return qerr_sys(err, errno, "maskedPaths: %s", p);
+	return 0;
+}
+
+int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg, struct qerr *err)
+{
+	/* Our copy of the host's mounts must not propagate back.  A shared
+	 * rootfs would make pivot_root fail (EINVAL), so "shared" is applied
+	 * after the pivot. */
+	unsigned long prop =
+	    cfg->rootfs_propagation ? cfg->rootfs_propagation : MS_PRIVATE | MS_REC;
+	unsigned long first = (prop & MS_SHARED) ? (MS_SLAVE | MS_REC) : (prop | MS_REC);
+	if (mount(NULL, "/", NULL, first, NULL) < 0)
+		return qerr_sys(err, errno, "make / %s", (prop & MS_SLAVE) ? "rslave" : "rprivate");
+
+	/* The rootfs must be a mount point for pivot_root. */
+	if (mount(cfg->root_path, cfg->root_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
+
+	cleanup_close int rootfd = open(cfg->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return qerr_sys(err, errno, "open rootfs %s", cfg->root_path);
+
+	bool dev_tmpfs = false;
+	for (size_t i = 0; i < cfg->n_mounts; i++) {
+		int r = do_mount(rootfd, cfg, cg, &cfg->mounts[i], &dev_tmpfs, err);
+		if (r < 0)
+			return r;
+	}
+	if (dev_tmpfs) {
+		int r = populate_dev(rootfd, err);
+		if (r < 0)
+			return r;
+	}
+
+	int r = pivot_into(cfg->root_path, err);
+	if (r < 0)
+		return r;
+	if ((prop & MS_SHARED) && mount(NULL, "/", NULL, prop, NULL) < 0)
+		return qerr_sys(err, errno, "rootfsPropagation");
+
+	if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
+		return qerr_sys(err, errno, "sethostname %s", cfg->hostname);
+	if (cfg->domainname && setdomainname(cfg->domainname, strlen(cfg->domainname)) < 0)
+		return qerr_sys(err, errno, "setdomainname %s", cfg->domainname);
+
+	r = write_sysctls(cfg, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < cfg->n_readonly_paths; i++) {
+		r = readonly_path(cfg->readonly_paths[i], err);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < cfg->n_masked_paths; i++) {
+		r = masked_path(cfg->masked_paths[i], err);
+		if (r < 0)
+			return r;
+	}
+	if (cfg->root_readonly) {
+		unsigned long keep = locked_flags("/");
+		if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
+			return qerr_sys(err, errno, "remount / read-only");
+	}
+	return 0;
+}

@@ -1,0 +1,668 @@
+/* S, the supervisor: pid 1 of the sandbox and its guest kernel.
+ *
+ * Cloned by G into the new namespaces, it waits for G's go (cgroups joined,
+ * id maps written), builds the rootfs, forks W, then runs one epoll loop:
+ *   signalfd     SIGCHLD (reap) and every other signal (forwarded to W)
+ *   guest.sock   control requests (start, listener, killall, ping)
+ *   listeners    seccomp notifications of W and of exec'd processes
+ *   W's channel  its seccomp listener, then "prepared" or its error
+ *   exec pipe    close-on-exec: EOF without data means W's execve worked
+ * When W exits, S kills what is left, writes STATE_DIR/exit and exits with
+ * W's status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "libcommon/msg.h"
+#include "libcommon/statefile.h"
+#include "guest/guest.h"
+#include "guest/trap.h"
+
+#define MAX_CONNS     16
+#define MAX_LISTENERS 64
+
+enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE };
+
+/* Messages on S<->W's socketpair. */
+enum w_msg_type { W_LISTENER = 1, W_PREPARED, W_ERROR };
+struct w_msg {
+	int32_t type;
+	int32_t code;
+	char msg[QERR_MSG_MAX];
+};
+
+enum sup_state { ST_PREPARING, ST_CREATED, ST_STARTING, ST_RUNNING };
+
+struct sup {
+	struct sup_args *a;
+	int epfd;
+	int sigfd;
+	int wsock;    /* S's end of the channel with W */
+	int start_wr; /* W reads its start byte from the other end */
+	int exec_rd;  /* W's close-on-exec error pipe */
+	pid_t wpid;   /* W in our pid namespace */
+	pid_t wpid_host;
+	enum sup_state state;
+	int pending_start; /* connection waiting for "started", or -1 */
+	int conns[MAX_CONNS];
+	int listeners[MAX_LISTENERS];
+	struct trap_ctx trap;
+	int exec_errno;
+	char exec_msg[QERR_MSG_MAX];
+};
+
+static uint64_t ev_data(enum ev_kind k, int fd)
+{
+	return ((uint64_t)k << 32) | (uint32_t)fd;
+}
+
+static int ep_add(struct sup *s, enum ev_kind k, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_data(k, fd)};
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void ep_del_close(struct sup *s, int fd)
+{
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	close(fd);
+}
+
+/* ---- W ---- */
+
+static int w_send_listener(int fd, void *arg)
+{
+	int sock = *(int *)arg;
+	struct w_msg m = {.type = W_LISTENER};
+	return send_fd(sock, fd, &m, sizeof(m)) < 0 ? -errno : 0;
+}
+
+static _Noreturn void w_fail(int sock, const struct qerr *err)
+{
+	struct w_msg m = {.type = W_ERROR, .code = err->code ? err->code : EINVAL};
+	snprintf(m.msg, sizeof(m.msg), "%s", err->msg);
+	(void)!write(sock, &m, sizeof(m));
+	_exit(1);
+}
+
+static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, int exec_wr)
+{
+	struct qerr err = {0};
+	const struct guest_config *cfg = a->cfg;
+
+	/* The first message on G's channel, from W itself: SO_PASSCRED there
+	 * makes the kernel tell G our pid as G's namespace sees it. */
+	struct gs_msg hello = {.type = GS_HELLO_W};
+	if (write(a->g_sock, &hello, sizeof(hello)) < 0) {
+		qerr_sys(&err, errno, "workload: hello");
+		w_fail(sock, &err);
+	}
+	close(a->g_sock);
+
+	struct workload_spec ws = {
+	    .proc = &cfg->process,
+	    .seccomp = cfg->seccomp,
+	    .console_fd = a->console_fd,
+	    .preserve_fds = a->opts->preserve_fds,
+	    .keep_fds = {sock, start_rd, exec_wr},
+	    .n_keep_fds = 3,
+	    .in_user_ns = (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],
+	};
+	if (workload_prepare(&ws, w_send_listener, &sock, &err) < 0)
+		w_fail(sock, &err);
+	struct w_msg ok = {.type = W_PREPARED};
+	if (write(sock, &ok, sizeof(ok)) < 0)
+		_exit(1);
+	close(sock);
+
+	/* Wait for start: one byte.  EOF means S gave up on us. */
+	char c;
+	ssize_t n;
+	do
+		n = read(start_rd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(1);
+
+	workload_exec(&cfg->process, cfg->process.env, &err);
+	struct w_msg m = {.type = W_ERROR, .code = err.code};
+	snprintf(m.msg, sizeof(m.msg), "%s", err.msg);
+	(void)!write(exec_wr, &m, sizeof(m));
+	_exit(127);
+}
+
+/* ---- replies ---- */
+
+static void reply(int conn, struct qmsg_out *m)
+{
+	if (send(conn, qmsg_data(m), qmsg_size(m), MSG_NOSIGNAL) < 0)
+		qlog_warn("control: reply: %s", strerror(errno));
+}
+
+static void reply_ok(int conn, const char *state)
+{
+	struct qmsg_out m;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "ok", state ? 1 : 0);
+	if (state)
+		qmsg_put_str(&m, "state", state);
+	reply(conn, &m);
+	qmsg_out_free(&m);
+}
+
+static void reply_err(int conn, int code, const char *msg)
+{
+	struct qerr e = {.code = code};
+	snprintf(e.msg, sizeof(e.msg), "%s", msg);
+	struct qmsg_out m;
+	qmsg_out_init(&m);
+	qmsg_error_reply(&m, &e);
+	reply(conn, &m);
+	qmsg_out_free(&m);
+}
+
+static void reply_started(struct sup *s)
+{
+	if (s->pending_start < 0)
+		return;
+	if (s->exec_errno) {
+		reply_err(s->pending_start, s->exec_errno, s->exec_msg);
+	} else {
+		struct qmsg_out m;
+		qmsg_out_init(&m);
+		qmsg_begin(&m, "started", 1);
+		qmsg_put_int(&m, "pid", s->wpid_host);
+		reply(s->pending_start, &m);
+		qmsg_out_free(&m);
+	}
+	close(s->pending_start);
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (s->conns[i] == s->pending_start)
+			s->conns[i] = -1;
+	s->pending_start = -1;
+}
+
+/* ---- exit ---- */
+
+static _Noreturn void sup_exit(struct sup *s, int status)
+{
+	/* As pid-namespace init, kill(-1) reaches every other process of the
+	 * sandbox and nothing outside it. */
+	if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
+		qlog_warn("kill(-1): %s", strerror(errno));
+	int code = WIFEXITED(status) ? WEXITSTATUS(status)
+				     : (WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255);
+	int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	char buf[128];
+	int n = snprintf(buf, sizeof(buf), "{\"status\":%d,\"exit_code\":%d,\"signal\":%d}\n",
+			 status, code, sig);
+	struct qerr err = {0};
+	if (statefile_write(s->a->state_dirfd, "exit", buf, (size_t)n, &err) < 0)
+		qlog_error("write exit report: %s", err.msg);
+	if (s->state == ST_STARTING)
+		reply_started(s);
+	qlog_info("workload exited: status %d, exit code %d", status, code);
+	_exit(code);
+}
+
+/* ---- control requests ---- */
+
+static bool is_seccomp_listener(int fd)
+{
+	/* Only a seccomp listener answers this ioctl with ENOENT (no such
+	 * notification id); anything else gives ENOTTY or EINVAL. */
+	uint64_t id = 0;
+	return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0 && errno == ENOENT;
+}
+
+static int add_listener(struct sup *s, int fd)
+{
+	for (int i = 0; i < MAX_LISTENERS; i++) {
+		if (s->listeners[i] < 0) {
+			if (ep_add(s, EV_LISTENER, fd) < 0)
+				return -errno;
+			s->listeners[i] = fd;
+			return 0;
+		}
+	}
+	return -EMFILE;
+}
+
+static void drop_listener(struct sup *s, int fd)
+{
+	for (int i = 0; i < MAX_LISTENERS; i++)
+		if (s->listeners[i] == fd)
+			s->listeners[i] = -1;
+	ep_del_close(s, fd);
+}
+
+static const char *state_name(enum sup_state st)
+{
+	return st == ST_CREATED ? "created" : "running";
+}
+
+/* Returns true when the connection stays open (a pending start). */
+static bool handle_request(struct sup *s, int conn)
+{
+	char buf[8192];
+	int fd = -1;
+	ssize_t n = recv_fd(conn, buf, sizeof(buf), &fd);
+	cleanup_close int passed = fd;
+	if (n <= 0)
+		return false;
+	struct qerr err = {0};
+	struct qmsg_in in;
+	if (qmsg_parse(&in, buf, (size_t)n, &err) < 0) {
+		reply_err(conn, err.code, err.msg);
+		return false;
+	}
+	bool keep = false;
+	if (strcmp(in.op, "start") == 0) {
+		if (s->state != ST_CREATED) {
+			reply_err(conn, EBUSY,
+				  s->state == ST_PREPARING ? "start: sandbox not created yet"
+							   : "start: already started");
+		} else {
+			char c = 1;
+			if (write(s->start_wr, &c, 1) != 1) {
+				reply_err(conn, errno, "start: workload is gone");
+			} else {
+				close(s->start_wr);
+				s->start_wr = -1;
+				s->state = ST_STARTING;
+				/* the reply waits for the exec pipe; a client that hangs
+				 * up meanwhile must not spin the loop */
+				epoll_ctl(s->epfd, EPOLL_CTL_DEL, conn, NULL);
+				s->pending_start = conn;
+				keep = true;
+				if (ep_add(s, EV_EXECPIPE, s->exec_rd) < 0)
+					qlog_error("epoll_ctl exec pipe: %s", strerror(errno));
+			}
+		}
+	} else if (strcmp(in.op, "listener") == 0) {
+		if (passed < 0 || !is_seccomp_listener(passed)) {
+			reply_err(conn, EINVAL, "listener: no seccomp listener fd attached");
+		} else {
+			int r = add_listener(s, passed);
+			if (r < 0) {
+				reply_err(conn, -r, "listener: too many listeners");
+			} else {
+				passed = -1;
+				reply_ok(conn, NULL);
+			}
+		}
+	} else if (strcmp(in.op, "killall") == 0) {
+		int64_t sig = SIGKILL;
+		if (qmsg_get_int(in.root, "signal", 1, SIGRTMAX, &sig, &err) == -EINVAL) {
+			reply_err(conn, EINVAL, err.msg);
+		} else if (kill(-1, (int)sig) < 0 && errno != ESRCH) {
+			reply_err(conn, errno, "killall: kill failed");
+		} else {
+			reply_ok(conn, NULL);
+		}
+	} else if (strcmp(in.op, "ping") == 0) {
+		reply_ok(conn, state_name(s->state));
+	} else {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "unknown op \"%s\"", in.op);
+		reply_err(conn, EINVAL, msg);
+	}
+	qmsg_in_free(&in);
+	return keep;
+}
+
+static void accept_conn(struct sup *s, int ctl)
+{
+	int c = accept4(ctl, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (c < 0)
+		return;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	/* Host root only.  In a user namespace the peer's uid is seen through
+	 * our mapping; there the 0700 state directory is the gate. */
+	bool userns = s->a->cfg->clone_flags & CLONE_NEWUSER;
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || (!userns && cr.uid != 0)) {
+		qlog_warn("control: refused a connection from uid %u", (unsigned)cr.uid);
+		close(c);
+		return;
+	}
+	for (int i = 0; i < MAX_CONNS; i++) {
+		if (s->conns[i] < 0) {
+			if (ep_add(s, EV_CONN, c) < 0)
+				break;
+			s->conns[i] = c;
+			return;
+		}
+	}
+	close(c);
+}
+
+static void conn_readable(struct sup *s, int conn)
+{
+	if (handle_request(s, conn))
+		return;
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (s->conns[i] == conn)
+			s->conns[i] = -1;
+	ep_del_close(s, conn);
+}
+
+/* ---- W's channel ---- */
+
+static void report_g(struct sup *s, int type, const struct qerr *err)
+{
+	if (s->a->g_sock >= 0 && gs_send(s->a->g_sock, type, err) < 0)
+		qlog_warn("report to launcher: %s", strerror(errno));
+}
+
+static _Noreturn void fail_prepare(struct sup *s, const struct qerr *err)
+{
+	qlog_error("%s", err->msg);
+	report_g(s, GS_ERROR, err);
+	kill(-1, SIGKILL);
+	_exit(1);
+}
+
+/* S is no longer anyone's pipe: stdio goes to /dev/null, the caller's
+ * preserved fds and the console socket are W's alone. */
+static void drop_caller_fds(struct sup *s, int devnull)
+{
+	for (int i = 0; i <= 2; i++)
+		if (dup2(devnull, i) < 0)
+			qlog_warn("dup2 /dev/null: %s", strerror(errno));
+	for (int i = 0; i < s->a->opts->preserve_fds; i++)
+		close(3 + i);
+	if (s->a->console_fd >= 0)
+		close(s->a->console_fd);
+	s->a->console_fd = -1;
+}
+
+static void wsock_readable(struct sup *s, int devnull)
+{
+	struct w_msg m;
+	int fd = -1;
+	ssize_t n = recv_fd(s->wsock, &m, sizeof(m), &fd);
+	struct qerr err = {0};
+	if (n <= 0 || (size_t)n != sizeof(m)) {
+		if (fd >= 0)
+			close(fd);
+		ep_del_close(s, s->wsock);
+		s->wsock = -1;
+		if (s->state == ST_PREPARING) {
+			qerr_set(&err, EIO, "workload: died while being prepared");
+			fail_prepare(s, &err);
+		}
+		return;
+	}
+	m.msg[sizeof(m.msg) - 1] = '\0';
+	switch (m.type) {
+	case W_LISTENER:
+		if (fd < 0 || add_listener(s, fd) < 0) {
+			qerr_set(&err, EIO, "workload: no seccomp listener");
+			fail_prepare(s, &err);
+		}
+		return;
+	case W_ERROR:
+		err.code = m.code ? m.code : EIO;
+		snprintf(err.msg, sizeof(err.msg), "%s", m.msg);
+		fail_prepare(s, &err);
+	case W_PREPARED: {
+		if (fd >= 0)
+			close(fd);
+		/* G told us W's host pid right after W's hello, before this. */
+		struct gs_msg g;
+		ssize_t r;
+		do
+			r = read(s->a->g_sock, &g, sizeof(g));
+		while (r < 0 && errno == EINTR);
+		if (r == (ssize_t)sizeof(g) && g.type == GS_HELLO_W)
+			s->wpid_host = g.code;
+		s->state = ST_CREATED;
+		report_g(s, GS_READY, NULL);
+		close(s->a->g_sock);
+		s->a->g_sock = -1;
+		ep_del_close(s, s->wsock);
+		s->wsock = -1;
+		drop_caller_fds(s, devnull);
+		qlog_debug("created: workload pid %d", (int)s->wpid_host);
+		return;
+	}
+	default:
+		if (fd >= 0)
+			close(fd);
+		qerr_set(&err, EIO, "workload: bad message %d", m.type);
+		fail_prepare(s, &err);
+	}
+}
+
+static void execpipe_readable(struct sup *s)
+{
+	struct w_msg m;
+	ssize_t n = read(s->exec_rd, &m, sizeof(m));
+	if (n < 0 && errno == EINTR)
+		return;
+	if (n == (ssize_t)sizeof(m) && m.type == W_ERROR) {
+		m.msg[sizeof(m.msg) - 1] = '\0';
+		s->exec_errno = m.code ? m.code : EIO;
+		snprintf(s->exec_msg, sizeof(s->exec_msg), "%s", m.msg);
+		qlog_error("%s", m.msg);
+	}
+	/* EOF (the close-on-exec end went away) or an error report: done. */
+	ep_del_close(s, s->exec_rd);
+	s->exec_rd = -1;
+	s->state = ST_RUNNING;
+	reply_started(s);
+}
+
+/* ---- signals ---- */
+
+static void signal_readable(struct sup *s)
+{
+	struct signalfd_siginfo si[16];
+	ssize_t n = read(s->sigfd, si, sizeof(si));
+	if (n <= 0)
+		return;
+	for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++) {
+		if (si[i].ssi_signo != SIGCHLD) {
+			if (kill(s->wpid, (int)si[i].ssi_signo) < 0 && errno != ESRCH)
+				qlog_warn("forward signal %u: %s", si[i].ssi_signo,
+					  strerror(errno));
+		}
+	}
+	/* Reap everything: orphans of the sandbox are re-parented to us. */
+	for (;;) {
+		int status;
+		pid_t p = waitpid(-1, &status, WNOHANG);
+		if (p <= 0)
+			break;
+		if (p != s->wpid)
+			continue;
+		if (s->state == ST_PREPARING) {
+			struct qerr err = {0};
+			/* a W_ERROR may still be queued on the channel */
+			if (s->wsock >= 0) {
+				struct w_msg m;
+				int fd = -1;
+				if (recv_fd(s->wsock, &m, sizeof(m), &fd) == (ssize_t)sizeof(m) &&
+				    m.type == W_ERROR) {
+					m.msg[sizeof(m.msg) - 1] = '\0';
+					qerr_set(&err, m.code ? m.code : EIO, "%s", m.msg);
+					fail_prepare(s, &err);
+				}
+			}
+			qerr_set(&err, EIO, "workload: exited while being prepared (status %d)",
+				 status);
+			fail_prepare(s, &err);
+		}
+		if (s->state == ST_STARTING && s->exec_rd >= 0)
+			execpipe_readable(s);
+		sup_exit(s, status);
+	}
+}
+
+/* ---- entry ---- */
+
+static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
+{
+	const struct guest_config *cfg = a->cfg;
+	/* Unshared only now, after G put us in our cgroups: the namespace's
+	 * root is the sandbox's cgroup, not G's. */
+	if ((cfg->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		return qerr_sys(err, errno, "unshare cgroup namespace");
+	return rootfs_setup(cfg, a->cg, err);
+}
+
+int supervisor_main(void *arg)
+{
+	struct sup_args *a = arg;
+	struct qerr err = {0};
+	struct sup s = {.a = a, .pending_start = -1, .start_wr = -1, .exec_rd = -1, .wsock = -1};
+	for (int i = 0; i < MAX_CONNS; i++)
+		s.conns[i] = -1;
+	for (int i = 0; i < MAX_LISTENERS; i++)
+		s.listeners[i] = -1;
+
+	/* The caller waits for EOF on the sync socket: only G holds it. */
+	close(a->opts->sync_fd);
+
+	struct gs_msg go;
+	ssize_t n;
+	do
+		n = read(a->g_sock, &go, sizeof(go));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(go) || go.type != GS_GO)
+		_exit(1); /* G failed and is cleaning up */
+
+	/* Whatever else the caller left open (fds without close-on-exec, G's
+	 * --log file) is not the sandbox's: keep only the preserved fds and
+	 * ours.  The log goes to stderr while its old fd is closed. */
+	(void)qlog_init("quiver-guest", NULL, QLOG_TEXT, QLOG_INFO, &err);
+	int keep[] = {a->state_dirfd, a->ctl_fd, a->g_sock, a->console_fd};
+	if (close_all_but(3 + a->opts->preserve_fds, keep, (int)ARRAY_SIZE(keep), &err) < 0)
+		fail_prepare(&s, &err);
+	for (int i = 0; i < GUEST_NS_COUNT; i++)
+		a->ns_fds[i] = -1;
+	if (qlog_init("quiver-guest", a->log_path, QLOG_TEXT, QLOG_INFO, &err) < 0)
+		fail_prepare(&s, &err);
+	/* Nothing in the sandbox may ptrace or read the memory of its kernel. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		qerr_sys(&err, errno, "prctl(PR_SET_DUMPABLE)");
+		fail_prepare(&s, &err);
+	}
+
+	/* Opened while the host's /dev is still visible. */
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0) {
+		qerr_sys(&err, errno, "open /dev/null");
+		fail_prepare(&s, &err);
+	}
+	if (setup_ns_and_rootfs(a, &err) < 0)
+		fail_prepare(&s, &err);
+
+	/* Every catchable signal is read from a signalfd; W unblocks them. */
+	sigset_t all;
+	sigfillset(&all);
+	if (sigprocmask(SIG_BLOCK, &all, NULL) < 0) {
+		qerr_sys(&err, errno, "sigprocmask");
+		fail_prepare(&s, &err);
+	}
+	s.sigfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+	s.epfd = epoll_create1(EPOLL_CLOEXEC);
+	int wsp[2], startp[2], execp[2];
+	if (s.sigfd < 0 || s.epfd < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, wsp) < 0 ||
+	    pipe2(startp, O_CLOEXEC) < 0 || pipe2(execp, O_CLOEXEC) < 0) {
+		qerr_sys(&err, errno, "supervisor setup");
+		fail_prepare(&s, &err);
+	}
+
+	pid_t w = fork();
+	if (w < 0) {
+		qerr_sys(&err, errno, "fork workload");
+		fail_prepare(&s, &err);
+	}
+	if (w == 0) {
+		close(wsp[0]);
+		close(startp[1]);
+		close(execp[0]);
+		workload_main(a, wsp[1], startp[0], execp[1]);
+	}
+	close(wsp[1]);
+	close(startp[0]);
+	close(execp[1]);
+	s.wpid = w;
+	s.wsock = wsp[0];
+	s.start_wr = startp[1];
+	s.exec_rd = execp[0];
+	s.trap.counters = a->counters;
+	s.trap.memory_limit = a->cfg->has_resources && a->cfg->resources.has_memory_limit
+				  ? a->cfg->resources.memory_limit
+				  : 0;
+
+	if (ep_add(&s, EV_SIGNAL, s.sigfd) < 0 || ep_add(&s, EV_CTL, a->ctl_fd) < 0 ||
+	    ep_add(&s, EV_WSOCK, s.wsock) < 0) {
+		qerr_sys(&err, errno, "epoll_ctl");
+		fail_prepare(&s, &err);
+	}
+
+	for (;;) {
+		struct epoll_event evs[16];
+		int ne = epoll_wait(s.epfd, evs, 16, -1);
+		if (ne < 0) {
+			if (errno == EINTR)
+				continue;
+			fatal("epoll_wait");
+		}
+		for (int i = 0; i < ne; i++) {
+			enum ev_kind k = (enum ev_kind)(evs[i].data.u64 >> 32);
+			int fd = (int)(uint32_t)evs[i].data.u64;
+			switch (k) {
+			case EV_SIGNAL:
+				signal_readable(&s);
+				break;
+			case EV_CTL:
+				accept_conn(&s, fd);
+				break;
+			case EV_CONN:
+				if (fd != s.pending_start)
+					conn_readable(&s, fd);
+				break;
+			case EV_WSOCK:
+				if (fd == s.wsock)
+					wsock_readable(&s, devnull);
+				break;
+			case EV_EXECPIPE:
+				/* only read once W was told to start; before,
+				 * a hangup means W died (SIGCHLD handles it) */
+				if (fd == s.exec_rd && s.state == ST_STARTING)
+					execpipe_readable(&s);
+				break;
+			case EV_LISTENER: {
+				struct qerr terr = {0};
+				int r = trap_serve(&s.trap, fd, &terr);
+				if (r == -EPIPE)
+					drop_listener(&s, fd);
+				else if (r < 0)
+					qlog_warn("trap: %s", terr.msg);
+				break;
+			}
+			}
+		}
+	}
+}

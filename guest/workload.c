@@ -1,0 +1,183 @@
+/* The workload's preparation, shared by W (forked by S at create time) and
+ * the processes `quiver-guest exec` starts: everything up to the execve.
+ *
+ * Order matters:
+ *   rlimits, oom_score_adj   still fully privileged (raising needs caps)
+ *   no_new_privs             before the filter, which then needs no privilege
+ *   user and groups          with PR_SET_KEEPCAPS
+ *   close every other fd     before the filter, so it is not a trapped call
+ *   bounding + ambient       prctl, before the filter (prctl is argument-checked)
+ *   seccomp (trap_install)   with CAP_SYS_ADMIN still held when no_new_privs is off
+ *   final capset             drops CAP_SYS_ADMIN if the config did not grant it
+ */
+#include <errno.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "guest/guest.h"
+#include "guest/trap.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+int close_all_but(int from, const int *keep, int n_keep, struct qerr *err)
+{
+	int k[8];
+	int n = 0;
+	for (int i = 0; i < n_keep && n < (int)ARRAY_SIZE(k); i++)
+		if (keep[i] >= from)
+			k[n++] = keep[i];
+	qsort(k, (size_t)n, sizeof(int), cmp_int);
+	unsigned int lo = (unsigned int)from;
+	for (int i = 0; i < n; i++) {
+		unsigned int fd = (unsigned int)k[i];
+		if (fd > lo && syscall(SYS_close_range, lo, fd - 1, 0) < 0)
+			return qerr_sys(err, errno, "close_range");
+		if (fd + 1 > lo)
+			lo = fd + 1;
+	}
+	if (syscall(SYS_close_range, lo, ~0u, 0) < 0)
+		return qerr_sys(err, errno, "close_range");
+	return 0;
+}
+
+int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
+		     void *arg, struct qerr *err)
+{
+	const struct guest_process *p = ws->proc;
+	int r;
+
+	/* S blocks every signal to read them from a signalfd; the workload
+	 * starts with none blocked. */
+	sigset_t none;
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+		return qerr_sys(err, errno, "sigprocmask");
+
+	if (setsid() < 0)
+		return qerr_sys(err, errno, "setsid");
+	if (p->terminal) {
+		if (ws->console_fd < 0)
+			return qerr_set(
+			    err, EINVAL,
+			    "config.json: process.terminal: true needs --console-socket");
+		r = console_setup(ws->console_fd, p, err);
+		if (r < 0)
+			return r;
+	}
+
+	r = creds_set_rlimits(p, err);
+	if (r < 0)
+		return r;
+	if (p->has_oom_score_adj) {
+		r = creds_set_oom_score_adj(p->oom_score_adj, err);
+		if (r < 0)
+			return r;
+	}
+	if (p->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return qerr_sys(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+
+	r = creds_set_user(&p->user, ws->in_user_ns, err);
+	if (r < 0)
+		return r;
+	if (chdir(p->cwd) < 0)
+		return qerr_sys(err, errno, "config.json: process.cwd: %s", p->cwd);
+
+	/* Only 0, 1, 2, the preserved fds and our own channel survive; the
+	 * console socket goes too (the pty master was sent already). */
+	r = close_all_but(3 + ws->preserve_fds, ws->keep_fds, ws->n_keep_fds, err);
+	if (r < 0)
+		return r;
+
+	/* Installing a filter without no_new_privs needs CAP_SYS_ADMIN: keep
+	 * it until then even when the config does not grant it. */
+	uint64_t keep = p->no_new_privileges ? 0 : (1ull << CAP_SYS_ADMIN);
+	if (p->has_capabilities) {
+		r = creds_drop_bounding_and_ambient(&p->caps, keep, err);
+		if (r < 0)
+			return r;
+	}
+
+	int listener = trap_install(ws->seccomp, err);
+	if (listener < 0)
+		return listener;
+	r = send_listener(listener, arg);
+	close(listener);
+	if (r < 0)
+		return qerr_sys(err, -r, "hand the seccomp listener to the supervisor");
+
+	if (p->has_capabilities && (keep & ~p->caps.permitted)) {
+		r = creds_set_caps(&p->caps, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static const char *env_get(char *const *env, const char *key)
+{
+	size_t kl = strlen(key);
+	for (size_t i = 0; env && env[i]; i++)
+		if (strncmp(env[i], key, kl) == 0 && env[i][kl] == '=')
+			return env[i] + kl + 1;
+	return NULL;
+}
+
+int workload_find_program(const char *file, char *const *env, char *out, size_t outlen,
+			  struct qerr *err)
+{
+	if (file[0] == '\0')
+		return qerr_set(err, ENOENT, "exec: \"\": No such file or directory");
+	if (strchr(file, '/')) {
+		if (snprintf(out, outlen, "%s", file) >= (int)outlen)
+			return qerr_set(err, ENAMETOOLONG, "exec: %s: name too long", file);
+		return 0;
+	}
+	const char *path = env_get(env, "PATH");
+	if (!path)
+		path = DEFAULT_PATH;
+	int found_err = ENOENT;
+	for (const char *d = path;; d++) {
+		const char *end = strchrnul(d, ':');
+		/* an empty PATH element means the current directory */
+		int n = end == d ? snprintf(out, outlen, "./%s", file)
+				 : snprintf(out, outlen, "%.*s/%s", (int)(end - d), d, file);
+		if (n > 0 && (size_t)n < outlen) {
+			struct stat st;
+			if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+				if (access(out, X_OK) == 0)
+					return 0;
+				found_err = EACCES;
+			}
+		}
+		if (*end == '\0')
+			break;
+		d = end;
+	}
+	return qerr_set(err, found_err, "exec: %s: %s", file,
+			found_err == ENOENT ? "executable file not found in $PATH"
+					    : strerror(found_err));
+}
+
+int workload_exec(const struct guest_process *proc, char *const *env, struct qerr *err)
+{
+	char path[GUEST_CONFIG_PATH_MAX];
+	int r = workload_find_program(proc->args[0], env, path, sizeof(path), err);
+	if (r < 0)
+		return r;
+	execve(path, proc->args, env);
+	return qerr_sys(err, errno, "exec: %s", proc->args[0]);
+}
