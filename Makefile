@@ -79,9 +79,23 @@ $(LIBGUEST): $(call obj,$(GUEST_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/quiver-guest: $(call obj,guest/main.c) $(LIBGUEST) $(LIBCOMMON)
+# quiver-guest is built in two stages: the first, without an embedded
+# filter, compiles the policy table to BPF (libseccomp) and writes it as C;
+# the second links that program in, so no sandbox start pays for libseccomp's
+# compiler (see guest/trap_seccomp.c).
+GUEST_LINK = $(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK)
+$(BUILD)/stage1/quiver-guest: $(call obj,guest/main.c) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK)
+	$(GUEST_LINK)
+$(BUILD)/gen/policy_bpf.c: $(BUILD)/stage1/quiver-guest
+	@mkdir -p $(dir $@)
+	$< policy --format bpf-c > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/policy_bpf.o: $(BUILD)/gen/policy_bpf.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(BIN)/quiver-guest: $(call obj,guest/main.c) $(BUILD)/obj/gen/policy_bpf.o $(LIBGUEST) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(GUEST_LINK)
 
 $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

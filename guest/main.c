@@ -13,6 +13,7 @@
 #include "libcommon/log.h"
 #include "guest/guest.h"
 #include "guest/policy.h"
+#include "guest/trap.h"
 
 static _Noreturn void usage(void)
 {
@@ -27,7 +28,7 @@ static _Noreturn void usage(void)
 	    "                         (--process FILE | -- ARGS...) [--env K=V]... [--cwd DIR]\n"
 	    "                         [--tty] [--console-socket PATH] [--preserve-fds N] "
 	    "[--detach]\n"
-	    "       quiver-guest policy [--format table|json|markdown]\n");
+	    "       quiver-guest policy [--format table|json|markdown|bpf-c|check-bpf]\n");
 	exit(2);
 }
 
@@ -187,7 +188,16 @@ int main(int argc, char **argv)
 		return exec_main(&x);
 	}
 	if (strcmp(cmd, "policy") == 0) {
-		if (policy_print(stdout, format, &err) < 0) {
+		int r;
+		if (strcmp(format, "bpf-c") == 0)
+			r = trap_export_c(stdout, &err);
+		else if (strcmp(format, "check-bpf") == 0)
+			r = trap_check_embedded(&err);
+		else
+			r = policy_print(stdout, format, &err);
+		if (r >= 0 && strcmp(format, "check-bpf") == 0)
+			printf("embedded filter matches the policy table (%d instructions)\n", r);
+		if (r < 0) {
 			fprintf(stderr, "quiver-guest: %s\n", err.msg);
 			return 1;
 		}

@@ -28,6 +28,14 @@ int trap_install(json_t *oci_seccomp, struct qerr *err);
 int trap_build_filter(void **out, struct qerr *err);
 void trap_free_filter(void *filter);
 
+/* Write Quiver's compiled filter as C source (the build embeds it; see
+ * trap_seccomp.c), and check that the embedded program is what the table
+ * compiles to now (returns its length, -ENOENT without one, -ESTALE when
+ * it differs). */
+#include <stdio.h>
+int trap_export_c(FILE *out, struct qerr *err);
+int trap_check_embedded(struct qerr *err);
+
 /* What the supervisor knows about its sandbox when it serves a syscall. */
 struct trap_ctx {
 	struct guest_counters *counters;
