@@ -167,6 +167,18 @@ int main(int argc, char **argv)
 		}
 	}
 	struct qerr err = {0};
+	/* create and exec report their errors to the caller over the sync
+	 * socket, and the caller prints them (once) where the user looks; the
+	 * guest's own log goes to the sandbox's guest.log unless --log says
+	 * otherwise, never to the caller's stderr. */
+	char default_log[4096];
+	const char *state_dir = strcmp(cmd, "create") == 0 ? c.state_dir
+				: strcmp(cmd, "exec") == 0 ? x.state_dir
+							   : NULL;
+	if (!log_path && state_dir &&
+	    (size_t)snprintf(default_log, sizeof(default_log), "%s/guest.log", state_dir) <
+		sizeof(default_log))
+		log_path = default_log;
 	if (qlog_init("quiver-guest", log_path, log_format, level, &err) < 0) {
 		fprintf(stderr, "quiver-guest: %s\n", err.msg);
 		return 1;
