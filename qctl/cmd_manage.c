@@ -1,0 +1,156 @@
+/* Management commands: the daemons (embedded mode), ls, inspect, policy. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qctl/qctl.h"
+
+json_t *list_sandboxes(void);
+
+static int ping(struct qerr *err, int64_t *pid, int64_t *count, char *ver, size_t verlen)
+{
+	struct qmsg_out m;
+	struct qmsg_in reply;
+	int r;
+
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "ping", 0);
+	r = vmmd_call(&m, &reply, err);
+	qmsg_out_free(&m);
+	if (r < 0)
+		return r;
+	qmsg_get_int(reply.root, "pid", 0, INT32_MAX, pid, NULL);
+	qmsg_get_int(reply.root, "sandboxes", 0, INT64_MAX, count, NULL);
+	qmsg_get_str(reply.root, "version", ver, verlen, NULL);
+	qmsg_in_free(&reply);
+	return 0;
+}
+
+int cmd_daemons(int argc, char **argv)
+{
+	struct qerr err;
+	int64_t pid = 0, count = 0;
+	char ver[32] = "?";
+	const char *what;
+
+	if (argc != 2)
+		usage_error(argv[0], "start|stop|status");
+	what = argv[1];
+	if (strcmp(what, "start") == 0) {
+		if (vmmd_connect(true, &err) < 0 || ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
+			die_err(&err);
+		printf("vmmd: running (pid %lld, %s/vmmd.sock)\n", (long long)pid, g.root);
+		return 0;
+	}
+	if (strcmp(what, "status") == 0) {
+		if (vmmd_connect(false, &err) < 0) {
+			printf("vmmd: not running (%s)\n", g.root);
+			return 3; /* LSB: program is not running */
+		}
+		if (ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
+			die_err(&err);
+		printf("vmmd: running (pid %lld, version %s, %lld sandboxes, %s/vmmd.sock)\n",
+		       (long long)pid, ver, (long long)count, g.root);
+		return 0;
+	}
+	if (strcmp(what, "stop") == 0) {
+		struct qmsg_out m;
+		struct qmsg_in reply;
+
+		if (vmmd_connect(false, &err) < 0) {
+			printf("vmmd: not running\n");
+			return 0;
+		}
+		qmsg_out_init(&m);
+		qmsg_begin(&m, "shutdown", 0);
+		if (vmmd_call(&m, &reply, &err) < 0)
+			die_err(&err);
+		qmsg_in_free(&reply);
+		qmsg_out_free(&m);
+		printf("vmmd: stopped (sandboxes keep running)\n");
+		return 0;
+	}
+	usage_error(argv[0], "unknown subcommand \"%s\" (start|stop|status)", what);
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	bool as_json = false;
+	json_t *arr, *sb;
+	size_t i;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'j')
+			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
+		as_json = true;
+	}
+	if (optind != argc)
+		usage_error(argv[0], "takes no arguments");
+	arr = list_sandboxes();
+	if (as_json) {
+		print_json(arr);
+	} else {
+		struct table *t = table_new(5);
+		table_add(t, (const char *[]){"ID", "STATUS", "PID", "CREATED", "BUNDLE"});
+		json_array_foreach (arr, i, sb) {
+			char pid[24];
+			const char *s[5];
+			snprintf(pid, sizeof(pid), "%lld",
+				 (long long)json_integer_value(json_object_get(sb, "pid")));
+			s[0] = json_string_value(json_object_get(sb, "id"));
+			s[1] = json_string_value(json_object_get(sb, "status"));
+			s[2] = pid;
+			s[3] = json_string_value(json_object_get(sb, "created"));
+			s[4] = json_string_value(json_object_get(sb, "bundle"));
+			table_add(t, s);
+		}
+		table_print(t);
+	}
+	json_decref(arr);
+	return 0;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	struct qmsg_in reply;
+	struct qerr err;
+	json_t *j;
+
+	if (argc != 2)
+		usage_error(argv[0], "requires exactly 1 argument (the container id)");
+	if (id_check(argv[1], &err) < 0)
+		die_err(&err);
+	if (vmmd_call_id("inspect", argv[1], &reply, &err) < 0)
+		die_err(&err);
+	j = reply_to_json(&reply);
+	qmsg_in_free(&reply);
+	print_json(j);
+	json_decref(j);
+	return 0;
+}
+
+int cmd_policy(int argc, char **argv)
+{
+	char prog[PATH_MAX];
+	const char *args[8];
+	int n = 0;
+
+	sibling_path("quiver-guest", "QUIVER_GUEST", prog, sizeof(prog));
+	args[n++] = prog;
+	args[n++] = "policy";
+	for (int i = 1; i < argc && n < 7; i++)
+		args[n++] = argv[i];
+	if (argc > 6)
+		usage_error(argv[0], "too many arguments");
+	args[n] = NULL;
+	signal(SIGPIPE, SIG_DFL); /* ours is ignored; `qctl policy | head` */
+	execv(prog, (char *const *)args);
+	die("exec %s: %s", prog, strerror(errno));
+}

@@ -1,0 +1,99 @@
+/* qctl: the OCI runtime CLI (runc's grammar) and the daemons' management
+ * commands.  Each command is a function in a cmd_*.c file; they talk to
+ * vmmd through client.c and start guests through guest_spawn.c. */
+#ifndef QUIVER_QCTL_H
+#define QUIVER_QCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "libcommon/err.h"
+#include "libcommon/msg.h"
+
+#define QCTL_VERSION "0.1.0"
+#define OCI_VERSION  "1.1.0"
+#define DEFAULT_ROOT "/run/quiver"
+#define ID_MAX	     64
+#define CALL_TIMEOUT 60000 /* ms: delete --force may wait for a kill */
+
+struct qctl_global {
+	const char *root;
+	const char *log;
+	const char *log_format;
+	bool debug;
+	bool systemd_cgroup;
+};
+
+extern struct qctl_global g;
+
+/* main.c: report one line (stderr, and --log as JSON when given), exit 1. */
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void die_err(const struct qerr *err);
+_Noreturn void usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Path of a sibling program (quiver-guest, quiver-vmmd), or $ENV. */
+void sibling_path(const char *prog, const char *env, char *buf, size_t len);
+int id_check(const char *id, struct qerr *err);
+int parse_signal(const char *s, int *sig);
+int write_pid_file(const char *path, pid_t pid, struct qerr *err);
+
+/* QCTL_TRACE=1: phase timings on stderr (for bench/, not for users). */
+void trace_point(const char *what);
+
+/* client.c: vmmd, started in the background when nobody serves ROOT. */
+int vmmd_connect(bool start, struct qerr *err);
+/* One round trip: an error reply comes back as its negative code, with
+ * err holding vmmd's message.  reply must be freed by the caller on 0. */
+int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err);
+/* Convenience: {op, id} requests. */
+int vmmd_call_id(const char *op, const char *id, struct qmsg_in *reply, struct qerr *err);
+int vmmd_start_daemon(struct qerr *err);
+
+/* json_out.c */
+json_t *msgpack_to_json(const msgpack_object *o);
+/* A reply's root map as a JSON object, without "v" and "op". */
+json_t *reply_to_json(const struct qmsg_in *reply);
+void print_json(json_t *j);
+/* Go's text/tabwriter with runc's settings (minwidth 12, padding 3). */
+struct table;
+struct table *table_new(size_t ncols);
+void table_add(struct table *t, const char *const *cells);
+void table_print(struct table *t);
+
+/* guest_spawn.c */
+struct guest_spawn {
+	pid_t launcher;	    /* G: quiver-guest create/exec */
+	struct qmsg_in msg; /* its sync message (created/exec) */
+};
+/* argv is the guest's command line after the program name; the sync fd's
+ * number is appended as "--sync-fd N" (N = 3 + preserve_fds). */
+int guest_spawn(const char *const *argv, int preserve_fds, struct guest_spawn *out,
+		struct qerr *err);
+/* Signals qctl forwards while it waits (run, exec). */
+extern const int forwarded_signals[];
+extern const size_t n_forwarded_signals;
+
+/* commands */
+int cmd_create(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_state(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_features(int argc, char **argv);
+int cmd_spec(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_daemons(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+
+#endif

@@ -1,0 +1,185 @@
+/* A minimal nng REQ client for ROOT/vmmd.sock, speaking the SP-over-IPC
+ * wire format directly (a stream socket: an 8-byte greeting each way, then
+ * frames of 0x01, a 64-bit big-endian length and the message, whose first
+ * 4 bytes are the REQ request id with its top bit set).  qctl makes a
+ * handful of calls and exits; starting nng's thread pools for them cost
+ * more than the whole round trip. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "qctl/qctl.h"
+#include "qctl/vmmd_wire.h"
+
+#define SP_PROTO_REQ0 0x30
+#define SP_PROTO_REP0 0x31
+
+static int wait_fd(int fd, short ev, int64_t deadline_ms)
+{
+	struct timespec t;
+	struct pollfd p = {.fd = fd, .events = ev};
+	int r;
+
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		int64_t left = deadline_ms - ((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int64_t deadline(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 + ms;
+}
+
+static int read_full(int fd, void *buf, size_t len, int64_t dl)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		int r = wait_fd(fd, POLLIN, dl);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len, int64_t dl)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		int r = wait_fd(fd, POLLOUT, dl);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int wire_dial(struct wire *w, const char *path, struct qerr *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const uint8_t hello[8] = {0, 'S', 'P', 0, 0, SP_PROTO_REQ0, 0, 0};
+	uint8_t peer[8];
+	int64_t dl = deadline(2000);
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return qerr_set(err, ENAMETOOLONG, "%s: path too long", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return qerr_sys(err, errno, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return qerr_sys(err, -r, "connect to %s", path);
+	}
+	if ((r = write_full(fd, hello, sizeof(hello), dl)) < 0 ||
+	    (r = read_full(fd, peer, sizeof(peer), dl)) < 0) {
+		close(fd);
+		return qerr_sys(err, -r, "handshake with %s", path);
+	}
+	if (peer[0] != 0 || peer[1] != 'S' || peer[2] != 'P' || peer[3] != 0 || peer[4] != 0 ||
+	    peer[5] != SP_PROTO_REP0) {
+		close(fd);
+		return qerr_set(err, EPROTO, "%s: not a vmmd control socket", path);
+	}
+	w->fd = fd;
+	w->next_id = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+	return 0;
+}
+
+int wire_call(struct wire *w, const struct qmsg_out *req, struct qmsg_in *reply, int timeout_ms,
+	      struct qerr *err)
+{
+	uint8_t hdr[13], rhdr[9];
+	uint32_t id = (w->next_id++ & 0x7fffffffu) | 0x80000000u;
+	uint64_t len = qmsg_size(req) + 4, rlen;
+	int64_t dl = deadline(timeout_ms);
+	cleanup_free uint8_t *buf = NULL;
+	int r;
+
+	msgpack_unpacked_init(&reply->up);
+	reply->root = NULL;
+	reply->op[0] = '\0';
+	hdr[0] = 1;
+	for (int i = 0; i < 8; i++)
+		hdr[1 + i] = (uint8_t)(len >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		hdr[9 + i] = (uint8_t)(id >> (24 - 8 * i));
+	if ((r = write_full(w->fd, hdr, sizeof(hdr), dl)) < 0 ||
+	    (r = write_full(w->fd, qmsg_data(req), qmsg_size(req), dl)) < 0)
+		return qerr_sys(err, -r, "send to quiver-vmmd");
+	for (;;) {
+		if ((r = read_full(w->fd, rhdr, sizeof(rhdr), dl)) < 0)
+			return r == -ETIMEDOUT
+				   ? qerr_set(err, ETIMEDOUT, "quiver-vmmd did not answer")
+				   : qerr_sys(err, -r, "receive from quiver-vmmd");
+		rlen = 0;
+		for (int i = 0; i < 8; i++)
+			rlen = rlen << 8 | rhdr[1 + i];
+		if (rhdr[0] != 1 || rlen < 4 || rlen > QMSG_MAX_BYTES + 4)
+			return qerr_set(err, EPROTO, "quiver-vmmd: malformed frame");
+		free(buf);
+		buf = malloc(rlen);
+		if (!buf)
+			return qerr_set(err, ENOMEM, "out of memory");
+		if ((r = read_full(w->fd, buf, rlen, dl)) < 0)
+			return qerr_sys(err, -r, "receive from quiver-vmmd");
+		/* A reply to an older request (one that timed out) is dropped. */
+		if (((uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
+		     buf[3]) == id)
+			break;
+	}
+	if ((r = qmsg_parse(reply, buf + 4, rlen - 4, err)) < 0)
+		return qerr_prefix(err, "quiver-vmmd's reply");
+	if ((r = qmsg_reply_error(reply, err)) < 0) {
+		qmsg_in_free(reply);
+		return r;
+	}
+	return 0;
+}
+
+void wire_close(struct wire *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+}

@@ -1,0 +1,656 @@
+/* One function per control request (docs/api.md).  Each reads its fields
+ * through the typed getters of libcommon/msg.h, which bound and check them,
+ * and answers with a reply or an error; nothing a client sends can crash
+ * the daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <seccomp.h>
+
+#include "guest/counters.h"
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "services/vmmd/vmmd.h"
+
+/* ---- helpers ---- */
+
+static int req_id(const struct qmsg_in *req, char *id, struct qerr *err)
+{
+	int r = qmsg_get_str(req->root, "id", id, SANDBOX_ID_MAX + 1, err);
+
+	if (r == -ENOENT)
+		return qerr_set(err, EINVAL, "field id: missing");
+	if (r == -EINVAL && qmsg_find(req->root, "id") &&
+	    qmsg_find(req->root, "id")->type == MSGPACK_OBJECT_STR)
+		return qerr_set(err, EINVAL, "invalid container id: must be 1 to %d characters",
+				SANDBOX_ID_MAX);
+	if (r < 0)
+		return r;
+	return sandbox_id_check(id, err);
+}
+
+/* The sandbox named by the request's id, its exit noticed if it happened. */
+static struct sandbox *req_sandbox_persist(const struct qmsg_in *req, bool persist,
+					   struct qerr *err)
+{
+	char id[SANDBOX_ID_MAX + 1];
+	struct sandbox *sb;
+
+	if (req_id(req, id, err) < 0)
+		return NULL;
+	sb = sandbox_find(id);
+	if (!sb) {
+		qerr_set(err, ENOENT, "container \"%s\" does not exist", id);
+		return NULL;
+	}
+	supervisor_refresh(sb, persist);
+	return sb;
+}
+
+static struct sandbox *req_sandbox(const struct qmsg_in *req, struct qerr *err)
+{
+	return req_sandbox_persist(req, true, err);
+}
+
+static int opt_bool(const struct qmsg_in *req, const char *key, bool *out, struct qerr *err)
+{
+	int r;
+
+	*out = false;
+	r = qmsg_get_bool(req->root, key, out, err);
+	return r == -ENOENT ? 0 : r;
+}
+
+static void save_or_log(struct sandbox *sb)
+{
+	struct qerr err;
+
+	if (sandbox_save(sb, &err) < 0)
+		qlog_error("%s: %s", sb->id, err.msg);
+}
+
+static void set_status(struct sandbox *sb, enum sb_status s)
+{
+	pthread_mutex_lock(&vmmd.lock);
+	sb->status = s;
+	pthread_mutex_unlock(&vmmd.lock);
+}
+
+static void pack_time(msgpack_packer *pk, int64_t ns)
+{
+	char buf[64];
+
+	if (!ns) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	format_rfc3339(ns, buf, sizeof(buf));
+	qmsg_pack_cstr(pk, buf);
+}
+
+static void pack_annotations(msgpack_packer *pk, const struct sandbox *sb)
+{
+	const char *k;
+	json_t *v;
+
+	msgpack_pack_map(pk, json_object_size(sb->annotations));
+	json_object_foreach (sb->annotations, k, v) {
+		qmsg_pack_cstr(pk, k);
+		qmsg_pack_cstr(pk, json_string_value(v));
+	}
+}
+
+/* The OCI state fields: 7 key/value pairs. */
+#define STATE_FIELDS 7
+static void pack_state_fields(msgpack_packer *pk, const struct sandbox *sb)
+{
+	bool alive = sb->status != SB_STOPPED && sb->status != SB_CREATING;
+
+	qmsg_pack_cstr(pk, "ociVersion");
+	qmsg_pack_cstr(pk, OCI_VERSION);
+	qmsg_pack_cstr(pk, "id");
+	qmsg_pack_cstr(pk, sb->id);
+	qmsg_pack_cstr(pk, "status");
+	qmsg_pack_cstr(pk, sb_status_name(sb->status));
+	qmsg_pack_cstr(pk, "pid");
+	msgpack_pack_int64(pk, alive ? sb->pid : 0);
+	qmsg_pack_cstr(pk, "bundle");
+	qmsg_pack_cstr(pk, sb->bundle);
+	qmsg_pack_cstr(pk, "annotations");
+	pack_annotations(pk, sb);
+	qmsg_pack_cstr(pk, "created");
+	pack_time(pk, sb->created_ns ? sb->created_ns : sb->reserved_ns);
+}
+
+static void reply_ok(struct qmsg_out *reply)
+{
+	qmsg_begin(reply, "ok", 0);
+}
+
+static void reply_state(struct qmsg_out *reply, const struct sandbox *sb)
+{
+	qmsg_begin(reply, "state", STATE_FIELDS);
+	pack_state_fields(&reply->pk, sb);
+}
+
+/* ---- one function per op ---- */
+
+static int op_ping(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	(void)req;
+	(void)err;
+	qmsg_begin(reply, "pong", 3);
+	qmsg_put_int(reply, "pid", getpid());
+	qmsg_put_str(reply, "version", VMMD_VERSION);
+	qmsg_put_uint(reply, "sandboxes", sandbox_count());
+	return 0;
+}
+
+static int op_shutdown(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	(void)req;
+	(void)err;
+	qlog_info("shutdown requested; sandboxes keep running");
+	vmmd.stopping = true;
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
+	struct sandbox *sb;
+	int r;
+
+	if ((r = req_id(req, id, err)) < 0)
+		return r;
+	r = qmsg_get_str(req->root, "bundle", bundle, sizeof(bundle), err);
+	if (r == -ENOENT)
+		return qerr_set(err, EINVAL, "field bundle: missing");
+	if (r < 0)
+		return r;
+	if (bundle[0] != '/')
+		return qerr_set(err, EINVAL, "field bundle: must be an absolute path");
+	if (sandbox_find(id))
+		return qerr_set(err, EEXIST, "container \"%s\" already exists", id);
+	if (mkdirat(vmmd.rootfd, id, 0700) < 0) {
+		if (errno == EEXIST)
+			return qerr_set(err, EEXIST, "container \"%s\" already exists", id);
+		return qerr_sys(err, errno, "mkdir %s/%s", vmmd.root, id);
+	}
+	sb = sandbox_new(id);
+	if (!sb) {
+		unlinkat(vmmd.rootfd, id, AT_REMOVEDIR);
+		return qerr_set(err, ENOMEM, "out of memory");
+	}
+	snprintf(sb->bundle, sizeof(sb->bundle), "%s", bundle);
+	sb->status = SB_CREATING;
+	sb->reserved_ns = now_ns();
+	if ((r = sandbox_save(sb, err)) < 0) {
+		sandbox_remove_dir(id, NULL);
+		json_decref(sb->annotations);
+		free(sb);
+		return r;
+	}
+	sandbox_insert(sb);
+	qmsg_begin(reply, "reserved", 1);
+	qmsg_put_str(reply, "id", id);
+	return 0;
+}
+
+static int drop_reservation(struct sandbox *sb, struct qerr *err)
+{
+	int r = sandbox_remove_dir(sb->id, err);
+
+	if (r < 0)
+		return r;
+	qlog_info("%s: reservation dropped", sb->id);
+	sandbox_destroy(sb);
+	return 0;
+}
+
+static int op_abort(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if (sb->status != SB_CREATING)
+		return qerr_set(err, EBUSY, "container %s is not being created: %s", sb->id,
+				sb_status_name(sb->status));
+	if ((r = drop_reservation(sb, err)) < 0)
+		return r;
+	reply_ok(reply);
+	return 0;
+}
+
+static int read_cgroups(const struct qmsg_in *req, struct sandbox *sb, struct qerr *err)
+{
+	const msgpack_object *arr = NULL;
+	char path[PATH_MAX + SANDBOX_ID_MAX + 32];
+	int r = qmsg_get_array(req->root, "cgroups", SANDBOX_CGROUPS_MAX, &arr, err);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		if ((r = qmsg_obj_str(&arr->via.array.ptr[i], path, sizeof(path), err)) < 0)
+			return qerr_prefix(err, "field cgroups[%u]", i);
+		/* Deleting a sandbox removes these (cgroups_remove also checks
+		 * that each is on a cgroup filesystem). */
+		if (path[0] != '/' || strstr(path, "/../") || strstr(path, "/./") ||
+		    (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0))
+			return qerr_set(err, EINVAL, "field cgroups[%u]: not a cgroup directory",
+					i);
+		sb->cgroups[sb->ncgroups] = strdup(path);
+		if (!sb->cgroups[sb->ncgroups])
+			return qerr_set(err, ENOMEM, "out of memory");
+		sb->ncgroups++;
+	}
+	return 0;
+}
+
+static int read_annotations(const struct qmsg_in *req, struct sandbox *sb, struct qerr *err)
+{
+	const msgpack_object *map = NULL;
+	char key[QMSG_MAX_KEY + 1], val[QMSG_MAX_STR + 1];
+	int r = qmsg_get_map(req->root, "annotations", SANDBOX_ANNOT_MAX, &map, err);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[i];
+		if ((r = qmsg_obj_str(&kv->key, key, sizeof(key), err)) < 0 ||
+		    (r = qmsg_obj_str(&kv->val, val, sizeof(val), err)) < 0)
+			return qerr_prefix(err, "field annotations");
+		json_object_set_new(sb->annotations, key, json_string(val));
+	}
+	return 0;
+}
+
+static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err);
+
+static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int64_t pid = 0, pid_start = 0, init_pid = 0;
+	bool start;
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if (sb->status != SB_CREATING)
+		return qerr_set(err, EBUSY, "container %s is not being created: %s", sb->id,
+				sb_status_name(sb->status));
+	if ((r = qmsg_get_int(req->root, "pid", 1, INT32_MAX, &pid, err)) < 0 ||
+	    (r = qmsg_get_int(req->root, "pid_start", 0, INT64_MAX, &pid_start, err)) < 0)
+		return r == -ENOENT ? qerr_set(err, EINVAL, "fields pid, pid_start: required") : r;
+	r = qmsg_get_int(req->root, "init_pid", 0, INT32_MAX, &init_pid, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = qmsg_get_str(req->root, "console", sb->console, sizeof(sb->console), err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	for (size_t i = 0; i < sb->ncgroups; i++)
+		free(sb->cgroups[i]);
+	sb->ncgroups = 0;
+	if ((r = read_cgroups(req, sb, err)) < 0 || (r = read_annotations(req, sb, err)) < 0)
+		return r;
+	sb->pid = (pid_t)pid;
+	sb->pid_start = (uint64_t)pid_start;
+	sb->init_pid = (pid_t)init_pid;
+	if ((r = opt_bool(req, "start", &start, err)) < 0)
+		return r;
+	if ((r = supervisor_watch(sb, err)) < 0)
+		return r;
+	sb->created_ns = now_ns();
+	set_status(sb, SB_CREATED);
+	if (start) {
+		/* qctl run: created and started in one round trip, one write. */
+		events_publish("created", sb);
+		return do_start(sb, reply, err);
+	}
+	if ((r = sandbox_save(sb, err)) < 0)
+		return r;
+	events_publish("created", sb);
+	reply_state(reply, sb);
+	return 0;
+}
+
+/* Ask S to exec the workload.  Persists the result either way. */
+static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err)
+{
+	struct qmsg_out m;
+	struct qmsg_in r_in;
+	int64_t wpid = 0;
+	int r;
+
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "start", 0);
+	r = guest_call(sb, &m, &r_in, err);
+	qmsg_out_free(&m);
+	if (r < 0) {
+		/* A failed exec ends the sandbox: S exits after reporting it. */
+		if (supervisor_wait(sb, 1000, true, NULL) < 0)
+			save_or_log(sb);
+		return r;
+	}
+	qmsg_get_int(r_in.root, "pid", 0, INT32_MAX, &wpid, NULL);
+	qmsg_in_free(&r_in);
+	if (wpid > 0)
+		sb->init_pid = (pid_t)wpid;
+	sb->started_ns = now_ns();
+	set_status(sb, SB_RUNNING);
+	save_or_log(sb);
+	vmmd_metrics_started(sb);
+	events_publish("started", sb);
+	qmsg_begin(reply, "started", 1);
+	qmsg_put_int(reply, "pid", sb->pid);
+	return 0;
+}
+
+static int op_start(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+
+	if (!sb)
+		return -err->code;
+	switch (sb->status) {
+	case SB_CREATED:
+		break;
+	case SB_STOPPED:
+		return qerr_set(err, EINVAL, "cannot start a container that has stopped");
+	case SB_RUNNING:
+		return qerr_set(err, EINVAL, "cannot start an already running container");
+	default:
+		return qerr_set(err, EINVAL, "cannot start a container in the %s state",
+				sb_status_name(sb->status));
+	}
+	return do_start(sb, reply, err);
+}
+
+static int op_kill(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int64_t sig = SIGTERM;
+	bool all;
+	int r;
+
+	if (!sb)
+		return -err->code;
+	r = qmsg_get_int(req->root, "signal", 1, 64, &sig, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if ((r = opt_bool(req, "all", &all, err)) < 0)
+		return r;
+	if (sb->status == SB_STOPPED || sb->status == SB_CREATING)
+		return qerr_set(err, ESRCH, "container not running");
+	if (all && sig != SIGKILL) {
+		struct qmsg_out m;
+		struct qmsg_in r_in;
+
+		qmsg_out_init(&m);
+		qmsg_begin(&m, "killall", 1);
+		qmsg_put_int(&m, "signal", sig);
+		r = guest_call(sb, &m, &r_in, err);
+		qmsg_out_free(&m);
+		if (r < 0)
+			return r;
+		qmsg_in_free(&r_in);
+	} else {
+		/* SIGKILL of S: the kernel tears the whole pid namespace down. */
+		if ((r = supervisor_signal(sb, (int)sig, err)) < 0)
+			return r;
+		if (sig == SIGKILL && sb->status == SB_PAUSED)
+			freezer_set(sb, false, NULL);
+	}
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	/* An exit noticed now needs no state.json: the directory goes. */
+	struct sandbox *sb = req_sandbox_persist(req, false, err);
+	bool force;
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if ((r = opt_bool(req, "force", &force, err)) < 0)
+		return r;
+	if (sb->status == SB_CREATING) {
+		if (!force)
+			return qerr_set(err, EBUSY,
+					"cannot delete container %s that is not stopped: creating",
+					sb->id);
+		if ((r = drop_reservation(sb, err)) < 0)
+			return r;
+		reply_ok(reply);
+		return 0;
+	}
+	/* runc deletes a created container without --force (containerd
+	 * relies on it after a failed start); a running one needs it. */
+	if (sb->status == SB_RUNNING || sb->status == SB_PAUSED) {
+		if (!force)
+			return qerr_set(err, EBUSY,
+					"cannot delete container %s that is not stopped: %s",
+					sb->id, sb_status_name(sb->status));
+	}
+	if (sb->status != SB_STOPPED) {
+		bool was_paused = sb->status == SB_PAUSED;
+		r = supervisor_signal(sb, SIGKILL, err);
+		if (r < 0 && r != -ESRCH)
+			return r;
+		if (was_paused)
+			freezer_set(sb, false, NULL);
+		if ((r = supervisor_wait(sb, SUPERVISOR_KILL_WAIT, false, err)) < 0)
+			return r;
+	}
+	if ((r = sandbox_remove_cgroups(sb, err)) < 0)
+		qlog_warn("%s: %s", sb->id, err->msg);
+	if ((r = sandbox_remove_dir(sb->id, err)) < 0)
+		return r;
+	events_publish("deleted", sb);
+	qlog_info("%s: deleted", sb->id);
+	sandbox_destroy(sb);
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_pause(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if (sb->status == SB_PAUSED)
+		return qerr_set(err, EINVAL, "container %s is already paused", sb->id);
+	if (sb->status != SB_RUNNING && sb->status != SB_CREATED)
+		return qerr_set(err, EINVAL, "container not running");
+	if ((r = freezer_set(sb, true, err)) < 0)
+		return r;
+	sb->paused_from = sb->status;
+	set_status(sb, SB_PAUSED);
+	save_or_log(sb);
+	events_publish("paused", sb);
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_resume(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if (sb->status != SB_PAUSED)
+		return qerr_set(err, EINVAL, "container not paused");
+	if ((r = freezer_set(sb, false, err)) < 0)
+		return r;
+	set_status(sb, sb->paused_from == SB_CREATED ? SB_CREATED : SB_RUNNING);
+	save_or_log(sb);
+	events_publish("resumed", sb);
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_state(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+
+	if (!sb)
+		return -err->code;
+	reply_state(reply, sb);
+	return 0;
+}
+
+static int op_list(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	size_t n = 0;
+
+	(void)req;
+	(void)err;
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+		supervisor_refresh(sb, true);
+		n++;
+	}
+	qmsg_begin(reply, "list", 1);
+	qmsg_put_key(reply, "sandboxes");
+	msgpack_pack_array(&reply->pk, n);
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+		msgpack_pack_map(&reply->pk, STATE_FIELDS);
+		pack_state_fields(&reply->pk, sb);
+	}
+	return 0;
+}
+
+static void pack_syscalls(msgpack_packer *pk, const struct sandbox *sb)
+{
+	char path[PATH_MAX + SANDBOX_ID_MAX + 32];
+	const struct guest_counters *c = NULL;
+	struct qerr e;
+	uint32_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, sb->id);
+	if (guest_counters_open(path, &c, &e) < 0) {
+		msgpack_pack_array(pk, 0);
+		return;
+	}
+	for (uint32_t nr = 0; nr < GUEST_NR_MAX; nr++)
+		if (atomic_load(&c->trapped[nr]) || atomic_load(&c->denied[nr]))
+			n++;
+	msgpack_pack_array(pk, n);
+	for (uint32_t nr = 0; nr < GUEST_NR_MAX && n; nr++) {
+		uint64_t t = atomic_load(&c->trapped[nr]), d = atomic_load(&c->denied[nr]);
+		char *name;
+		if (!t && !d)
+			continue;
+		n--;
+		name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, (int)nr);
+		msgpack_pack_map(pk, 4);
+		qmsg_pack_cstr(pk, "nr");
+		msgpack_pack_uint32(pk, nr);
+		qmsg_pack_cstr(pk, "name");
+		qmsg_pack_cstr(pk, name);
+		qmsg_pack_cstr(pk, "trapped");
+		msgpack_pack_uint64(pk, t);
+		qmsg_pack_cstr(pk, "denied");
+		msgpack_pack_uint64(pk, d);
+		free(name);
+	}
+	guest_counters_unmap(c);
+}
+
+static int op_inspect(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	msgpack_packer *pk;
+
+	if (!sb)
+		return -err->code;
+	qmsg_begin(reply, "inspect", STATE_FIELDS + 11);
+	pk = &reply->pk;
+	pack_state_fields(pk, sb);
+	qmsg_put_int(reply, "supervisor_pid", sb->pid);
+	qmsg_put_uint(reply, "pid_start", sb->pid_start);
+	qmsg_put_int(reply, "init_pid", sb->init_pid);
+	qmsg_put_str(reply, "console", sb->console[0] ? sb->console : NULL);
+	qmsg_put_key(reply, "cgroups");
+	msgpack_pack_array(pk, sb->ncgroups);
+	for (size_t i = 0; i < sb->ncgroups; i++)
+		qmsg_pack_cstr(pk, sb->cgroups[i]);
+	qmsg_put_key(reply, "reserved");
+	pack_time(pk, sb->reserved_ns);
+	qmsg_put_key(reply, "started");
+	pack_time(pk, sb->started_ns);
+	qmsg_put_key(reply, "exited");
+	pack_time(pk, sb->exited_ns);
+	qmsg_put_key(reply, "exit");
+	if (sb->has_exit) {
+		msgpack_pack_map(pk, 3);
+		qmsg_pack_cstr(pk, "status");
+		msgpack_pack_int64(pk, sb->exit_status);
+		qmsg_pack_cstr(pk, "exit_code");
+		msgpack_pack_int64(pk, sb->exit_code);
+		qmsg_pack_cstr(pk, "signal");
+		msgpack_pack_int64(pk, sb->exit_signal);
+	} else {
+		msgpack_pack_nil(pk);
+	}
+	{
+		char dir[PATH_MAX + SANDBOX_ID_MAX + 2];
+		snprintf(dir, sizeof(dir), "%s/%s", vmmd.root, sb->id);
+		qmsg_put_str(reply, "state_dir", dir);
+	}
+	qmsg_put_key(reply, "syscalls");
+	pack_syscalls(pk, sb);
+	return 0;
+}
+
+static const struct {
+	const char *op;
+	int (*fn)(const struct qmsg_in *, struct qmsg_out *, struct qerr *);
+} ops[] = {
+    {"ping", op_ping},	     {"shutdown", op_shutdown}, {"reserve", op_reserve},
+    {"abort", op_abort},     {"created", op_created},	{"start", op_start},
+    {"kill", op_kill},	     {"delete", op_delete},	{"pause", op_pause},
+    {"resume", op_resume},   {"state", op_state},	{"list", op_list},
+    {"inspect", op_inspect},
+};
+
+void dispatch(const struct qmsg_in *req, struct qmsg_out *reply)
+{
+	struct qerr err;
+	int r = -ENOSYS;
+
+	qerr_clear(&err);
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+		if (strcmp(req->op, ops[i].op) == 0) {
+			r = ops[i].fn(req, reply, &err);
+			if (r < 0 && !err.msg[0])
+				qerr_set(&err, -r, "%s failed", req->op);
+			vmmd_metrics_request(ops[i].op, r < 0);
+			goto done;
+		}
+	}
+	qerr_set(&err, ENOSYS, "unknown op \"%s\"", req->op);
+	vmmd_metrics_request("unknown", true);
+done:
+	if (r < 0) {
+		qlog_debug("%s: %s", req->op, err.msg);
+		qmsg_error_reply(reply, &err);
+	}
+}

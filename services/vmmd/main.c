@@ -1,0 +1,244 @@
+/* quiver-vmmd start-up and loop.
+ *
+ *	quiver-vmmd [--root DIR] [--foreground] [--log FILE|-] [--log-format text|json]
+ *		    [--debug] [--metrics ADDR]
+ *
+ * Without --foreground it detaches, and its first process exits 0 once the
+ * daemon serves ROOT/vmmd.sock (or another vmmd already does), 1 if it could
+ * not start: qctl's embedded mode waits on that instead of polling. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "libcommon/statefile.h"
+#include "services/vmmd/vmmd.h"
+
+#define DEFAULT_ROOT	"/run/quiver"
+#define DEFAULT_METRICS "127.0.0.1:9464"
+#define SWEEP_MS	5000
+
+struct vmmd vmmd = {.rootfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Noreturn void usage(void)
+{
+	fprintf(stderr, "usage: quiver-vmmd [--root DIR] [--foreground] [--log FILE|-] "
+			"[--log-format text|json] [--debug] [--metrics ADDR]\n");
+	exit(1);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* The first process waits for one byte from the daemon: 'R' ready, 'B'
+ * another vmmd holds the root; end of file means it failed. */
+static int detach(void)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal("pipe");
+	pid = fork();
+	if (pid < 0)
+		fatal("fork");
+	if (pid > 0) {
+		close(p[1]);
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(c == 'R' || c == 'B' ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void ready(int *fd, char c)
+{
+	if (*fd < 0)
+		return;
+	(void)!write(*fd, &c, 1);
+	close(*fd);
+	*fd = -1;
+}
+
+static void stdio_to_null(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+	(void)h;
+	qlog_info("signal %d: stopping; sandboxes keep running", sig);
+	vmmd.stopping = true;
+	uv_stop(vmmd.loop);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	(void)t;
+	recovery_sweep_creating();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"root", required_argument, NULL, 'r'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"log-format", required_argument, NULL, 'F'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *root = DEFAULT_ROOT, *logpath = NULL, *metrics = NULL;
+	enum qlog_format fmt = QLOG_TEXT;
+	enum qlog_level level = QLOG_INFO;
+	bool foreground = false, metrics_given;
+	int c, readyfd = -1, r;
+	cleanup_close int lockfd = -1;
+	char logbuf[PATH_MAX + 16], pidbuf[32];
+	struct qerr err;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			root = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'l':
+			logpath = optarg;
+			break;
+		case 'F':
+			if (qlog_parse_format(optarg, &fmt) < 0)
+				usage();
+			break;
+		case 'd':
+			level = QLOG_DEBUG;
+			break;
+		case 'm':
+			metrics = optarg;
+			break;
+		case 'V':
+			printf("quiver-vmmd %s\n", VMMD_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	if (mkdir_p(root, 0700) < 0 || !realpath(root, vmmd.root))
+		fatal("runtime directory %s", root);
+	metrics_given = metrics != NULL;
+	if (!metrics && strcmp(vmmd.root, DEFAULT_ROOT) == 0)
+		metrics = DEFAULT_METRICS;
+
+	if (!foreground)
+		readyfd = detach();
+
+	vmmd.rootfd = open(vmmd.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (vmmd.rootfd < 0)
+		fatal("open %s", vmmd.root);
+	lockfd = openat(vmmd.rootfd, "vmmd.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0)
+		fatal("open %s/vmmd.lock", vmmd.root);
+	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock %s/vmmd.lock", vmmd.root);
+		/* Another vmmd serves this root (qctl may race to start one). */
+		ready(&readyfd, 'B');
+		return 0;
+	}
+
+	if (!logpath) {
+		snprintf(logbuf, sizeof(logbuf), "%s/vmmd.log", vmmd.root);
+		logpath = logbuf;
+	}
+	if (qlog_init("quiver-vmmd", strcmp(logpath, "-") == 0 ? NULL : logpath, fmt, level, &err) <
+	    0)
+		fatalx("%s", err.msg);
+	if (!foreground)
+		stdio_to_null();
+
+	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
+	if (statefile_write_mode(vmmd.rootfd, "vmmd.pid", pidbuf, strlen(pidbuf), 0644, &err) < 0)
+		fatalx("%s", err.msg);
+	if (statefile_sweep(vmmd.rootfd, ".", &err) < 0)
+		qlog_warn("%s", err.msg);
+
+	vmmd.loop = uv_default_loop();
+	if (recovery_scan(&err) < 0)
+		fatalx("recovery: %s", err.msg);
+	if (control_listen(&err) < 0)
+		fatalx("control socket: %s", err.msg);
+	if (events_listen(&err) < 0)
+		fatalx("event socket: %s", err.msg);
+	if ((r = vmmd_metrics_start(metrics, &err)) < 0) {
+		if (metrics_given)
+			fatalx("metrics on %s: %s", metrics, err.msg);
+		qlog_warn("metrics on %s: %s", metrics, err.msg);
+		if (vmmd_metrics_start(NULL, &err) < 0)
+			qlog_warn("metrics: %s", err.msg);
+	}
+	uv_timer_init(vmmd.loop, &vmmd.sweep_timer);
+	uv_timer_start(&vmmd.sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+	uv_signal_init(vmmd.loop, &vmmd.sigterm);
+	uv_signal_start(&vmmd.sigterm, on_signal, SIGTERM);
+	uv_signal_init(vmmd.loop, &vmmd.sigint);
+	uv_signal_start(&vmmd.sigint, on_signal, SIGINT);
+
+	qlog_info("serving %s (pid %d, %zu sandboxes)", vmmd.root, (int)getpid(), sandbox_count());
+	ready(&readyfd, 'R');
+	uv_run(vmmd.loop, UV_RUN_DEFAULT);
+
+	control_close();
+	events_close();
+	vmmd_metrics_stop();
+	unlinkat(vmmd.rootfd, "vmmd.sock", 0);
+	unlinkat(vmmd.rootfd, "events.sock", 0);
+	unlinkat(vmmd.rootfd, "vmmd.pid", 0);
+	unlinkat(vmmd.rootfd, "vmmd.metrics", 0);
+	qlog_info("stopped");
+	return 0;
+}

@@ -1,0 +1,165 @@
+/* vmmd's /metrics: request counts, create-to-running latency, sandboxes by
+ * state and the guest kernels' syscall counters.  The last two are computed
+ * at scrape time by a collector (on an nng HTTP thread, under vmmd.lock), so
+ * a deleted sandbox simply stops appearing. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <seccomp.h>
+
+#include "guest/counters.h"
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "libcommon/metrics.h"
+#include "libcommon/statefile.h"
+#include "services/vmmd/vmmd.h"
+
+struct vmmd_metrics {
+	struct qmetrics *reg;
+	struct qmetrics_http *http;
+	struct qmetric *requests, *errors;
+	struct qmetric_series *latency;
+};
+
+static struct vmmd_metrics m;
+
+void vmmd_metrics_request(const char *op, bool failed)
+{
+	const char *v[] = {op, NULL};
+	struct qmetric_series *s;
+
+	if (!m.reg)
+		return;
+	if ((s = qmetric_series(m.requests, v, NULL)))
+		qmetric_inc(s);
+	if (failed && (s = qmetric_series(m.errors, v, NULL)))
+		qmetric_inc(s);
+}
+
+void vmmd_metrics_started(const struct sandbox *sb)
+{
+	if (m.latency && sb->reserved_ns && sb->started_ns > sb->reserved_ns)
+		qmetric_observe(m.latency, (double)(sb->started_ns - sb->reserved_ns) / 1e9);
+}
+
+static void write_syscalls(struct qmetrics_writer *w, const char *name, const char *help,
+			   const uint64_t *sum)
+{
+	static const char *const lbl[] = {"syscall", "nr", NULL};
+
+	qmetrics_write_family(w, name, help, QMETRIC_COUNTER);
+	for (uint32_t nr = 0; nr < GUEST_NR_MAX; nr++) {
+		char nrs[16], *sc;
+		if (!sum[nr])
+			continue;
+		snprintf(nrs, sizeof(nrs), "%u", nr);
+		sc = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, (int)nr);
+		qmetrics_write_sample(w, name, lbl, (const char *[]){sc ? sc : nrs, nrs, NULL},
+				      (double)sum[nr]);
+		free(sc);
+	}
+}
+
+static void collect(struct qmetrics_writer *w, void *arg)
+{
+	static const char *const state_lbl[] = {"state", NULL};
+	static const char *const id_lbl[] = {"id", NULL};
+	uint64_t *trapped = calloc(GUEST_NR_MAX, sizeof(uint64_t));
+	uint64_t *denied = calloc(GUEST_NR_MAX, sizeof(uint64_t));
+	size_t by_state[SB_NSTATUS] = {0};
+
+	(void)arg;
+	if (!trapped || !denied)
+		goto out;
+	qmetrics_write_family(w, "quiver_sandbox_syscalls_trapped_total",
+			      "Syscalls trapped by a sandbox's guest kernel.", QMETRIC_COUNTER);
+	pthread_mutex_lock(&vmmd.lock);
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+		char path[PATH_MAX + SANDBOX_ID_MAX + 32];
+		const struct guest_counters *c;
+		uint64_t total = 0;
+
+		by_state[sb->status]++;
+		snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, sb->id);
+		if (guest_counters_open(path, &c, NULL) < 0)
+			continue;
+		for (uint32_t nr = 0; nr < GUEST_NR_MAX; nr++) {
+			uint64_t t = atomic_load(&c->trapped[nr]);
+			trapped[nr] += t;
+			denied[nr] += atomic_load(&c->denied[nr]);
+			total += t;
+		}
+		total += atomic_load(&c->trapped_other);
+		guest_counters_unmap(c);
+		qmetrics_write_sample(w, "quiver_sandbox_syscalls_trapped_total", id_lbl,
+				      (const char *[]){sb->id, NULL}, (double)total);
+	}
+	pthread_mutex_unlock(&vmmd.lock);
+
+	qmetrics_write_family(w, "quiver_sandboxes", "Sandboxes known to vmmd, by state.",
+			      QMETRIC_GAUGE);
+	for (int s = 0; s < SB_NSTATUS; s++)
+		qmetrics_write_sample(w, "quiver_sandboxes", state_lbl,
+				      (const char *[]){sb_status_name(s), NULL},
+				      (double)by_state[s]);
+	write_syscalls(w, "quiver_syscalls_trapped_total",
+		       "Syscalls trapped by the guest kernels, summed over live sandboxes.",
+		       trapped);
+	write_syscalls(w, "quiver_syscalls_denied_total",
+		       "Trapped syscalls denied by policy, summed over live sandboxes.", denied);
+out:
+	free(trapped);
+	free(denied);
+}
+
+int vmmd_metrics_start(const char *addr, struct qerr *err)
+{
+	static const char *const op_lbl[] = {"op", NULL};
+	static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+					0.1,   0.25,   0.5,   1,    2.5,   5};
+	struct qmetric *h;
+	char bound[128], url[160];
+	int r;
+
+	m.reg = qmetrics_new(err);
+	if (!m.reg)
+		return -err->code;
+	m.requests = qmetrics_counter(m.reg, "quiver_vmmd_requests_total",
+				      "Control requests served, by op.", op_lbl, err);
+	m.errors = qmetrics_counter(m.reg, "quiver_vmmd_request_errors_total",
+				    "Control requests answered with an error, by op.", op_lbl, err);
+	h = qmetrics_histogram(m.reg, "quiver_sandbox_create_to_running_seconds",
+			       "Time from reserve to running, per sandbox.", NULL, bounds,
+			       ARRAY_SIZE(bounds), err);
+	if (!m.requests || !m.errors || !h)
+		goto fail;
+	m.latency = qmetric_series(h, NULL, err);
+	if (!m.latency || qmetrics_add_collector(m.reg, collect, NULL, err) < 0)
+		goto fail;
+	if (!addr)
+		return 0; /* counted, not served */
+	if ((r = qmetrics_http_start(m.reg, addr, &m.http, err)) < 0)
+		goto fail;
+	if (qmetrics_http_addr(m.http, bound, sizeof(bound), err) < 0)
+		goto fail;
+	snprintf(url, sizeof(url), "http://%s/metrics\n", bound);
+	if (statefile_write_mode(vmmd.rootfd, "vmmd.metrics", url, strlen(url), 0644, err) < 0)
+		goto fail;
+	qlog_info("metrics on %s", bound);
+	return 0;
+fail:
+	vmmd_metrics_stop();
+	return -(err->code ? err->code : EINVAL);
+}
+
+void vmmd_metrics_stop(void)
+{
+	qmetrics_http_stop(m.http);
+	m.http = NULL;
+	if (m.reg)
+		qmetrics_free(m.reg);
+	m.reg = NULL;
+	m.latency = NULL;
+}

@@ -1,0 +1,232 @@
+/* A sandbox's supervisor (S), seen from vmmd through a pidfd: the pidfd
+ * joins the loop so an exit is noticed at once, signals go through it so a
+ * reused pid is never signalled, and its start time guards re-adoption. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "libcommon/statefile.h"
+#include "services/vmmd/vmmd.h"
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int proc_start_time(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[1024];
+	cleanup_close int fd = -1;
+	ssize_t n;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	/* comm may contain spaces and parentheses: fields resume after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	p++;
+	for (int field = 3; field <= 22; field++) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return -EIO;
+		if (field == 22) {
+			*out = strtoull(p, NULL, 10);
+			return 0;
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+	return -EIO;
+}
+
+static void pidfd_poll_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void supervisor_unwatch(struct sandbox *sb)
+{
+	if (sb->pidfd_poll) {
+		uv_poll_stop(sb->pidfd_poll);
+		uv_close((uv_handle_t *)sb->pidfd_poll, pidfd_poll_closed);
+		sb->pidfd_poll = NULL;
+	}
+	if (sb->pidfd >= 0) {
+		close(sb->pidfd);
+		sb->pidfd = -1;
+	}
+}
+
+/* The exit report S writes just before it exits: {"status","exit_code","signal"}. */
+static int read_exit_file(struct sandbox *sb)
+{
+	char name[SANDBOX_ID_MAX + 8];
+	cleanup_free char *text = NULL;
+	size_t len;
+	struct qerr err;
+	json_error_t jerr;
+	json_t *o, *st, *code, *sig;
+	int r;
+
+	snprintf(name, sizeof(name), "%s/exit", sb->id);
+	r = statefile_read(vmmd.rootfd, name, EXIT_FILE_MAX, &text, &len, &err);
+	if (r < 0)
+		return r;
+	o = json_loadb(text, len, 0, &jerr);
+	if (!o)
+		return -EINVAL;
+	st = json_object_get(o, "status");
+	code = json_object_get(o, "exit_code");
+	sig = json_object_get(o, "signal");
+	if (!json_is_integer(code) || json_integer_value(code) < 0 ||
+	    json_integer_value(code) > 255) {
+		json_decref(o);
+		return -EINVAL;
+	}
+	sb->exit_code = (int)json_integer_value(code);
+	sb->exit_status = json_is_integer(st) ? (int)json_integer_value(st) : 0;
+	sb->exit_signal =
+	    json_is_integer(sig) && json_integer_value(sig) > 0 && json_integer_value(sig) < 128
+		? (int)json_integer_value(sig)
+		: 0;
+	json_decref(o);
+	return 0;
+}
+
+void supervisor_exited(struct sandbox *sb, bool persist)
+{
+	struct qerr err;
+
+	supervisor_unwatch(sb);
+	if (sb->status == SB_STOPPED)
+		return;
+	if (read_exit_file(sb) < 0) {
+		/* S was killed before it could report (SIGKILL, or a crash). */
+		int sig = sb->sent_signal ? sb->sent_signal : SIGKILL;
+		sb->exit_signal = sig;
+		sb->exit_code = 128 + sig;
+		sb->exit_status = sig;
+	}
+	sb->has_exit = true;
+	pthread_mutex_lock(&vmmd.lock);
+	sb->status = SB_STOPPED;
+	pthread_mutex_unlock(&vmmd.lock);
+	sb->exited_ns = now_ns();
+	if (persist && sandbox_save(sb, &err) < 0)
+		qlog_error("%s: %s", sb->id, err.msg);
+	qlog_info("%s: supervisor %d exited with %d", sb->id, (int)sb->pid, sb->exit_code);
+	events_publish("exited", sb);
+}
+
+static void pidfd_readable(uv_poll_t *h, int status, int events)
+{
+	struct sandbox *sb = h->data;
+
+	(void)status;
+	(void)events;
+	supervisor_exited(sb, true);
+}
+
+int supervisor_watch(struct sandbox *sb, struct qerr *err)
+{
+	uint64_t start;
+	int fd, r;
+
+	fd = sys_pidfd_open(sb->pid);
+	if (fd < 0)
+		return qerr_sys(err, errno, "pidfd_open %d", (int)sb->pid);
+	/* The pidfd pins the pid: once the start time matches, it is ours. */
+	r = proc_start_time(sb->pid, &start);
+	if (r < 0 || start != sb->pid_start) {
+		close(fd);
+		return qerr_set(err, ESRCH, "process %d is not the sandbox's supervisor",
+				(int)sb->pid);
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	sb->pidfd = fd;
+	sb->pidfd_poll = malloc(sizeof(*sb->pidfd_poll));
+	if (!sb->pidfd_poll || uv_poll_init(vmmd.loop, sb->pidfd_poll, fd) < 0) {
+		free(sb->pidfd_poll);
+		sb->pidfd_poll = NULL;
+		close(fd);
+		sb->pidfd = -1;
+		return qerr_set(err, ENOMEM, "cannot watch process %d", (int)sb->pid);
+	}
+	sb->pidfd_poll->data = sb;
+	uv_poll_start(sb->pidfd_poll, UV_READABLE, pidfd_readable);
+	return 0;
+}
+
+bool supervisor_refresh(struct sandbox *sb, bool persist)
+{
+	struct pollfd pfd;
+
+	if (sb->status == SB_STOPPED)
+		return true;
+	if (sb->pidfd < 0)
+		return false;
+	pfd.fd = sb->pidfd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 0) == 1) {
+		supervisor_exited(sb, persist);
+		return true;
+	}
+	return false;
+}
+
+int supervisor_signal(struct sandbox *sb, int sig, struct qerr *err)
+{
+	if (sb->pidfd < 0)
+		return qerr_set(err, ESRCH, "container not running");
+	if (sys_pidfd_send_signal(sb->pidfd, sig) < 0) {
+		if (errno == ESRCH)
+			return qerr_set(err, ESRCH, "container not running");
+		return qerr_sys(err, errno, "signal %d to %d", sig, (int)sb->pid);
+	}
+	if (sig == SIGKILL || sig == SIGTERM)
+		sb->sent_signal = sig;
+	return 0;
+}
+
+int supervisor_wait(struct sandbox *sb, int timeout_ms, bool persist, struct qerr *err)
+{
+	struct pollfd pfd;
+	int r;
+
+	if (sb->pidfd < 0)
+		return 0;
+	pfd.fd = sb->pidfd;
+	pfd.events = POLLIN;
+	do
+		r = poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return qerr_set(err, ETIMEDOUT, "supervisor %d did not exit", (int)sb->pid);
+	if (r < 0)
+		return qerr_sys(err, errno, "poll");
+	supervisor_exited(sb, persist);
+	return 0;
+}

@@ -1,0 +1,146 @@
+/* quiver-vmmd: sandbox lifecycle, registry and state directory.
+ *
+ * One libuv loop serves the control socket (nng REP), publishes events (nng
+ * PUB) and watches every sandbox's supervisor through a pidfd.  vmmd is the
+ * only writer of ROOT/ID/state.json; everything else in ROOT/ID belongs to
+ * the guest (docs/guest-protocol.md). */
+#ifndef QUIVER_VMMD_H
+#define QUIVER_VMMD_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <uv.h>
+
+#include "libcommon/err.h"
+#include "libcommon/msg.h"
+
+#define VMMD_VERSION	    "0.1.0"
+#define OCI_VERSION	    "1.1.0"
+#define SANDBOX_ID_MAX	    64
+#define SANDBOX_CGROUPS_MAX 16
+#define SANDBOX_ANNOT_MAX   1024
+#define STATE_FILE_MAX	    (1u << 20)
+#define EXIT_FILE_MAX	    4096u
+/* A reservation whose qctl went away is dropped after this long. */
+#define CREATING_GRACE_NS    (30LL * 1000000000LL)
+#define GUEST_REPLY_TIMEOUT  30000 /* ms: start may wait for a slow exec */
+#define SUPERVISOR_KILL_WAIT 10000 /* ms: delete --force waits for the pidfd */
+
+enum sb_status { SB_CREATING, SB_CREATED, SB_RUNNING, SB_PAUSED, SB_STOPPED, SB_NSTATUS };
+
+struct sandbox {
+	struct sandbox *next;
+	char id[SANDBOX_ID_MAX + 1];
+	char bundle[PATH_MAX];
+	char console[PATH_MAX];
+	enum sb_status status;
+	enum sb_status paused_from; /* created or running, while paused */
+	pid_t pid;		    /* the supervisor S (host pid) */
+	uint64_t pid_start;	    /* field 22 of /proc/PID/stat */
+	pid_t init_pid;		    /* the workload W */
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
+	json_t *annotations;					/* object of strings, never NULL */
+	int64_t reserved_ns, created_ns, started_ns, exited_ns; /* CLOCK_REALTIME, 0 = never */
+	bool has_exit;
+	int exit_status, exit_code, exit_signal;
+	int sent_signal; /* last fatal signal vmmd sent, for a supervisor that left no report */
+	int pidfd;
+	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
+};
+
+struct vmmd_metrics;
+
+struct vmmd {
+	char root[PATH_MAX];
+	int rootfd;
+	uv_loop_t *loop;
+	nng_socket rep, pub;
+	uv_poll_t rep_poll;
+	uv_timer_t sweep_timer;
+	uv_signal_t sigterm, sigint;
+	struct sandbox *sandboxes;
+	/* Held by the loop while it changes the registry, and by the metrics
+	 * collector (nng HTTP thread) while it reads it. */
+	pthread_mutex_t lock;
+	struct vmmd_metrics *metrics;
+	bool stopping;
+};
+
+extern struct vmmd vmmd;
+
+/* time.c-ish helpers live in registry.c */
+int64_t now_ns(void);
+void format_rfc3339(int64_t ns, char *buf, size_t len);
+const char *sb_status_name(enum sb_status s);
+int sb_status_parse(const char *s, enum sb_status *out);
+
+/* registry.c */
+int sandbox_id_check(const char *id, struct qerr *err);
+struct sandbox *sandbox_find(const char *id);
+struct sandbox *sandbox_new(const char *id);
+void sandbox_insert(struct sandbox *sb);
+/* Unlink from the registry, close the pidfd, free. */
+void sandbox_destroy(struct sandbox *sb);
+int sandbox_save(struct sandbox *sb, struct qerr *err);
+int sandbox_load(const char *id, struct sandbox **out, struct qerr *err);
+/* Remove ROOT/ID and everything in it. */
+int sandbox_remove_dir(const char *id, struct qerr *err);
+size_t sandbox_count(void);
+
+/* supervisor.c: the supervisor process, seen through its pidfd */
+int proc_start_time(pid_t pid, uint64_t *out);
+/* Open a pidfd for sb->pid, check its start time, watch it on the loop.
+ * Returns 0, or -ESRCH when the process is gone or is not ours. */
+int supervisor_watch(struct sandbox *sb, struct qerr *err);
+/* If the supervisor has exited, record it (exit file, status stopped,
+ * event) now rather than waiting for the loop; true if it is stopped. */
+bool supervisor_refresh(struct sandbox *sb, bool persist);
+/* Mark sb stopped from its exit file (or from what we know); persist
+ * false skips writing state.json (delete is about to remove it). */
+void supervisor_exited(struct sandbox *sb, bool persist);
+int supervisor_signal(struct sandbox *sb, int sig, struct qerr *err);
+/* Block up to timeout_ms until the supervisor exits. */
+int supervisor_wait(struct sandbox *sb, int timeout_ms, bool persist, struct qerr *err);
+void supervisor_unwatch(struct sandbox *sb);
+
+/* guest_control.c: requests to S over ROOT/ID/guest.sock */
+int guest_call(struct sandbox *sb, const struct qmsg_out *req, struct qmsg_in *reply,
+	       struct qerr *err);
+
+/* freezer.c: cgroup v1 freezer */
+int freezer_set(struct sandbox *sb, bool frozen, struct qerr *err);
+
+/* control.c */
+int control_listen(struct qerr *err);
+void control_close(void);
+
+/* events.c */
+int events_listen(struct qerr *err);
+void events_publish(const char *type, const struct sandbox *sb);
+void events_close(void);
+
+/* dispatch.c: handle one parsed request, filling the reply. */
+void dispatch(const struct qmsg_in *req, struct qmsg_out *reply);
+
+/* recovery.c */
+int recovery_scan(struct qerr *err);
+/* Drop creating reservations older than the grace period. */
+void recovery_sweep_creating(void);
+
+/* sandbox_metrics.c */
+int vmmd_metrics_start(const char *addr, struct qerr *err);
+void vmmd_metrics_stop(void);
+void vmmd_metrics_request(const char *op, bool failed);
+void vmmd_metrics_started(const struct sandbox *sb);
+
+/* cgroup removal on delete: guest/cgroups.h */
+int sandbox_remove_cgroups(struct sandbox *sb, struct qerr *err);
+
+#endif
