@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Start-up time of `run` of a busybox /bin/true bundle: qctl vs runc vs crun.
+
+Interleaved rounds (qctl runc crun qctl runc crun ...), one unrecorded
+warm-up each, after waiting for a quiet machine (>= 85% idle over 3 s from
+/proc/stat); the idle share during the run is recorded.  Prints min/median/
+max per runtime and the median of the per-round ratios qctl/crun and
+qctl/runc.  crun refuses this hybrid cgroup host, so it runs in a private
+mount namespace with /sys/fs/cgroup/unified unmounted (nothing changes on
+the host).  Each runtime gets its own --root and unique ids.
+
+    sudo /usr/bin/python3 bench/startup.py [--rounds 20] [--qctl PATH] [--only runc,crun] [--plot out.png]
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return idle, sum(v)
+
+
+def idle_share(t0, t1):
+    di, dt = t1[0] - t0[0], t1[1] - t0[1]
+    return 100.0 * di / dt if dt else 100.0
+
+
+def wait_quiet(threshold=85.0, window=3.0, give_up=60.0):
+    start = time.monotonic()
+    while True:
+        a = cpu_times()
+        time.sleep(window)
+        idle = idle_share(a, cpu_times())
+        if idle >= threshold:
+            return idle
+        if time.monotonic() - start > give_up:
+            print("warning: machine never reached %.0f%% idle (last %.1f%%); measuring anyway"
+                  % (threshold, idle), file=sys.stderr)
+            return idle
+        print("waiting for a quiet machine: %.1f%% idle" % idle, file=sys.stderr)
+
+
+def make_bundle(d):
+    rootfs = os.path.join(d, "rootfs")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    for sub in ("proc", "sys", "dev", "tmp"):
+        os.makedirs(os.path.join(rootfs, sub))
+    shutil.copy2("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+    for a in ("true", "sh"):
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "system"))
+    from conftest import default_config  # the same config.json as the system tests
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(default_config(["/bin/true"]), f, indent=1)
+
+
+def newest_qctl():
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    cands = [p for p in glob.glob(os.path.join(here, "build*", "bin", "qctl")) if os.access(p, os.X_OK)]
+    return max(cands, key=os.path.getmtime) if cands else None
+
+
+class Runner:
+    def __init__(self, name, argv_prefix, root):
+        self.name = name
+        self.prefix = argv_prefix
+        self.root = root
+        self.n = 0
+        self.times = []
+
+    def once(self, bundle):
+        self.n += 1
+        cid = "bench-%s-%d-%d" % (self.name, os.getpid(), self.n)
+        argv = self.prefix + ["--root", self.root, "run", "--bundle", bundle, cid]
+        t0 = time.perf_counter()
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        dt = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise SystemExit("%s failed (%d): %s" % (" ".join(argv), r.returncode, r.stderr.decode()[-500:]))
+        return dt
+
+    def cleanup(self):
+        r = subprocess.run(self.prefix + ["--root", self.root, "list", "-q"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+        for cid in r.stdout.split():
+            subprocess.run(self.prefix + ["--root", self.root, "delete", "--force", cid],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--qctl", default=None, help="qctl binary (default: newest build*/bin/qctl)")
+    ap.add_argument("--only", default=None, help="comma-separated subset of qctl,runc,crun")
+    ap.add_argument("--plot", default=None, help="write a PNG with gnuplot, if installed")
+    ap.add_argument("--idle", type=float, default=85.0)
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="quiver-bench-")
+    bundle = os.path.join(tmp, "bundle")
+    make_bundle(bundle)
+    runners = []
+    want = set(args.only.split(",")) if args.only else {"qctl", "runc", "crun"}
+    qctl = args.qctl or newest_qctl()
+    if "qctl" in want:
+        if qctl:
+            runners.append(Runner("qctl", [qctl], os.path.join(tmp, "root-qctl")))
+        else:
+            print("no qctl found; measuring the peers only", file=sys.stderr)
+    if "runc" in want:
+        runners.append(Runner("runc", ["runc"], os.path.join(tmp, "root-runc")))
+    if "crun" in want:
+        runners.append(Runner("crun", ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                       'umount /sys/fs/cgroup/unified; exec crun "$@"', "crun"],
+                              os.path.join(tmp, "root-crun")))
+    try:
+        for r in runners:
+            r.once(bundle)  # warm-up, not recorded
+        idle_before = wait_quiet(args.idle)
+        t0 = cpu_times()
+        for _ in range(args.rounds):
+            for r in runners:
+                r.times.append(r.once(bundle))
+        idle_during = idle_share(t0, cpu_times())
+    finally:
+        for r in runners:
+            r.cleanup()
+        if any(r.name == "qctl" for r in runners):
+            subprocess.run([qctl, "--root", os.path.join(tmp, "root-qctl"), "daemons", "stop"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("# %s, %d interleaved rounds, idle before %.1f%%, during %.1f%%"
+          % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, idle_before, idle_during))
+    print("%-6s %9s %9s %9s   (ms, `run` of busybox /bin/true)" % ("", "min", "median", "max"))
+    by = {r.name: r for r in runners}
+    for r in runners:
+        ms = [t * 1000 for t in r.times]
+        print("%-6s %9.1f %9.1f %9.1f" % (r.name, min(ms), statistics.median(ms), max(ms)))
+    for peer in ("crun", "runc"):
+        if "qctl" in by and peer in by:
+            ratios = [a / b for a, b in zip(by["qctl"].times, by[peer].times)]
+            print("median per-round ratio qctl/%s: %.2f" % (peer, statistics.median(ratios)))
+    if "runc" in by and "crun" in by:
+        ratios = [a / b for a, b in zip(by["runc"].times, by["crun"].times)]
+        print("median per-round ratio runc/crun: %.2f" % statistics.median(ratios))
+    # The benchmark itself keeps about one core busy: expect at most
+    # 100 - 100/ncpu % idle; much less means someone else was running.
+    expect = 100.0 - 100.0 / (os.cpu_count() or 1)
+    if idle_during < expect - 15.0:
+        print("warning: the machine was busy during the run (%.1f%% idle, expected ~%.0f%%); repeat it"
+              % (idle_during, expect))
+
+    if args.plot and shutil.which("gnuplot"):
+        with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
+            for i in range(args.rounds):
+                f.write("%d %s\n" % (i + 1, " ".join("%.3f" % (r.times[i] * 1000) for r in runners)))
+            dat = f.name
+        plots = ", ".join("'%s' using 1:%d with linespoints title '%s'" % (dat, i + 2, r.name)
+                          for i, r in enumerate(runners))
+        subprocess.run(["gnuplot", "-e", "set terminal png size 800,450; set output '%s'; "
+                        "set xlabel 'round'; set ylabel 'ms'; plot %s" % (args.plot, plots)])
+        os.unlink(dat)
+
+
+if __name__ == "__main__":
+    main()

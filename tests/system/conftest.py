@@ -1,0 +1,688 @@
+"""Shared fixtures of Quiver's system tests.
+
+The tests drive an OCI runtime through runc's command grammar.  By default
+the runtime is Quiver's `qctl` from $QUIVER_BIN; QUIVER_TEST_RUNTIME=/usr/sbin/runc
+points the runtime-agnostic tests at another runtime, to check the tests
+themselves.  Tests marked `quiver_only` are skipped unless the runtime is qctl.
+
+Every test runs under a leak checker: mounts, cgroup directories, network
+namespaces, loop devices, /dev/shm and processes are compared before and after,
+and anything new that belongs to this session fails the test.  The machine
+may be shared with other users of containers, so by default only what is
+attributable to this session counts (the session tag in a name or path,
+or a process descending from pytest, which makes itself a
+child subreaper as a containerd shim does); QUIVER_TEST_LEAKS=strict counts
+everything new.
+"""
+
+import ctypes
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGS = os.path.join(HERE, "progs")
+BUSYBOX = os.environ.get("QUIVER_TEST_BUSYBOX", "/bin/busybox")
+CMD_TIMEOUT = 60  # seconds: protection against a hung runtime, not an assertion
+
+# Applets linked into every test rootfs.
+APPLETS = [
+    "sh", "true", "false", "echo", "cat", "id", "sleep", "touch", "ls", "env",
+    "pwd", "hostname", "mkdir", "head", "grep", "kill", "ps", "wc", "readlink",
+    "test", "ulimit", "printf", "stat", "dd", "rm", "mknod", "tty", "wait", "od",
+]
+
+SESSION_TAG = "qt%d" % os.getpid()
+
+
+# ---------------------------------------------------------------------------
+# runtime selection
+
+
+def _runtime_path():
+    env = os.environ.get("QUIVER_TEST_RUNTIME")
+    if env:
+        return env
+    qbin = os.environ.get("QUIVER_BIN")
+    if not qbin:
+        return None
+    return os.path.join(qbin, "qctl")
+
+
+RUNTIME_PATH = _runtime_path()
+IS_QUIVER = RUNTIME_PATH is not None and os.path.basename(RUNTIME_PATH).startswith("qctl")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quiver_only: needs Quiver (management commands, counters, policy)")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="Quiver-only test; runtime is %s" % RUNTIME_PATH)
+    for item in items:
+        if "quiver_only" in item.keywords and not IS_QUIVER:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return "runtime: %s (quiver=%s), session tag %s" % (RUNTIME_PATH, IS_QUIVER, SESSION_TAG)
+
+
+# ---------------------------------------------------------------------------
+# process helpers
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_CHILD_SUBREAPER = 36
+
+# Pids of Popen objects still in use by a test: the reaper must not steal
+# their exit status.
+LIVE_POPEN = set()
+# While true, reap nothing: a test is about to waitpid() a container init
+# whose pid it does not know yet (it exits as soon as it starts).
+REAPER_PAUSED = [False]
+
+
+def make_subreaper():
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def proc_stat(pid):
+    """(comm, state, ppid) of pid, or None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    lp, rp = s.index("("), s.rindex(")")
+    rest = s[rp + 2:].split()
+    return s[lp + 1:rp], rest[0], int(rest[1])
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def proc_cgroup(pid):
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def all_pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def reap_zombies():
+    """Reap zombie children that no running Popen owns (orphans re-parented to us)."""
+    if REAPER_PAUSED[0]:
+        return
+    me = os.getpid()
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st and st[2] == me and st[1] == "Z" and pid not in LIVE_POPEN:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def pid_alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[1] not in ("Z", "X")
+
+
+def wait_gone(pid, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        reap_zombies()
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def poll_until(fn, seconds=10.0, interval=0.02):
+    """Call fn until it returns a true value (hang protection, not a timed assertion)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# the runtime
+
+
+class Runtime:
+    def __init__(self, path, root, is_quiver):
+        self.path = path
+        self.root = root
+        self.is_quiver = is_quiver
+        self.ids = []  # every id handed out, deleted --force at test end
+
+    def new_id(self, name="c"):
+        cid = "%s-%s-%d" % (SESSION_TAG, name, len(self.ids) + _id_counter())
+        self.ids.append(cid)
+        return cid
+
+    def argv(self, *args):
+        return [self.path, "--root", self.root] + [str(a) for a in args]
+
+    def __call__(self, *args, input=None, timeout=CMD_TIMEOUT, check=False, **kw):
+        """Run one runtime command; returns CompletedProcess with text stdout/stderr.
+
+        stdout/stderr go to files, not pipes: after `create` or `run -d` the
+        container holds them open, and nobody must wait for their EOF."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            kw.setdefault("stdout", out)
+            kw.setdefault("stderr", err)
+            if input is None:
+                kw.setdefault("stdin", subprocess.DEVNULL)
+            else:
+                fin = tempfile.TemporaryFile()
+                fin.write(input.encode())
+                fin.seek(0)
+                kw["stdin"] = fin
+            argv = self.argv(*args)
+            try:
+                p = subprocess.Popen(argv, **kw)
+                try:
+                    rc = p.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    raise
+            finally:
+                if input is not None:
+                    fin.close()
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess(argv, rc, out.read().decode(errors="replace"),
+                                            err.read().decode(errors="replace"))
+        reap_zombies()
+        if check and r.returncode != 0:
+            raise AssertionError("%s failed with %d\nstdout: %s\nstderr: %s"
+                                 % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def ok(self, *args, **kw):
+        return self(*args, check=True, **kw)
+
+    def state(self, cid):
+        r = self.ok("state", cid)
+        return json.loads(r.stdout)
+
+    def status(self, cid):
+        r = self("state", cid)
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)["status"]
+
+    def wait_status(self, cid, want, seconds=15.0):
+        return poll_until(lambda: (reap_zombies(), self.status(cid) == want)[1], seconds)
+
+    def cleanup(self):
+        for cid in self.ids:
+            try:
+                self("delete", "--force", cid, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+_counter = [0]
+
+
+def _id_counter():
+    _counter[0] += 1
+    return _counter[0]
+
+
+def assert_error(r, *substrings, exit_code=1):
+    """A failed command: exit status exit_code; for Quiver, exactly one line on
+    stderr containing every substring (runc's format differs; only the status
+    is checked for it)."""
+    if IS_QUIVER:
+        assert r.returncode == exit_code, "exit %d, want %d; stderr: %r" % (r.returncode, exit_code, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1, "want one line on stderr, got %d: %r" % (len(lines), r.stderr)
+        for s in substrings:
+            assert s in lines[0], "%r not in stderr %r" % (s, lines[0])
+    else:
+        assert r.returncode != 0, "exit 0; stderr: %r" % r.stderr
+        assert r.stderr.strip(), "no error message on stderr"
+
+
+# ---------------------------------------------------------------------------
+# bundles
+
+
+def default_config(args):
+    """config.json as `runc spec` writes it, terminal false."""
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": list(args),
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                             for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "runc",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class Bundle:
+    def __init__(self, path, args=("true",)):
+        self.path = path
+        self.rootfs = os.path.join(path, "rootfs")
+        self.config = default_config(args)
+        self.write()
+
+    @property
+    def config_path(self):
+        return os.path.join(self.path, "config.json")
+
+    def write(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=1)
+
+    def set(self, dotted, value):
+        """Set a field by dotted path ("process.cwd", "linux.resources.pids.limit"),
+        creating maps on the way; value DELETE removes it.  Writes config.json."""
+        keys = dotted.split(".")
+        node = self.config
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        if value is DELETE:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+        self.write()
+        return self
+
+    def args(self, *args):
+        return self.set("process.args", list(args))
+
+    def shell(self, script):
+        return self.args("sh", "-c", script)
+
+    def writable(self):
+        return self.set("root.readonly", False)
+
+
+DELETE = object()
+
+
+def build_rootfs_template(dest, attack_bin):
+    os.makedirs(dest)
+    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "var"):
+        os.makedirs(os.path.join(dest, d), exist_ok=True)
+    os.chmod(os.path.join(dest, "tmp"), 0o1777)
+    shutil.copy2(BUSYBOX, os.path.join(dest, "bin", "busybox"))
+    for a in APPLETS:
+        os.symlink("busybox", os.path.join(dest, "bin", a))
+    with open(os.path.join(dest, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+                "tester:x:1234:4321:tester:/:/bin/sh\n")
+    with open(os.path.join(dest, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\ntesters:x:4321:\n")
+    if attack_bin:
+        shutil.copy2(attack_bin, os.path.join(dest, "bin", "attack"))
+
+
+def _check_busybox():
+    out = subprocess.run(["file", "-L", BUSYBOX], stdout=subprocess.PIPE, text=True).stdout
+    if "statically linked" not in out:
+        pytest.exit("%s is not static (%s); install busybox-static" % (BUSYBOX, out.strip()), 2)
+
+
+# ---------------------------------------------------------------------------
+# leak checking
+
+_LOOP_RE = re.compile(r"^(/dev/loop\d+):")
+
+
+def _mounts():
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            fields = pre.split()
+            p = post.split()
+            out.add("%s %s %s" % (fields[4], p[0], p[1]))
+    return out
+
+
+def _cgroups():
+    out = set()
+    base = "/sys/fs/cgroup"
+    for h in os.listdir(base):
+        top = os.path.join(base, h)
+        if os.path.islink(top) or not os.path.isdir(top):
+            continue
+        for d, subdirs, _ in os.walk(top):
+            for s in subdirs:
+                out.add(os.path.join(d, s))
+    return out
+
+
+def _netns():
+    out = set()
+    r = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in r.stdout.splitlines():
+        if line.strip():
+            out.add("name " + line.split()[0])
+    holders = {}
+    for pid in all_pids():
+        try:
+            ino = os.stat("/proc/%d/ns/net" % pid).st_ino
+        except OSError:
+            continue
+        holders.setdefault(ino, []).append(pid)
+    for ino, pids in holders.items():
+        out.add("inode %d" % ino)
+    return out, holders
+
+
+def _loops():
+    r = subprocess.run(["losetup", "-a"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return set(l.strip() for l in r.stdout.splitlines() if l.strip())
+
+
+def _shm():
+    try:
+        return set(os.listdir("/dev/shm"))
+    except OSError:
+        return set()
+
+
+DAEMON_COMMS = ("quiver-vmmd", "quiver-poold", "quiver-iod", "quiver-netd")
+
+
+def scrub(leaks):
+    """Remove what a failed test left so that the next tests start clean
+    (only what names this session: never touch other users' objects)."""
+    leaks = [l for l in leaks if l.startswith("process: ") or SESSION_TAG in l]
+    for line in leaks:
+        kind, _, item = line.partition(": ")
+        if kind == "process":
+            try:
+                os.kill(int(item.split()[0]), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    reap_zombies()
+    for line in sorted(leaks, key=len, reverse=True):
+        kind, _, item = line.partition(": ")
+        if kind == "cgroups":
+            try:
+                os.rmdir(item)
+            except OSError:
+                pass
+        elif kind == "mounts":
+            subprocess.run(["umount", "-l", item.split()[0]], stderr=subprocess.DEVNULL)
+
+
+def _is_daemon(pid):
+    st = proc_stat(pid)
+    if not st:
+        return False
+    if st[0] in DAEMON_COMMS:
+        return True
+    cmd = proc_cmdline(pid).split(" ")[0]
+    return os.path.basename(cmd) in DAEMON_COMMS
+
+
+def _descends_from(pid, ancestor, stop_at_daemons=True):
+    seen = 0
+    while pid > 1 and seen < 256:
+        if stop_at_daemons and _is_daemon(pid):
+            return False
+        st = proc_stat(pid)
+        if not st:
+            return False
+        if st[2] == ancestor:
+            return True
+        pid = st[2]
+        seen += 1
+    return False
+
+
+class Session:
+    def __init__(self, tmp, root):
+        self.tmp = tmp
+        self.root = root
+        # Other users of this machine run containers (and Quiver's own unit
+        # tests) at the same time: count only what names this session.
+        self.markers = [SESSION_TAG, tmp]
+
+    def ours_text(self, s):
+        low = s.lower()
+        return any(m.lower() in low for m in self.markers)
+
+    def our_processes(self, include_daemons=False):
+        """Live processes that belong to this session: descendants of pytest
+        (daemons excluded unless asked), and processes whose command line or
+        cgroup names this session."""
+        me = os.getpid()
+        out = {}
+        for pid in all_pids():
+            if pid == me:
+                continue
+            st = proc_stat(pid)
+            if not st or st[1] in ("Z", "X"):
+                continue
+            cmd = proc_cmdline(pid)
+            daemon = _is_daemon(pid)
+            if daemon and not include_daemons:
+                continue
+            mine = (_descends_from(pid, me, stop_at_daemons=not include_daemons)
+                    or SESSION_TAG in cmd or self.root in cmd
+                    or SESSION_TAG in proc_cgroup(pid))
+            if mine:
+                out[pid] = "%s [%s] %s" % (pid, st[0], cmd[:200])
+        return out
+
+    def snapshot(self, include_daemons=False):
+        netns, holders = _netns()
+        return {
+            "mounts": _mounts(),
+            "cgroups": _cgroups(),
+            "netns": netns,
+            "loop": _loops(),
+            "shm": _shm(),
+            "procs": self.our_processes(include_daemons),
+            "_holders": holders,
+        }
+
+    def diff(self, before, after, include_daemons=False):
+        strict = os.environ.get("QUIVER_TEST_LEAKS") == "strict"
+        leaks = []
+        ours_pids = set(after["procs"])
+        for kind in ("mounts", "cgroups", "loop", "shm"):
+            for item in sorted(after[kind] - before[kind]):
+                if strict or self.ours_text(item):
+                    leaks.append("%s: %s" % (kind, item))
+        for item in sorted(after["netns"] - before["netns"]):
+            if item.startswith("inode "):
+                ino = int(item.split()[1])
+                holders = after["_holders"].get(ino, [])
+                if not holders:
+                    continue
+                daemon_only = all(_is_daemon(p) for p in holders)
+                if daemon_only and not include_daemons:
+                    continue
+                if strict or any(p in ours_pids for p in holders):
+                    leaks.append("netns: %s held by %s" % (item, holders))
+            elif strict or self.ours_text(item):
+                leaks.append("netns: %s" % item)
+        for pid in sorted(set(after["procs"]) - set(before["procs"])):
+            leaks.append("process: %s" % after["procs"][pid])
+        return leaks
+
+    def settle_and_diff(self, before, include_daemons=False, seconds=5.0):
+        # Teardown is asynchronous in places (a dying pid namespace, a daemon
+        # removing a cgroup after the reply): look again for a short while
+        # before calling anything a leak.
+        deadline = time.monotonic() + seconds
+        while True:
+            reap_zombies()
+            leaks = self.diff(before, self.snapshot(include_daemons), include_daemons)
+            if not leaks or time.monotonic() > deadline:
+                return leaks
+            time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------
+# fixtures
+
+
+def _compile_attack(outdir):
+    src = os.path.join(PROGS, "attack.c")
+    if not os.path.exists(src):
+        return None
+    out = os.path.join(outdir, "attack")
+    r = subprocess.run(["gcc", "-static", "-O1", "-Wall", "-o", out, src],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        pytest.exit("compiling %s failed:\n%s" % (src, r.stdout), 2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def session():
+    if RUNTIME_PATH is None:
+        pytest.exit("set QUIVER_BIN (directory of qctl) or QUIVER_TEST_RUNTIME", 2)
+    if not os.access(RUNTIME_PATH, os.X_OK):
+        pytest.exit("runtime %s is not executable" % RUNTIME_PATH, 2)
+    _check_busybox()
+    make_subreaper()
+    tmp = tempfile.mkdtemp(prefix="quiver-systest-%s-" % SESSION_TAG)
+    os.chmod(tmp, 0o755)
+    root = os.path.join(tmp, "root")
+    os.mkdir(root, 0o700)
+    s = Session(tmp, root)
+    s.attack = _compile_attack(tmp)
+    s.template = os.path.join(tmp, "rootfs-template")
+    build_rootfs_template(s.template, s.attack)
+    baseline = s.snapshot(include_daemons=True)
+    try:
+        yield s
+    finally:
+        problems = []
+        if IS_QUIVER:
+            r = subprocess.run([RUNTIME_PATH, "--root", root, "daemons", "stop"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                problems.append("`qctl daemons stop` exited %d: %s" % (r.returncode, r.stderr.strip()))
+        leaks = s.settle_and_diff(baseline, include_daemons=True, seconds=10.0)
+        # Whatever is left, remove it so that the machine is clean for the next run.
+        scrub(leaks)
+        shutil.rmtree(tmp, ignore_errors=True)
+        problems += leaks
+        if problems:
+            pytest.fail("session teardown: leftovers after stopping the daemons:\n  " + "\n  ".join(problems),
+                        pytrace=False)
+
+
+@pytest.fixture
+def runtime(session):
+    rt = Runtime(RUNTIME_PATH, session.root, IS_QUIVER)
+    try:
+        yield rt
+    finally:
+        rt.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def leak_check(request):
+    if "session" not in request.fixturenames:
+        yield
+        return
+    s = request.getfixturevalue("session")
+    before = s.snapshot()
+    yield
+    # runs after the function-scoped fixtures requested by the test were torn
+    # down? No: autouse fixtures are set up first, so they are torn down last.
+    leaks = s.settle_and_diff(before)
+    if leaks:
+        scrub(leaks)
+        pytest.fail("leaked by this test:\n  " + "\n  ".join(leaks), pytrace=False)
+
+
+@pytest.fixture
+def bundle_factory(session, tmp_path):
+    made = []
+
+    def make(args=("true",)):
+        path = os.path.join(str(tmp_path), "bundle%d" % len(made))
+        os.mkdir(path)
+        shutil.copytree(session.template, os.path.join(path, "rootfs"), symlinks=True,
+                        copy_function=os.link)
+        b = Bundle(path, args)
+        made.append(b)
+        return b
+
+    return make
+
+
+@pytest.fixture
+def bundle(bundle_factory):
+    return bundle_factory()
+
+
+def cgroup_paths_of(pid):
+    """{controller: absolute cgroup directory} for a host pid (v1 hierarchies)."""
+    out = {}
+    for line in proc_cgroup(pid).splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(","):
+            c = c.replace("name=", "") if c else "unified"
+            out[c] = os.path.join("/sys/fs/cgroup", c, path.lstrip("/"))
+    return out
