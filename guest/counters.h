@@ -15,7 +15,7 @@
 
 #define GUEST_COUNTERS_MAGIC   0x51564354u /* "QVCT" */
 #define GUEST_COUNTERS_VERSION 1u
-#define GUEST_NR_MAX           512u /* x86-64 syscall numbers are below this */
+#define GUEST_NR_MAX	       512u /* x86-64 syscall numbers are below this */
 
 struct guest_counters {
 	uint32_t magic;
@@ -23,8 +23,8 @@ struct guest_counters {
 	uint32_t nr_max;
 	uint32_t reserved;
 	_Atomic uint64_t trapped[GUEST_NR_MAX]; /* notifications received, by syscall nr */
-	_Atomic uint64_t denied[GUEST_NR_MAX];  /* of those, answered with an error by policy */
-	_Atomic uint64_t trapped_other;         /* nr >= GUEST_NR_MAX (x32 or garbage) */
+	_Atomic uint64_t denied[GUEST_NR_MAX];	/* of those, answered with an error by policy */
+	_Atomic uint64_t trapped_other;		/* nr >= GUEST_NR_MAX (x32 or garbage) */
 };
 
 /* Create (O_EXCL) and map the file for writing; used by the launcher. */

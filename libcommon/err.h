@@ -21,10 +21,12 @@ struct qerr {
 
 /* Record an error and return -code, so that `return qerr_set(err, EINVAL,
  * "...")` reads as one statement.  err may be NULL. */
-int qerr_set(struct qerr *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int qerr_set(struct qerr *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Like qerr_set, appending ": strerror(code)". */
-int qerr_sys(struct qerr *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int qerr_sys(struct qerr *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Prepend "context: " to an error already recorded; returns -err->code. */
 int qerr_prefix(struct qerr *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -20,8 +20,8 @@ int qlog_parse_level(const char *s, enum qlog_level *out);
 
 void qlog(enum qlog_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define qlog_debug(...) qlog(QLOG_DEBUG, __VA_ARGS__)
-#define qlog_info(...)  qlog(QLOG_INFO, __VA_ARGS__)
-#define qlog_warn(...)  qlog(QLOG_WARN, __VA_ARGS__)
+#define qlog_info(...)	qlog(QLOG_INFO, __VA_ARGS__)
+#define qlog_warn(...)	qlog(QLOG_WARN, __VA_ARGS__)
 #define qlog_error(...) qlog(QLOG_ERROR, __VA_ARGS__)
 
 /* Unrecoverable: log at error level and exit(1).  fatal() appends
