@@ -31,7 +31,7 @@ static int dial(struct qerr *err)
 int vmmd_start_daemon(struct qerr *err)
 {
 	char prog[PATH_MAX];
-	const char *argv[8];
+	const char *argv[10];
 	int n = 0, status;
 	pid_t pid;
 
@@ -43,6 +43,10 @@ int vmmd_start_daemon(struct qerr *err)
 	argv[n++] = g.root;
 	if (g.debug)
 		argv[n++] = "--debug";
+	if (g.metrics) {
+		argv[n++] = "--metrics";
+		argv[n++] = g.metrics;
+	}
 	argv[n] = NULL;
 	pid = fork();
 	if (pid < 0)

@@ -31,22 +31,74 @@ static int ping(struct qerr *err, int64_t *pid, int64_t *count, char *ver, size_
 	return 0;
 }
 
+/* The URL vmmd serves /metrics on (ROOT/vmmd.metrics), or "" when off. */
+static void metrics_url(char *buf, size_t len)
+{
+	char path[PATH_MAX + 32];
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "%s/vmmd.metrics", g.root);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+static int daemons_start(int argc, char **argv)
+{
+	static const struct option opts[] = {{"metrics", required_argument, NULL, 'm'},
+					     {NULL, 0, NULL, 0}};
+	char url[256];
+	struct qerr err;
+	int64_t pid = 0, count = 0;
+	char ver[32] = "?";
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		if (c == 'm')
+			g.metrics = optarg;
+		else if (c == ':')
+			usage_error("daemons start", "option %s needs a value", argv[optind - 1]);
+		else
+			usage_error("daemons start", "unknown option %s", argv[optind - 1]);
+	}
+	if (optind != argc)
+		usage_error("daemons start", "takes no arguments but --metrics ADDR");
+	/* A running vmmd keeps its listener: --metrics only reaches one we start. */
+	if (g.metrics && vmmd_connect(false, &err) == 0) {
+		if (ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
+			die_err(&err);
+		metrics_url(url, sizeof(url));
+		die("vmmd already serves %s (pid %lld, metrics %s); `qctl daemons stop` it to "
+		    "change --metrics",
+		    g.root, (long long)pid, url[0] ? url : "off");
+	}
+	if (vmmd_connect(true, &err) < 0 || ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
+		die_err(&err);
+	metrics_url(url, sizeof(url));
+	printf("vmmd: running (pid %lld, %s/vmmd.sock, metrics %s)\n", (long long)pid, g.root,
+	       url[0] ? url : "off");
+	return 0;
+}
+
 int cmd_daemons(int argc, char **argv)
 {
 	struct qerr err;
 	int64_t pid = 0, count = 0;
-	char ver[32] = "?";
+	char ver[32] = "?", url[256];
 	const char *what;
 
-	if (argc != 2)
-		usage_error(argv[0], "start|stop|status");
+	if (argc < 2)
+		usage_error(argv[0], "start [--metrics ADDR]|stop|status");
 	what = argv[1];
-	if (strcmp(what, "start") == 0) {
-		if (vmmd_connect(true, &err) < 0 || ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
-			die_err(&err);
-		printf("vmmd: running (pid %lld, %s/vmmd.sock)\n", (long long)pid, g.root);
-		return 0;
-	}
+	if (strcmp(what, "start") == 0)
+		return daemons_start(argc - 1, argv + 1);
+	if (argc != 2)
+		usage_error(argv[0], "%s takes no arguments", what);
 	if (strcmp(what, "status") == 0) {
 		if (vmmd_connect(false, &err) < 0) {
 			printf("vmmd: not running (%s)\n", g.root);
@@ -54,8 +106,10 @@ int cmd_daemons(int argc, char **argv)
 		}
 		if (ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
 			die_err(&err);
-		printf("vmmd: running (pid %lld, version %s, %lld sandboxes, %s/vmmd.sock)\n",
-		       (long long)pid, ver, (long long)count, g.root);
+		metrics_url(url, sizeof(url));
+		printf("vmmd: running (pid %lld, version %s, %lld sandboxes, %s/vmmd.sock, "
+		       "metrics %s)\n",
+		       (long long)pid, ver, (long long)count, g.root, url[0] ? url : "off");
 		return 0;
 	}
 	if (strcmp(what, "stop") == 0) {

@@ -217,7 +217,7 @@ static const struct command {
     {"features", cmd_features, "features"},
     {"spec", cmd_spec, "spec [-b DIR]"},
     {"version", cmd_version, "version"},
-    {"daemons", cmd_daemons, "daemons start|stop|status"},
+    {"daemons", cmd_daemons, "daemons start [--metrics ADDR] | stop | status"},
     {"ls", cmd_ls, "ls [--json]"},
     {"inspect", cmd_inspect, "inspect ID"},
     {"policy", cmd_policy, "policy [--format table|json|markdown]"},

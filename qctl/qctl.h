@@ -25,6 +25,7 @@ struct qctl_global {
 	const char *log_format;
 	bool debug;
 	bool systemd_cgroup;
+	const char *metrics; /* daemons start --metrics: for a vmmd qctl starts */
 };
 
 extern struct qctl_global g;

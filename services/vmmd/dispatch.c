@@ -231,7 +231,27 @@ static int op_abort(const struct qmsg_in *req, struct qmsg_out *reply, struct qe
 	return 0;
 }
 
-static int read_cgroups(const struct qmsg_in *req, struct sandbox *sb, struct qerr *err)
+/* What a `created` request carries, parsed in full before any of it is
+ * applied: a request that fails a check leaves the reservation as it was. */
+struct created_fields {
+	int64_t pid, pid_start, init_pid;
+	char console[PATH_MAX];
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
+	json_t *annotations;
+	bool start;
+};
+
+static void created_fields_free(struct created_fields *f)
+{
+	for (size_t i = 0; i < f->ncgroups; i++)
+		free(f->cgroups[i]);
+	f->ncgroups = 0;
+	json_decref(f->annotations);
+	f->annotations = NULL;
+}
+
+static int read_cgroups(const struct qmsg_in *req, struct created_fields *f, struct qerr *err)
 {
 	const msgpack_object *arr = NULL;
 	char path[PATH_MAX + SANDBOX_ID_MAX + 32];
@@ -250,15 +270,15 @@ static int read_cgroups(const struct qmsg_in *req, struct sandbox *sb, struct qe
 		    (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0))
 			return qerr_set(err, EINVAL, "field cgroups[%u]: not a cgroup directory",
 					i);
-		sb->cgroups[sb->ncgroups] = strdup(path);
-		if (!sb->cgroups[sb->ncgroups])
+		f->cgroups[f->ncgroups] = strdup(path);
+		if (!f->cgroups[f->ncgroups])
 			return qerr_set(err, ENOMEM, "out of memory");
-		sb->ncgroups++;
+		f->ncgroups++;
 	}
 	return 0;
 }
 
-static int read_annotations(const struct qmsg_in *req, struct sandbox *sb, struct qerr *err)
+static int read_annotations(const struct qmsg_in *req, struct created_fields *f, struct qerr *err)
 {
 	const msgpack_object *map = NULL;
 	char key[QMSG_MAX_KEY + 1], val[QMSG_MAX_STR + 1];
@@ -273,9 +293,28 @@ static int read_annotations(const struct qmsg_in *req, struct sandbox *sb, struc
 		if ((r = qmsg_obj_str(&kv->key, key, sizeof(key), err)) < 0 ||
 		    (r = qmsg_obj_str(&kv->val, val, sizeof(val), err)) < 0)
 			return qerr_prefix(err, "field annotations");
-		json_object_set_new(sb->annotations, key, json_string(val));
+		if (json_object_set_new(f->annotations, key, json_string(val)) < 0)
+			return qerr_set(err, ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+static int read_created(const struct qmsg_in *req, struct created_fields *f, struct qerr *err)
+{
+	int r;
+
+	if ((r = qmsg_get_int(req->root, "pid", 1, INT32_MAX, &f->pid, err)) < 0 ||
+	    (r = qmsg_get_int(req->root, "pid_start", 0, INT64_MAX, &f->pid_start, err)) < 0)
+		return r == -ENOENT ? qerr_set(err, EINVAL, "fields pid, pid_start: required") : r;
+	r = qmsg_get_int(req->root, "init_pid", 0, INT32_MAX, &f->init_pid, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = qmsg_get_str(req->root, "console", f->console, sizeof(f->console), err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if ((r = read_cgroups(req, f, err)) < 0 || (r = read_annotations(req, f, err)) < 0)
+		return r;
+	return opt_bool(req, "start", &f->start, err);
 }
 
 static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err);
@@ -283,39 +322,47 @@ static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err
 static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
 {
 	struct sandbox *sb = req_sandbox(req, err);
-	int64_t pid = 0, pid_start = 0, init_pid = 0;
-	bool start;
+	struct created_fields f = {.annotations = json_object()};
 	int r;
 
-	if (!sb)
+	if (!sb) {
+		created_fields_free(&f);
 		return -err->code;
-	if (sb->status != SB_CREATING)
+	}
+	if (sb->status != SB_CREATING) {
+		created_fields_free(&f);
 		return qerr_set(err, EBUSY, "container %s is not being created: %s", sb->id,
 				sb_status_name(sb->status));
-	if ((r = qmsg_get_int(req->root, "pid", 1, INT32_MAX, &pid, err)) < 0 ||
-	    (r = qmsg_get_int(req->root, "pid_start", 0, INT64_MAX, &pid_start, err)) < 0)
-		return r == -ENOENT ? qerr_set(err, EINVAL, "fields pid, pid_start: required") : r;
-	r = qmsg_get_int(req->root, "init_pid", 0, INT32_MAX, &init_pid, err);
-	if (r < 0 && r != -ENOENT)
+	}
+	if (!f.annotations) {
+		created_fields_free(&f);
+		return qerr_set(err, ENOMEM, "out of memory");
+	}
+	if ((r = read_created(req, &f, err)) < 0) {
+		created_fields_free(&f);
 		return r;
-	r = qmsg_get_str(req->root, "console", sb->console, sizeof(sb->console), err);
-	if (r < 0 && r != -ENOENT)
+	}
+	sb->pid = (pid_t)f.pid;
+	sb->pid_start = (uint64_t)f.pid_start;
+	if ((r = supervisor_watch(sb, err)) < 0) {
+		sb->pid = 0;
+		sb->pid_start = 0;
+		created_fields_free(&f);
 		return r;
+	}
+	/* Checked and adopted: now the record takes the rest. */
+	sb->init_pid = (pid_t)f.init_pid;
+	snprintf(sb->console, sizeof(sb->console), "%s", f.console);
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		free(sb->cgroups[i]);
-	sb->ncgroups = 0;
-	if ((r = read_cgroups(req, sb, err)) < 0 || (r = read_annotations(req, sb, err)) < 0)
-		return r;
-	sb->pid = (pid_t)pid;
-	sb->pid_start = (uint64_t)pid_start;
-	sb->init_pid = (pid_t)init_pid;
-	if ((r = opt_bool(req, "start", &start, err)) < 0)
-		return r;
-	if ((r = supervisor_watch(sb, err)) < 0)
-		return r;
+	memcpy(sb->cgroups, f.cgroups, f.ncgroups * sizeof(f.cgroups[0]));
+	sb->ncgroups = f.ncgroups;
+	f.ncgroups = 0;
+	json_object_update(sb->annotations, f.annotations);
+	created_fields_free(&f);
 	sb->created_ns = now_ns();
 	set_status(sb, SB_CREATED);
-	if (start) {
+	if (f.start) {
 		/* qctl run: created and started in one round trip, one write. */
 		events_publish("created", sb);
 		return do_start(sb, reply, err);
