@@ -686,3 +686,266 @@ def cgroup_paths_of(pid):
             c = c.replace("name=", "") if c else "unified"
             out[c] = os.path.join("/sys/fs/cgroup", c, path.lstrip("/"))
     return out
+
+
+# ---------------------------------------------------------------------------
+# vmmd's sockets, spoken directly: nng's SP-over-IPC framing and a minimal
+# msgpack (tests for the control API, events and hostile clients).
+
+import socket as _socket
+import struct as _struct
+
+SP_REQ0, SP_REP0, SP_PUB0, SP_SUB0 = 0x30, 0x31, 0x20, 0x21
+
+
+def mp_pack(obj):
+    """msgpack of None/bool/int/str/bytes/list/dict (enough for requests)."""
+    if obj is None:
+        return b"\xc0"
+    if obj is True:
+        return b"\xc3"
+    if obj is False:
+        return b"\xc2"
+    if isinstance(obj, int):
+        if 0 <= obj < 0x80:
+            return bytes([obj])
+        if -32 <= obj < 0:
+            return _struct.pack("b", obj)
+        if 0 <= obj < 1 << 64:
+            return b"\xcf" + _struct.pack(">Q", obj)
+        return b"\xd3" + _struct.pack(">q", obj)
+    if isinstance(obj, str):
+        b = obj.encode("utf-8", "surrogateescape")
+        if len(b) < 32:
+            return bytes([0xA0 | len(b)]) + b
+        return b"\xdb" + _struct.pack(">I", len(b)) + b
+    if isinstance(obj, bytes):
+        return b"\xc6" + _struct.pack(">I", len(obj)) + obj
+    if isinstance(obj, (list, tuple)):
+        return b"\xdd" + _struct.pack(">I", len(obj)) + b"".join(mp_pack(x) for x in obj)
+    if isinstance(obj, dict):
+        return b"\xdf" + _struct.pack(">I", len(obj)) + b"".join(
+            mp_pack(k) + mp_pack(v) for k, v in obj.items())
+    raise TypeError(type(obj))
+
+
+def mp_unpack(data):
+    """Decode one msgpack object that must fill data exactly; ValueError if not."""
+    obj, off = _mp_obj(data, 0)
+    if off != len(data):
+        raise ValueError("%d trailing bytes" % (len(data) - off))
+    return obj
+
+
+def _mp_take(data, off, n):
+    if off + n > len(data):
+        raise ValueError("truncated at %d" % off)
+    return data[off:off + n], off + n
+
+
+def _mp_obj(data, off):
+    b, off = _mp_take(data, off, 1)
+    t = b[0]
+    fixed = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q", 0xD0: ">b", 0xD1: ">h", 0xD2: ">i",
+             0xD3: ">q", 0xCA: ">f", 0xCB: ">d"}
+    if t < 0x80:
+        return t, off
+    if t >= 0xE0:
+        return t - 0x100, off
+    if t in fixed:
+        fmt = fixed[t]
+        raw, off = _mp_take(data, off, _struct.calcsize(fmt))
+        return _struct.unpack(fmt, raw)[0], off
+    if t == 0xC0:
+        return None, off
+    if t in (0xC2, 0xC3):
+        return t == 0xC3, off
+    if 0xA0 <= t <= 0xBF or t in (0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6):
+        if 0xA0 <= t <= 0xBF:
+            n = t & 0x1F
+        else:
+            w = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}[t]
+            raw, off = _mp_take(data, off, w)
+            n = int.from_bytes(raw, "big")
+        raw, off = _mp_take(data, off, n)
+        return (raw if t in (0xC4, 0xC5, 0xC6) else raw.decode("utf-8", "replace")), off
+    if 0x90 <= t <= 0x9F or t in (0xDC, 0xDD):
+        if t <= 0x9F:
+            n = t & 0x0F
+        else:
+            raw, off = _mp_take(data, off, 2 if t == 0xDC else 4)
+            n = int.from_bytes(raw, "big")
+        out = []
+        for _ in range(n):
+            v, off = _mp_obj(data, off)
+            out.append(v)
+        return out, off
+    if 0x80 <= t <= 0x8F or t in (0xDE, 0xDF):
+        if t <= 0x8F:
+            n = t & 0x0F
+        else:
+            raw, off = _mp_take(data, off, 2 if t == 0xDE else 4)
+            n = int.from_bytes(raw, "big")
+        out = {}
+        for _ in range(n):
+            k, off = _mp_obj(data, off)
+            v, off = _mp_obj(data, off)
+            out[k] = v
+        return out, off
+    raise ValueError("msgpack type byte 0x%02x not supported" % t)
+
+
+class SPConn:
+    """One nng SP connection over a unix stream socket (nng's ipc:// transport):
+    an 8-byte greeting each way (0, 'S', 'P', 0, protocol id big-endian, 0, 0),
+    then frames of 0x01, a 64-bit big-endian length and the message."""
+
+    def __init__(self, path, proto, timeout=CMD_TIMEOUT):
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.peer_proto = None
+
+    def handshake(self, proto):
+        self.sock.sendall(b"\0SP\0" + _struct.pack(">H", proto) + b"\0\0")
+        hdr = self.recv_exact(8)
+        if hdr[:4] != b"\0SP\0":
+            raise ValueError("not an SP peer: %r" % hdr)
+        self.peer_proto = _struct.unpack(">H", hdr[4:6])[0]
+        return self.peer_proto
+
+    def recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("peer closed after %d of %d bytes" % (len(buf), n))
+            buf += chunk
+        return buf
+
+    def send_frame(self, payload):
+        self.sock.sendall(b"\x01" + _struct.pack(">Q", len(payload)) + payload)
+
+    def recv_frame(self):
+        hdr = self.recv_exact(9)
+        if hdr[0] != 1:
+            raise ValueError("frame type %d" % hdr[0])
+        n = _struct.unpack(">Q", hdr[1:])[0]
+        if n > (1 << 20) + 64:
+            raise ValueError("frame of %d bytes" % n)
+        return self.recv_exact(n)
+
+    def closed_by_peer(self, seconds=CMD_TIMEOUT):
+        """True once the peer has closed the connection (EOF or reset)."""
+        self.sock.settimeout(seconds)
+        try:
+            while True:
+                if not self.sock.recv(4096):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except _socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+class VmmdClient:
+    """A REQ client of ROOT/vmmd.sock: call() sends one request (a dict, or raw
+    msgpack bytes) and returns the decoded reply."""
+
+    def __init__(self, root):
+        self.conn = SPConn(os.path.join(root, "vmmd.sock"), SP_REQ0)
+        peer = self.conn.handshake(SP_REQ0)
+        assert peer == SP_REP0, "vmmd.sock speaks protocol 0x%x, not REP0" % peer
+        self.next_id = 1
+
+    def call_raw(self, body):
+        rid = 0x80000000 | self.next_id
+        self.next_id += 1
+        self.conn.send_frame(_struct.pack(">I", rid) + body)
+        while True:
+            frame = self.conn.recv_frame()
+            if _struct.unpack(">I", frame[:4])[0] == rid:
+                return mp_unpack(frame[4:])
+
+    def call(self, req):
+        if isinstance(req, dict):
+            req = mp_pack(req)
+        return self.call_raw(req)
+
+    def close(self):
+        self.conn.close()
+
+
+class EventSubscriber:
+    """A SUB socket on ROOT/events.sock: PUB sends every message whole, with
+    no header; each is one msgpack map."""
+
+    def __init__(self, root):
+        self.conn = SPConn(os.path.join(root, "events.sock"), SP_SUB0)
+        peer = self.conn.handshake(SP_SUB0)
+        assert peer == SP_PUB0, "events.sock speaks protocol 0x%x, not PUB0" % peer
+
+    def next(self, seconds=CMD_TIMEOUT):
+        """The next event, or None if none came within seconds (hang protection)."""
+        self.conn.sock.settimeout(seconds)
+        try:
+            return mp_unpack(self.conn.recv_frame())
+        except _socket.timeout:
+            return None
+
+    def close(self):
+        self.conn.close()
+
+
+def vmmd_pid(root):
+    try:
+        with open(os.path.join(root, "vmmd.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def vmmd_processes(root):
+    """Live quiver-vmmd processes serving root (by their --root argument)."""
+    out = []
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if not st or st[1] in ("Z", "X") or st[0] != "quiver-vmmd":
+            continue
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if root.encode() in argv:
+            out.append(pid)
+    return out
+
+
+@pytest.fixture
+def private_root(session):
+    """A fresh runtime root of its own (its own vmmd), stopped at the end."""
+    made = []
+
+    def make(name="root"):
+        root = os.path.join(session.tmp, "%s-%s-%d" % (name, SESSION_TAG, _id_counter()))
+        made.append(root)
+        return root
+
+    yield make
+    for root in made:
+        rt = Runtime(RUNTIME_PATH, root, IS_QUIVER)
+        if os.path.exists(os.path.join(root, "vmmd.sock")):
+            for cid in rt("list", "-q").stdout.split():
+                rt("delete", "--force", cid)
+        pids = vmmd_processes(root)
+        subprocess.run([RUNTIME_PATH, "--root", root, "daemons", "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=CMD_TIMEOUT)
+        for pid in pids:
+            if not wait_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+                wait_gone(pid)
+        shutil.rmtree(root, ignore_errors=True)

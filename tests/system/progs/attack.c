@@ -31,6 +31,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <termios.h>
@@ -421,6 +422,15 @@ static struct result a_x32(const char *a)
 	RES(syscall(X32_SYSCALL_BIT | SYS_getpid));
 }
 
+/* Not an attack: uname(2) itself, for OCI seccomp profiles that deny it
+ * (busybox's uname ignores the error). */
+static struct result a_uname(const char *a)
+{
+	(void)a;
+	struct utsname u;
+	RES(uname(&u));
+}
+
 /* Pids visible in /proc, comma separated on stdout; rc = how many. */
 static void list_pids(void)
 {
@@ -476,6 +486,7 @@ static const struct attack attacks[] = {
     {"mknod", a_mknod},
     {"int80", a_int80},
     {"x32", a_x32},
+    {"uname", a_uname},
 };
 
 int main(int argc, char **argv)
