@@ -2,7 +2,7 @@
 # `make demo`: build a busybox OCI bundle from Debian's busybox-static and run
 # it in a Quiver sandbox, end to end, then show what the guest kernel saw.
 set -euo pipefail
-BIN=${QUIVER_BIN:?QUIVER_BIN must point at the build's bin directory}
+BIN=${QUIVER_BIN:?QUIVER_BIN must name the directory of the built binaries}
 QCTL="$BIN/qctl"
 work=$(mktemp -d /tmp/quiver-demo.XXXXXX)
 root="$work/run"
@@ -36,13 +36,22 @@ cfg["hostname"] = "quiver-demo"
 json.dump(cfg, open(path, "w"), indent=2)
 PY
 
-echo "== qctl run (embedded mode starts quiver-vmmd on first use)"
-set +e
-"$QCTL" --root "$root" run --bundle "$bundle" "$id"
-status=$?
-set -e
+echo "== qctl run -d (embedded mode starts quiver-vmmd on first use)"
+"$QCTL" --root "$root" run -d --bundle "$bundle" "$id"
+for _ in $(seq 100); do
+	"$QCTL" --root "$root" state "$id" | grep -q '"status": "stopped"' && break
+	sleep 0.05
+done
+# The supervisor's exit report and per-syscall counters, from vmmd.
+"$QCTL" --root "$root" inspect "$id" >"$work/inspect.json"
+status=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["exit"]["exit_code"])' "$work/inspect.json")
 echo "== the workload exited with status $status (expected 7)"
+echo "== what the guest kernel trapped and denied (qctl inspect):"
+/usr/bin/python3 -c 'import json,sys
+for s in json.load(open(sys.argv[1]))["syscalls"]:
+    print("   %-12s trapped %d, denied %d" % (s["name"], s["trapped"], s["denied"]))' "$work/inspect.json"
+"$QCTL" --root "$root" delete "$id"
 echo "== the syscall policy, first lines (qctl policy):"
-"$QCTL" policy | head -12
+"$QCTL" policy | head -8
 [ "$status" -eq 7 ]
 echo "== demo OK"
