@@ -73,6 +73,7 @@ struct sup_args {
 	int console_fd;	 /* connected --console-socket, or -1 */
 	int ns_fds[GUEST_NS_COUNT]; /* namespaces to join by path (opened by G), or -1 */
 	char log_path[4096];	    /* STATE_DIR/guest.log */
+	bool go;		    /* S: G's GS_GO received */
 };
 
 /* The child entry of clone(): never returns. */
@@ -97,12 +98,16 @@ struct workload_spec {
 	int preserve_fds; /* fds 3..3+N-1 stay open */
 	int keep_fds[4];  /* our own fds that must survive close_range (CLOEXEC) */
 	int n_keep_fds;
-	bool in_user_ns; /* setgroups may be denied */
+	bool in_user_ns;   /* setgroups may be denied */
+	int *listener_out; /* non-NULL: the listener is returned here (close-on-exec)
+			      instead of handed to send_listener */
 };
 
 /* Everything from setsid to the final capabilities; returns the seccomp
  * listener fd through send_listener() before dropping capabilities.
- * send_listener is called with the listener fd and must hand it over. */
+ * send_listener is called with the listener fd and must hand it over; with
+ * ws->listener_out set, the listener is stored there instead, and it is the
+ * caller's to send and close. */
 int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
 		     void *arg, struct qerr *err);
 /* execve args[0] with env, looking it up in the env's PATH when it has no
@@ -119,8 +124,11 @@ int close_all_but(int from, const int *keep, int n_keep, struct qerr *err);
 /* ---- rootfs ---- */
 
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
- * hostname, sysctl, readonly and masked paths, read-only root. */
-int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg, struct qerr *err);
+ * hostname, sysctl, readonly and masked paths, read-only root.  The
+ * cgroup directories in cg may not exist yet: cgroups_ready(arg) is called
+ * before the first mount that needs them and returns once they do. */
+int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
+		 int (*cgroups_ready)(void *arg), void *arg, struct qerr *err);
 
 /* ---- credentials ---- */
 

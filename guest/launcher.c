@@ -1,10 +1,11 @@
 /* G, the launcher: `quiver-guest create`.
  *
- * Runs in the host namespaces: loads config.json, makes the cgroups and the
- * state files, clones S into the new namespaces, puts it in its cgroups,
- * writes its id maps, lets it go and waits until it reports the workload
- * prepared; then answers `created` on the sync socket and exits.  Anything
- * that fails is undone before the one-line `error` is sent.
+ * Runs in the host namespaces: loads config.json, makes the state files,
+ * clones S into the new namespaces, then, while S builds the rootfs, makes
+ * the cgroups, puts S in them, writes its id maps, lets it go and waits
+ * until it reports the workload prepared; then answers `created` on the
+ * sync socket and exits.  Anything that fails is undone before the
+ * one-line `error` is sent.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -213,7 +214,10 @@ static int write_map(pid_t pid, const char *file, const struct guest_idmap *m, s
 	return 0;
 }
 
-static int setup_cgroups(struct launch *l, struct qerr *err)
+/* Only the directories, before S is cloned (it needs them for the cgroup
+ * mount); making them, the limits and the join happen while S builds the
+ * rootfs. */
+static int resolve_cgroups(struct launch *l, struct qerr *err)
 {
 	struct cgroups_host *host = NULL;
 	int r = cgroups_host_detect(&host, err);
@@ -230,13 +234,19 @@ static int setup_cgroups(struct launch *l, struct qerr *err)
 	}
 	r = cgroups_resolve(host, cgpath, l->o->id, l->o->systemd_cgroup, &l->cg, err);
 	cgroups_host_free(host);
-	if (r < 0)
-		return r;
-	r = cgroups_create(l->cg, err);
+	return r;
+}
+
+static int make_cgroups(struct launch *l, struct qerr *err)
+{
+	int r = cgroups_create(l->cg, err);
 	if (r < 0)
 		return r;
 	l->cg_created = true;
-	return cgroups_apply(l->cg, l->cfg->has_resources ? &l->cfg->resources : NULL, err);
+	r = cgroups_apply(l->cg, l->cfg->has_resources ? &l->cfg->resources : NULL, err);
+	if (r < 0)
+		return r;
+	return cgroups_join(l->cg, l->s_pid, err);
 }
 
 static int open_namespaces(struct launch *l, struct qerr *err)
@@ -317,7 +327,9 @@ static int wait_ready(struct launch *l, pid_t *w_host, struct qerr *err)
 				    .msg_control = cbuf,
 				    .msg_controllen = sizeof(cbuf)};
 		ssize_t n = recvmsg(l->gs[0], &mh, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
+		/* S exiting with our HELLO_W echo unread resets the channel; the
+		 * error is reported once, before what S sent us first. */
+		if (n < 0 && (errno == EINTR || errno == ECONNRESET))
 			continue;
 		if (n < 0)
 			return qerr_sys(err, errno, "supervisor channel");
@@ -380,7 +392,7 @@ static int launch(struct launch *l, struct qerr *err)
 	r = open_namespaces(l, err);
 	if (r < 0)
 		return r;
-	r = setup_cgroups(l, err);
+	r = resolve_cgroups(l, err);
 	if (r < 0)
 		return r;
 
@@ -448,7 +460,10 @@ static int launch(struct launch *l, struct qerr *err)
 	l->gs[1] = -1;
 	free(sa);
 
-	r = cgroups_join(l->cg, l->s_pid, err);
+	/* S is building the rootfs meanwhile (unless it waits for its id
+	 * maps); it waits for GS_GO before it mounts the cgroups, unshares its
+	 * cgroup namespace or forks W. */
+	r = make_cgroups(l, err);
 	if (r < 0)
 		return r;
 	if (cfg->clone_flags & CLONE_NEWUSER) {

@@ -187,6 +187,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "create") == 0) {
 		if (!c.id || !c.bundle || !c.state_dir || c.sync_fd < 0 || optind != argc)
 			usage();
+		free(env);
 		return launcher_main(&c);
 	}
 	if (strcmp(cmd, "exec") == 0) {
@@ -199,6 +200,7 @@ int main(int argc, char **argv)
 		x.n_env = n_env;
 		return exec_main(&x);
 	}
+	free(env); /* only exec uses it */
 	if (strcmp(cmd, "policy") == 0) {
 		int r;
 		if (strcmp(format, "bpf-c") == 0)

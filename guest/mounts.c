@@ -181,18 +181,31 @@ static int mount_cgroups(int rootfd, const struct guest_mount *m, const struct c
 		if ((size_t)snprintf(dst, sizeof(dst), "%s/%s", m->destination, name) >=
 		    sizeof(dst))
 			return qerr_set(err, ENAMETOOLONG, "%s: path too long", m->destination);
-		cleanup_close int dfd = mkpath_in_root(rootfd, dst, false, err);
-		if (dfd < 0)
-			return dfd;
+		/* The tmpfs is ours alone (fresh, in our private mount namespace,
+		 * W not born yet): one plain component under it, nothing the image
+		 * could have planted. */
+		cleanup_close int dfd = -1;
+		if (*name) {
+			if (mkdirat(top, name, 0755) < 0 && errno != EEXIST)
+				return qerr_sys(err, errno, "%s: mkdir", dst);
+			dfd = openat(top, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (dfd < 0)
+				return qerr_sys(err, errno, "%s", dst);
+		} else {
+			dfd = mkpath_in_root(rootfd, dst, false, err);
+			if (dfd < 0)
+				return dfd;
+		}
 		char dpath[64];
 		fd_path(dpath, sizeof(dpath), dfd);
 		if (mount(cg->dirs[i], dpath, NULL, MS_BIND, NULL) < 0)
 			return qerr_sys(err, errno, "%s: bind %s", dst, cg->dirs[i]);
 		/* the remount must name the new mount's root, not what dfd saw */
 		close(dfd);
-		dfd = openat2_in_root(rootfd, dst, O_PATH);
+		dfd = *name ? openat(top, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+			    : openat2_in_root(rootfd, dst, O_PATH);
 		if (dfd < 0)
-			return qerr_sys(err, -dfd, "%s", dst);
+			return qerr_sys(err, *name ? errno : -dfd, "%s", dst);
 		fd_path(dpath, sizeof(dpath), dfd);
 		int r = bind_remount(dpath, (m->flags & ~MS_BIND) | base, m->clear_flags, dst, err);
 		if (r < 0)
@@ -396,7 +409,27 @@ static int masked_path(const char *p, struct qerr *err)
 	return 0;
 }
 
-int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg, struct qerr *err)
+/* The cgroup mount, or a bind of something under a cgroup hierarchy (the
+ * sandbox's own directories may not exist yet: G makes them while we
+ * mount). */
+static bool needs_cgroups(const struct guest_mount *m, const struct cgroups *cg)
+{
+	bool bind = m->is_bind || (m->type && strcmp(m->type, "bind") == 0);
+	if (!bind)
+		return m->type && strcmp(m->type, "cgroup") == 0;
+	if (!m->source || m->source[0] != '/')
+		return false;
+	for (size_t i = 0; cg && i < cg->n; i++) {
+		size_t n = strlen(cg->mountpoint[i]);
+		if (strncmp(m->source, cg->mountpoint[i], n) == 0 &&
+		    (m->source[n] == '/' || m->source[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
+		 int (*cgroups_ready)(void *arg), void *arg, struct qerr *err)
 {
 	/* Our copy of the host's mounts must not propagate back.  A shared
 	 * rootfs would make pivot_root fail (EINVAL), so "shared" is applied
@@ -417,6 +450,11 @@ int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg, struc
 
 	bool dev_tmpfs = false;
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
+		if (needs_cgroups(&cfg->mounts[i], cg)) {
+			int r = cgroups_ready(arg);
+			if (r < 0)
+				return qerr_set(err, -r, "cgroups not made");
+		}
 		int r = do_mount(rootfd, cfg, cg, &cfg->mounts[i], &dev_tmpfs, err);
 		if (r < 0)
 			return r;

@@ -40,7 +40,7 @@
 enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE };
 
 /* Messages on S<->W's socketpair. */
-enum w_msg_type { W_LISTENER = 1, W_PREPARED, W_ERROR };
+enum w_msg_type { W_PREPARED = 1, W_ERROR }; /* W_PREPARED carries W's seccomp listener */
 struct w_msg {
 	int32_t type;
 	int32_t code;
@@ -86,13 +86,6 @@ static void ep_del_close(struct sup *s, int fd)
 
 /* ---- W ---- */
 
-static int w_send_listener(int fd, void *arg)
-{
-	int sock = *(int *)arg;
-	struct w_msg m = {.type = W_LISTENER};
-	return send_fd(sock, fd, &m, sizeof(m)) < 0 ? -errno : 0;
-}
-
 static _Noreturn void w_fail(int sock, const struct qerr *err)
 {
 	struct w_msg m = {.type = W_ERROR, .code = err->code ? err->code : EINVAL};
@@ -124,11 +117,19 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	    .n_keep_fds = 3,
 	    .in_user_ns = (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],
 	};
-	if (workload_prepare(&ws, w_send_listener, &sock, &err) < 0)
+	/* W keeps its listener until it is prepared: both go to S in one
+	 * message, one wake-up of S fewer. */
+	int listener = -1;
+	ws.listener_out = &listener;
+	if (workload_prepare(&ws, NULL, NULL, &err) < 0)
 		w_fail(sock, &err);
 	struct w_msg ok = {.type = W_PREPARED};
-	if (write(sock, &ok, sizeof(ok)) < 0)
-		_exit(1);
+	int r = send_fd(sock, listener, &ok, sizeof(ok));
+	if (r < 0) {
+		qerr_sys(&err, -r, "hand the seccomp listener to the supervisor");
+		w_fail(sock, &err);
+	}
+	close(listener);
 	close(sock);
 
 	/* Wait for start: one byte.  EOF means S gave up on us. */
@@ -213,7 +214,10 @@ static _Noreturn void sup_exit(struct sup *s, int status)
 	int n = snprintf(buf, sizeof(buf), "{\"status\":%d,\"exit_code\":%d,\"signal\":%d}\n",
 			 status, code, sig);
 	struct qerr err = {0};
-	if (statefile_write(s->a->state_dirfd, "exit", buf, (size_t)n, &err) < 0)
+	/* Atomic, not fsynced: vmmd reads it as soon as we are gone, from the
+	 * page cache; a machine crash ends the sandbox and the report alike,
+	 * and the two fsyncs would delay our exit, which the caller waits for. */
+	if (statefile_write_atomic(s->a->state_dirfd, "exit", buf, (size_t)n, 0600, &err) < 0)
 		qlog_error("write exit report: %s", err.msg);
 	if (s->state == ST_STARTING)
 		reply_started(s);
@@ -412,19 +416,17 @@ static void wsock_readable(struct sup *s, int devnull)
 	}
 	m.msg[sizeof(m.msg) - 1] = '\0';
 	switch (m.type) {
-	case W_LISTENER:
-		if (fd < 0 || add_listener(s, fd) < 0) {
-			qerr_set(&err, EIO, "workload: no seccomp listener");
-			fail_prepare(s, &err);
-		}
-		return;
 	case W_ERROR:
 		err.code = m.code ? m.code : EIO;
 		snprintf(err.msg, sizeof(err.msg), "%s", m.msg);
 		fail_prepare(s, &err);
 	case W_PREPARED: {
-		if (fd >= 0)
-			close(fd);
+		if (fd < 0 || add_listener(s, fd) < 0) {
+			if (fd >= 0)
+				close(fd);
+			qerr_set(&err, EIO, "workload: no seccomp listener");
+			fail_prepare(s, &err);
+		}
 		/* G told us W's host pid right after W's hello, before this. */
 		struct gs_msg g;
 		ssize_t r;
@@ -518,14 +520,41 @@ static void signal_readable(struct sup *s)
 
 /* ---- entry ---- */
 
+/* G's go: the cgroups are made and we are in them (and our id maps are
+ * written).  Anything else means G failed and is about to kill us. */
+static int wait_go(void *arg)
+{
+	struct sup_args *a = arg;
+	if (a->go)
+		return 0;
+	struct gs_msg go;
+	ssize_t n;
+	do
+		n = read(a->g_sock, &go, sizeof(go));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(go) || go.type != GS_GO)
+		_exit(1); /* G failed and is cleaning up */
+	a->go = true;
+	return 0;
+}
+
 static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 {
 	const struct guest_config *cfg = a->cfg;
-	/* Unshared only now, after G put us in our cgroups: the namespace's
-	 * root is the sandbox's cgroup, not G's. */
+	/* Without a user namespace nothing here needs G's go until the cgroup
+	 * mount: the rootfs is built while G makes the cgroups. */
+	if (cfg->clone_flags & CLONE_NEWUSER)
+		wait_go(a);
+	int r = rootfs_setup(cfg, a->cg, wait_go, a, err);
+	if (r < 0)
+		return r;
+	/* Before W is forked, G must have put us in our cgroups: W is born
+	 * in them, and our cgroup namespace's root is the sandbox's cgroup,
+	 * not G's. */
+	wait_go(a);
 	if ((cfg->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
 		return qerr_sys(err, errno, "unshare cgroup namespace");
-	return rootfs_setup(cfg, a->cg, err);
+	return 0;
 }
 
 int supervisor_main(void *arg)
@@ -540,14 +569,6 @@ int supervisor_main(void *arg)
 
 	/* The caller waits for EOF on the sync socket: only G holds it. */
 	close(a->opts->sync_fd);
-
-	struct gs_msg go;
-	ssize_t n;
-	do
-		n = read(a->g_sock, &go, sizeof(go));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(go) || go.type != GS_GO)
-		_exit(1); /* G failed and is cleaning up */
 
 	/* Whatever else the caller left open (fds without close-on-exec, G's
 	 * --log file) is not the sandbox's: keep only the preserved fds and

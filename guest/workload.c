@@ -114,10 +114,14 @@ int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd
 	int listener = trap_install(ws->seccomp, err);
 	if (listener < 0)
 		return listener;
-	r = send_listener(listener, arg);
-	close(listener);
-	if (r < 0)
-		return qerr_sys(err, -r, "hand the seccomp listener to the supervisor");
+	if (ws->listener_out) {
+		*ws->listener_out = listener;
+	} else {
+		r = send_listener(listener, arg);
+		close(listener);
+		if (r < 0)
+			return qerr_sys(err, -r, "hand the seccomp listener to the supervisor");
+	}
 
 	if (p->has_capabilities && (keep & ~p->caps.permitted)) {
 		r = creds_set_caps(&p->caps, err);

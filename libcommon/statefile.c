@@ -94,8 +94,8 @@ static int create_tmp(int dfd, const char *base, mode_t mode, char *tmp, size_t 
 	return -EEXIST;
 }
 
-int statefile_write_mode(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
-			 struct qerr *err)
+static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+		      bool durable, struct qerr *err)
 {
 	cleanup_close int dfd = -1;
 	cleanup_close int fd = -1;
@@ -124,7 +124,7 @@ int statefile_write_mode(int dirfd, const char *name, const void *data, size_t l
 	/* Data first, then the name: without this fsync a crash after the
 	 * rename can leave the new name pointing at an empty file (ext4,
 	 * XFS with delayed allocation). */
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		r = qerr_sys(err, errno, "state file %s: fsync %s", name, tmp);
 		goto fail_unlink;
 	}
@@ -139,13 +139,25 @@ int statefile_write_mode(int dirfd, const char *name, const void *data, size_t l
 	}
 	/* The rename lives in the directory; it is durable only once the
 	 * directory is. */
-	if (fsync(dfd) < 0)
+	if (durable && fsync(dfd) < 0)
 		return qerr_sys(err, errno, "state file %s: fsync directory", name);
 	return 0;
 
 fail_unlink:
 	unlinkat(dfd, tmp, 0);
 	return r;
+}
+
+int statefile_write_mode(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			 struct qerr *err)
+{
+	return write_file(dirfd, name, data, len, mode, true, err);
+}
+
+int statefile_write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			   struct qerr *err)
+{
+	return write_file(dirfd, name, data, len, mode, false, err);
 }
 
 int statefile_write(int dirfd, const char *name, const void *data, size_t len, struct qerr *err)

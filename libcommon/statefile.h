@@ -32,6 +32,14 @@ int statefile_write(int dirfd, const char *name, const void *data, size_t len, s
 int statefile_write_mode(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 			 struct qerr *err);
 
+/* As statefile_write_mode() without the two fsyncs: readers still see the
+ * old or the new contents, never a mix, and a crash of the writer leaves at
+ * most a temporary file; but a power loss may lose the update.  For records
+ * whose subject does not survive a machine crash either (a sandbox's exit
+ * report), where the fsyncs would sit on the critical path. */
+int statefile_write_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			   struct qerr *err);
+
 /* Read a whole regular file of at most maxlen bytes.  *data is malloc'd and
  * NUL-terminated (not counted in *len) so text formats can be parsed in
  * place; the caller frees it.  Returns 0, -ENOENT when absent, -EFBIG when

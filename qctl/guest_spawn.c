@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,12 @@ int guest_spawn(const char *const *args, int preserve_fds, struct guest_spawn *o
 	const char *argv[GUEST_ARGV_MAX + 4];
 	cleanup_free char *buf = NULL;
 	int sv[2], target = 3 + preserve_fds, n = 0, status;
-	sigset_t all;
+	sigset_t all, dfl;
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t fa;
 	ssize_t len;
 	pid_t pid;
+	int r;
 
 	sibling_path("quiver-guest", "QUIVER_GUEST", prog, sizeof(prog));
 	if (access(prog, X_OK) < 0)
@@ -84,22 +88,33 @@ int guest_spawn(const char *const *args, int preserve_fds, struct guest_spawn *o
 			sv[i] = fd;
 		}
 	}
+	/* posix_spawn, not fork: glibc's vfork-style clone shares our address
+	 * space until the exec, so none of our (multi-threaded) page tables is
+	 * copied and no copy-on-write fault follows. */
 	sigemptyset(&all);
-	pid = fork();
-	if (pid < 0) {
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	r = posix_spawnattr_init(&attr);
+	if (r == 0)
+		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (r == 0)
+		r = posix_spawnattr_setsigmask(&attr, &all);
+	if (r == 0)
+		r = posix_spawnattr_setsigdefault(&attr, &dfl);
+	if (r == 0)
+		r = posix_spawn_file_actions_init(&fa);
+	if (r == 0)
+		r = posix_spawn_file_actions_adddup2(&fa, sv[1], target);
+	if (r == 0)
+		r = posix_spawn_file_actions_addclosefrom_np(&fa, target + 1);
+	if (r == 0)
+		r = posix_spawn(&pid, prog, &fa, &attr, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (r != 0) {
 		close(sv[0]);
 		close(sv[1]);
-		return qerr_sys(err, errno, "fork");
-	}
-	if (pid == 0) {
-		/* Async-signal-safe only, until execv. */
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		if (dup2(sv[1], target) < 0)
-			_exit(127);
-		syscall(SYS_close_range, target + 1, ~0U, 0);
-		execv(prog, (char *const *)argv);
-		_exit(127);
+		return qerr_sys(err, r, "spawn %s", prog);
 	}
 	close(sv[1]);
 	out->launcher = pid;
