@@ -177,10 +177,11 @@ static _Noreturn void child_main(const struct exec_opts *o, const struct guest_c
 	    .n_keep_fds = 2,
 	    .in_user_ns = cfg->ns_present[GUEST_NS_USER],
 	};
-	if (workload_prepare(&ws, send_listener_to_s, &cc, &err) == 0) {
+	void *late_profile = NULL;
+	if (workload_prepare(&ws, send_listener_to_s, &cc, &late_profile, &err) == 0) {
 		close(ctl);
 		struct guest_process q = *p;
-		workload_exec(&q, env, &err);
+		workload_exec(&q, env, late_profile, &err);
 	}
 	struct exec_msg m = {.code = err.code ? err.code : EIO};
 	snprintf(m.msg, sizeof(m.msg), "%s", err.msg);

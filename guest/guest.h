@@ -98,22 +98,24 @@ struct workload_spec {
 	int preserve_fds; /* fds 3..3+N-1 stay open */
 	int keep_fds[4];  /* our own fds that must survive close_range (CLOEXEC) */
 	int n_keep_fds;
-	bool in_user_ns;   /* setgroups may be denied */
-	int *listener_out; /* non-NULL: the listener is returned here (close-on-exec)
-			      instead of handed to send_listener */
+	bool in_user_ns; /* setgroups may be denied */
 };
 
-/* Everything from setsid to the final capabilities; returns the seccomp
- * listener fd through send_listener() before dropping capabilities.
- * send_listener is called with the listener fd and must hand it over; with
- * ws->listener_out set, the listener is stored there instead, and it is the
- * caller's to send and close. */
+/* Everything from setsid to the final capabilities (order: workload.c).
+ * send_listener is called with the seccomp listener fd, before any OCI
+ * profile is loaded, and must hand it over to S.  With no_new_privs, the
+ * OCI profile is returned compiled in *late_profile, for workload_exec to
+ * load just before execve; otherwise it is loaded here and *late_profile is
+ * NULL. */
 int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
-		     void *arg, struct qerr *err);
+		     void *arg, void **late_profile, struct qerr *err);
 /* execve args[0] with env, looking it up in the env's PATH when it has no
  * '/' (runc does the lookup in the container's environment, not ours).
- * Returns only on failure (negative errno, err filled). */
-int workload_exec(const struct guest_process *proc, char *const *env, struct qerr *err);
+ * late_profile (from workload_prepare, may be NULL) is loaded after the
+ * lookup, just before execve.  Returns only on failure (negative errno,
+ * err filled). */
+int workload_exec(const struct guest_process *proc, char *const *env, void *late_profile,
+		  struct qerr *err);
 /* The PATH lookup alone: fills out (size outlen) with the path to exec. */
 int workload_find_program(const char *file, char *const *env, char *out, size_t outlen,
 			  struct qerr *err);

@@ -40,7 +40,10 @@
 enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE };
 
 /* Messages on S<->W's socketpair. */
-enum w_msg_type { W_PREPARED = 1, W_ERROR }; /* W_PREPARED carries W's seccomp listener */
+/* W_LISTENER carries W's seccomp listener (SCM_RIGHTS), sent before any OCI
+ * profile is loaded so that no profile can block it; W_PREPARED follows
+ * with a plain write once W has everything but its execve. */
+enum w_msg_type { W_LISTENER = 1, W_PREPARED, W_ERROR };
 struct w_msg {
 	int32_t type;
 	int32_t code;
@@ -59,6 +62,7 @@ struct sup {
 	pid_t wpid;   /* W in our pid namespace */
 	pid_t wpid_host;
 	enum sup_state state;
+	bool w_listener;   /* W handed over its seccomp listener */
 	int pending_start; /* connection waiting for "started", or -1 */
 	int conns[MAX_CONNS];
 	int listeners[MAX_LISTENERS];
@@ -94,6 +98,12 @@ static _Noreturn void w_fail(int sock, const struct qerr *err)
 	_exit(1);
 }
 
+static int send_listener_to_s(int listener, void *arg)
+{
+	struct w_msg m = {.type = W_LISTENER};
+	return send_fd(*(int *)arg, listener, &m, sizeof(m));
+}
+
 static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, int exec_wr)
 {
 	struct qerr err = {0};
@@ -117,19 +127,14 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	    .n_keep_fds = 3,
 	    .in_user_ns = (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],
 	};
-	/* W keeps its listener until it is prepared: both go to S in one
-	 * message, one wake-up of S fewer. */
-	int listener = -1;
-	ws.listener_out = &listener;
-	if (workload_prepare(&ws, NULL, NULL, &err) < 0)
+	void *late_profile = NULL;
+	if (workload_prepare(&ws, send_listener_to_s, &sock, &late_profile, &err) < 0)
 		w_fail(sock, &err);
 	struct w_msg ok = {.type = W_PREPARED};
-	int r = send_fd(sock, listener, &ok, sizeof(ok));
-	if (r < 0) {
-		qerr_sys(&err, -r, "hand the seccomp listener to the supervisor");
+	if (write(sock, &ok, sizeof(ok)) != (ssize_t)sizeof(ok)) {
+		qerr_sys(&err, errno ? errno : EIO, "workload: report prepared");
 		w_fail(sock, &err);
 	}
-	close(listener);
 	close(sock);
 
 	/* Wait for start: one byte.  EOF means S gave up on us. */
@@ -141,7 +146,7 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	if (n != 1)
 		_exit(1);
 
-	workload_exec(&cfg->process, cfg->process.env, &err);
+	workload_exec(&cfg->process, cfg->process.env, late_profile, &err);
 	struct w_msg m = {.type = W_ERROR, .code = err.code};
 	snprintf(m.msg, sizeof(m.msg), "%s", err.msg);
 	(void)!write(exec_wr, &m, sizeof(m));
@@ -420,11 +425,20 @@ static void wsock_readable(struct sup *s, int devnull)
 		err.code = m.code ? m.code : EIO;
 		snprintf(err.msg, sizeof(err.msg), "%s", m.msg);
 		fail_prepare(s, &err);
-	case W_PREPARED: {
-		if (fd < 0 || add_listener(s, fd) < 0) {
+	case W_LISTENER:
+		if (fd < 0 || s->w_listener || add_listener(s, fd) < 0) {
 			if (fd >= 0)
 				close(fd);
-			qerr_set(&err, EIO, "workload: no seccomp listener");
+			qerr_set(&err, EIO, "workload: bad seccomp listener");
+			fail_prepare(s, &err);
+		}
+		s->w_listener = true;
+		return;
+	case W_PREPARED: {
+		if (fd >= 0)
+			close(fd);
+		if (!s->w_listener) {
+			qerr_set(&err, EIO, "workload: prepared without a seccomp listener");
 			fail_prepare(s, &err);
 		}
 		/* G told us W's host pid right after W's hello, before this. */

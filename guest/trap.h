@@ -14,12 +14,25 @@
  * oci_seccomp may be NULL (no profile). */
 int trap_oci_seccomp_check(json_t *oci_seccomp, struct qerr *err);
 
-/* In the workload, after it has everything but its final capabilities:
- * install the OCI profile (if any) as its own filter, which can only narrow
- * what Quiver's filter allows, then Quiver's filter with a new listener.
- * Returns the listener fd (>= 0, close-on-exec).  Until the listener is
- * served, the caller may only make PASS calls (see `quiver-guest policy`):
- * any other would block on a supervisor that has not got the fd yet. */
+/* In the workload, in this order (guest/workload.c):
+ *   trap_oci_compile   before any filter is on (NULL profile: nothing to do)
+ *   trap_install_quiver  Quiver's filter with a new listener; returns the
+ *                      listener fd (close-on-exec).  Until the supervisor
+ *                      serves it, only PASS calls may be made.
+ *   hand the listener to the supervisor
+ *   trap_oci_load      the OCI profile as its own filter, as late as the
+ *                      process allows (just before execve with
+ *                      no_new_privs, else while CAP_SYS_ADMIN is still
+ *                      held).  The kernel applies the most restrictive
+ *                      result of all filters, so the profile can narrow
+ *                      Quiver's policy and never widen it; loading it after
+ *                      the hand-over means no profile can block the
+ *                      hand-over itself.
+ * trap_install does all of it in one call, for tests (returns the listener). */
+int trap_oci_compile(json_t *oci_seccomp, void **out, struct qerr *err);
+int trap_install_quiver(struct qerr *err);
+int trap_oci_load(void *compiled, struct qerr *err);
+void trap_oci_free(void *compiled);
 int trap_install(json_t *oci_seccomp, struct qerr *err);
 
 /* Quiver's own filter, compiled from the policy table but not loaded (a

@@ -655,7 +655,7 @@ int trap_check_embedded(struct qerr *err)
 }
 
 /* seccomp(2) directly with the embedded program and a new listener. */
-static int load_embedded(bool after_oci, struct qerr *err)
+static int load_embedded(struct qerr *err)
 {
 	struct sock_fprog prog = {
 	    .len = (unsigned short)trap_policy_bpf_len,
@@ -664,10 +664,7 @@ static int load_embedded(bool after_oci, struct qerr *err)
 	long fd =
 	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
 	if (fd < 0)
-		return qerr_sys(err, errno,
-				after_oci ? "seccomp: load Quiver's filter (does the OCI profile "
-					    "deny seccomp(2)?)"
-					  : "seccomp: load Quiver's filter");
+		return qerr_sys(err, errno, "seccomp: load Quiver's filter");
 	/* libseccomp's listener is close-on-exec; so must ours be. */
 	if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
 		int e = errno;
@@ -677,45 +674,83 @@ static int load_embedded(bool after_oci, struct qerr *err)
 	return (int)fd;
 }
 
-int trap_install(json_t *oci_seccomp, struct qerr *err)
+/* libseccomp probes the kernel on first use; have it do so before any
+ * filter is on, so that no filter can make it believe a feature is
+ * missing. */
+static int probe_libseccomp(struct qerr *err)
 {
-	cleanup_scmp scmp_filter_ctx oci = NULL;
-	cleanup_scmp scmp_filter_ctx quiver = NULL;
-	bool embedded = have_embedded();
-	int rc, fd;
-
-	/* libseccomp probes the kernel on first use; do it before any filter
-	 * is on, so an OCI profile that denies seccomp(2) variants cannot
-	 * make it believe notifications are unsupported.  With the embedded
-	 * program and no profile, libseccomp is not used at all. */
-	if ((oci_seccomp || !embedded) && seccomp_api_get() < 5)
+	if (seccomp_api_get() < 5)
 		return qerr_set(err, ENOSYS,
 				"seccomp: user notification unsupported (libseccomp API level %u)",
 				seccomp_api_get());
+	return 0;
+}
+
+int trap_install_quiver(struct qerr *err)
+{
+	if (have_embedded())
+		return load_embedded(err);
+
+	cleanup_scmp scmp_filter_ctx quiver = NULL;
+	int rc = probe_libseccomp(err);
+	if (rc < 0)
+		return rc;
+	rc = trap_build_filter((void **)&quiver, err);
+	if (rc < 0)
+		return rc;
+	rc = seccomp_load(quiver);
+	if (rc < 0)
+		return qerr_sys(err, -rc, "seccomp: load Quiver's filter");
+	int fd = seccomp_notify_fd(quiver);
+	if (fd < 0)
+		return qerr_sys(err, fd == -1 ? EBADF : -fd, "seccomp: no listener");
+	return fd;
+}
+
+int trap_oci_compile(json_t *oci_seccomp, void **out, struct qerr *err)
+{
+	*out = NULL;
+	if (!oci_seccomp)
+		return 0;
+	int rc = probe_libseccomp(err);
+	if (rc < 0)
+		return rc;
+	scmp_filter_ctx oci = NULL;
 	rc = oci_build(oci_seccomp, &oci, err);
 	if (rc < 0)
 		return rc;
-	if (!embedded) {
-		rc = trap_build_filter((void **)&quiver, err);
-		if (rc < 0)
-			return rc;
-	}
-	if (oci) {
-		rc = seccomp_load(oci);
-		if (rc < 0)
-			return qerr_sys(err, -rc, OCI ": load");
-	}
-	if (embedded)
-		return load_embedded(oci != NULL, err);
-	rc = seccomp_load(quiver);
+	*out = oci;
+	return 0;
+}
+
+int trap_oci_load(void *compiled, struct qerr *err)
+{
+	if (!compiled)
+		return 0;
+	int rc = seccomp_load((scmp_filter_ctx)compiled);
 	if (rc < 0)
-		return qerr_sys(err, -rc,
-				oci ? "seccomp: load Quiver's filter (does the OCI profile deny "
-				      "seccomp(2)?)"
-				    : "seccomp: load Quiver's filter");
-	fd = seccomp_notify_fd(quiver);
-	if (fd < 0)
-		return qerr_sys(err, fd == -1 ? EBADF : -fd, "seccomp: no listener");
+		return qerr_sys(err, -rc, OCI ": load");
+	return 0;
+}
+
+void trap_oci_free(void *compiled)
+{
+	if (compiled)
+		seccomp_release((scmp_filter_ctx)compiled);
+}
+
+int trap_install(json_t *oci_seccomp, struct qerr *err)
+{
+	void *oci = NULL;
+	int rc = trap_oci_compile(oci_seccomp, &oci, err);
+	if (rc < 0)
+		return rc;
+	int fd = trap_install_quiver(err);
+	if (fd >= 0 && (rc = trap_oci_load(oci, err)) < 0) {
+		close(fd);
+		fd = rc;
+	}
+	trap_oci_free(oci);
 	return fd;
 }
 

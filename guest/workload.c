@@ -2,12 +2,16 @@
  * the processes `quiver-guest exec` starts: everything up to the execve.
  *
  * Order matters:
+ *   OCI profile compiled     before any filter is on (trap.h)
  *   rlimits, oom_score_adj   still fully privileged (raising needs caps)
  *   no_new_privs             before the filter, which then needs no privilege
  *   user and groups          with PR_SET_KEEPCAPS
  *   close every other fd     before the filter, so it is not a trapped call
  *   bounding + ambient       prctl, before the filter (prctl is argument-checked)
- *   seccomp (trap_install)   with CAP_SYS_ADMIN still held when no_new_privs is off
+ *   Quiver's filter          with CAP_SYS_ADMIN still held when no_new_privs is off
+ *   listener to S            before any OCI profile: no profile can block it
+ *   OCI profile              now if no_new_privs is off (it needs CAP_SYS_ADMIN),
+ *                            else just before execve (workload_exec), as runc does
  *   final capset             drops CAP_SYS_ADMIN if the config did not grant it
  */
 #include <errno.h>
@@ -54,8 +58,9 @@ int close_all_but(int from, const int *keep, int n_keep, struct qerr *err)
 	return 0;
 }
 
-int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
-		     void *arg, struct qerr *err)
+/* workload_prepare once the OCI profile is compiled: it owns nothing. */
+static int prepare_filtered(const struct workload_spec *ws, void *oci,
+			    int (*send_listener)(int fd, void *arg), void *arg, struct qerr *err)
 {
 	const struct guest_process *p = ws->proc;
 	int r;
@@ -111,16 +116,17 @@ int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd
 			return r;
 	}
 
-	int listener = trap_install(ws->seccomp, err);
+	int listener = trap_install_quiver(err);
 	if (listener < 0)
 		return listener;
-	if (ws->listener_out) {
-		*ws->listener_out = listener;
-	} else {
-		r = send_listener(listener, arg);
-		close(listener);
+	r = send_listener(listener, arg);
+	close(listener);
+	if (r < 0)
+		return qerr_sys(err, -r, "hand the seccomp listener to the supervisor");
+	if (!p->no_new_privileges) {
+		r = trap_oci_load(oci, err);
 		if (r < 0)
-			return qerr_sys(err, -r, "hand the seccomp listener to the supervisor");
+			return r;
 	}
 
 	if (p->has_capabilities && (keep & ~p->caps.permitted)) {
@@ -128,6 +134,26 @@ int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
+		     void *arg, void **late_profile, struct qerr *err)
+{
+	const struct guest_process *p = ws->proc;
+	int r;
+
+	*late_profile = NULL;
+	void *oci = NULL;
+	r = trap_oci_compile(ws->seccomp, &oci, err);
+	if (r < 0)
+		return r;
+	r = prepare_filtered(ws, oci, send_listener, arg, err);
+	if (r < 0 || !p->no_new_privileges) {
+		trap_oci_free(oci);
+		return r;
+	}
+	*late_profile = oci;
 	return 0;
 }
 
@@ -176,10 +202,14 @@ int workload_find_program(const char *file, char *const *env, char *out, size_t 
 					    : strerror(found_err));
 }
 
-int workload_exec(const struct guest_process *proc, char *const *env, struct qerr *err)
+int workload_exec(const struct guest_process *proc, char *const *env, void *late_profile,
+		  struct qerr *err)
 {
 	char path[GUEST_CONFIG_PATH_MAX];
 	int r = workload_find_program(proc->args[0], env, path, sizeof(path), err);
+	if (r < 0)
+		return r;
+	r = trap_oci_load(late_profile, err);
 	if (r < 0)
 		return r;
 	execve(path, proc->args, env);

@@ -123,6 +123,25 @@ def test_oci_seccomp_default_errno(runtime, bundle):
     assert "Permission denied" in r.stderr, r.stderr
 
 
+def test_oci_seccomp_allowlist_without_sendmsg(runtime, bundle):
+    # An allow-list that leaves out sendmsg/recvmsg (the workload needs
+    # neither): the guest hands its seccomp listener over before the profile
+    # is loaded, so the profile cannot break sandbox start, and it still
+    # applies to the workload (mkdir gets the profile's errno).
+    pol = json.loads(runtime.ok("policy", "--format", "json").stdout)
+    left_out = ("sendmsg", "recvmsg", "mkdir", "mkdirat")
+    allowed = [s["name"] for s in pol["syscalls"] if s["action"] != "DENY" and s["name"] not in left_out]
+    bundle.set("linux.seccomp", dict(profile("SCMP_ACT_ERRNO", [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]),
+                                     defaultErrnoRet=13))
+    for nnp in (False, True):
+        bundle.set("process.noNewPrivileges", nnp)
+        bundle.shell("busybox mkdir /tmp/x; echo mkdir=$?; echo still-running")
+        r, _ = run_fg(runtime, bundle)
+        assert r.returncode == 0, (nnp, r.stderr)
+        assert r.stdout.splitlines() == ["mkdir=1", "still-running"], (nnp, r.stdout)
+        assert "Permission denied" in r.stderr, (nnp, r.stderr)
+
+
 def test_oci_seccomp_bad_profile(runtime, bundle):
     bundle.set("linux.seccomp", profile("SCMP_ACT_NOTIFY", []))
     cid = runtime.new_id("sc")
