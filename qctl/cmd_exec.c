@@ -58,7 +58,7 @@ int cmd_exec(int argc, char **argv)
 	const char *process = NULL, *cwd = NULL, *console = NULL, *pid_file = NULL;
 	const char *env[EXEC_ENV_MAX];
 	const char *args[EXEC_ENV_MAX * 2 + EXEC_ARGS_MAX + 32];
-	char spid[16], state_dir[PATH_MAX + ID_MAX + 2], pfds[16], bundle[PATH_MAX];
+	char spid[16], state_dir[PATH_MAX + SANDBOX_ID_MAX + 2], pfds[16], bundle[PATH_MAX];
 	bool detach = false, tty = false;
 	int nenv = 0, preserve = 0, n = 0, c, status = 0, code;
 	struct guest_spawn gs;
@@ -110,7 +110,7 @@ int cmd_exec(int argc, char **argv)
 	if (optind >= argc)
 		usage_error(argv[0], "requires the container id");
 	id = argv[optind++];
-	if (id_check(id, &err) < 0)
+	if (sandbox_id_check(id, &err) < 0)
 		die_err(&err);
 	if (optind < argc && strcmp(argv[optind], "--") == 0)
 		optind++;
@@ -271,7 +271,7 @@ int cmd_ps(int argc, char **argv)
 	if (optind >= argc)
 		usage_error(argv[0], "requires the container id");
 	id = argv[optind++];
-	if (id_check(id, &err) < 0)
+	if (sandbox_id_check(id, &err) < 0)
 		die_err(&err);
 	if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
 		die("invalid format option");

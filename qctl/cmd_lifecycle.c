@@ -35,7 +35,7 @@ static const char *one_id(int argc, char **argv, const char *cmd)
 		usage_error(cmd, "requires exactly 1 argument (the container id)");
 	if (argc - optind > 1)
 		usage_error(cmd, "requires exactly 1 argument, got %d", argc - optind);
-	if (id_check(argv[optind], &err) < 0)
+	if (sandbox_id_check(argv[optind], &err) < 0)
 		die_err(&err);
 	return argv[optind];
 }
@@ -115,8 +115,8 @@ static void abort_reservation(const char *id)
  * round trip fewer).  Returns S's pid. */
 static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 {
-	char bundle[PATH_MAX], state_dir[PATH_MAX + ID_MAX + 2], pfds[16];
-	char guest_log[PATH_MAX + ID_MAX + 16];
+	char bundle[PATH_MAX], state_dir[PATH_MAX + SANDBOX_ID_MAX + 2], pfds[16];
+	char guest_log[PATH_MAX + SANDBOX_ID_MAX + 16];
 	const char *args[32];
 	struct guest_spawn gs;
 	struct qmsg_out m;
@@ -394,7 +394,7 @@ int cmd_kill(int argc, char **argv)
 	}
 	if (argc - optind < 1 || argc - optind > 2)
 		usage_error(argv[0], "requires 1 or 2 arguments (ID [SIGNAL])");
-	if (id_check(argv[optind], &err) < 0)
+	if (sandbox_id_check(argv[optind], &err) < 0)
 		die_err(&err);
 	if (argc - optind == 2 && parse_signal(argv[optind + 1], &sig) < 0)
 		die("unknown signal \"%s\"", argv[optind + 1]);

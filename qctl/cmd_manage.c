@@ -179,7 +179,7 @@ int cmd_inspect(int argc, char **argv)
 
 	if (argc != 2)
 		usage_error(argv[0], "requires exactly 1 argument (the container id)");
-	if (id_check(argv[1], &err) < 0)
+	if (sandbox_id_check(argv[1], &err) < 0)
 		die_err(&err);
 	if (vmmd_call_id("inspect", argv[1], &reply, &err) < 0)
 		die_err(&err);

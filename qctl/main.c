@@ -85,23 +85,6 @@ void sibling_path(const char *prog, const char *env, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", dirname(self), prog);
 }
 
-int id_check(const char *id, struct qerr *err)
-{
-	size_t n = strlen(id);
-
-	if (n == 0 || n > ID_MAX)
-		return qerr_set(err, EINVAL, "invalid container id: must be 1 to %d characters",
-				ID_MAX);
-	if (!isalnum((unsigned char)id[0]))
-		return qerr_set(err, EINVAL, "invalid container id \"%s\"", id);
-	for (size_t i = 1; i < n; i++) {
-		unsigned char c = (unsigned char)id[i];
-		if (!isalnum(c) && c != '_' && c != '.' && c != '-')
-			return qerr_set(err, EINVAL, "invalid container id \"%s\"", id);
-	}
-	return 0;
-}
-
 static const struct {
 	const char *name;
 	int sig;

@@ -12,11 +12,11 @@
 
 #include "libcommon/err.h"
 #include "libcommon/msg.h"
+#include "libcommon/sandbox_id.h"
 
 #define QCTL_VERSION "0.1.0"
 #define OCI_VERSION  "1.1.0"
 #define DEFAULT_ROOT "/run/quiver"
-#define ID_MAX	     64
 #define CALL_TIMEOUT 60000 /* ms: delete --force may wait for a kill */
 
 struct qctl_global {
@@ -37,7 +37,6 @@ _Noreturn void usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Path of a sibling program (quiver-guest, quiver-vmmd), or $ENV. */
 void sibling_path(const char *prog, const char *env, char *buf, size_t len);
-int id_check(const char *id, struct qerr *err);
 int parse_signal(const char *s, int *sig);
 int write_pid_file(const char *path, pid_t pid, struct qerr *err);
 

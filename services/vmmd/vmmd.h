@@ -18,11 +18,11 @@
 #include <uv.h>
 
 #include "libcommon/err.h"
+#include "libcommon/sandbox_id.h"
 #include "libcommon/msg.h"
 
 #define VMMD_VERSION	    "0.1.0"
 #define OCI_VERSION	    "1.1.0"
-#define SANDBOX_ID_MAX	    64
 #define SANDBOX_CGROUPS_MAX 16
 #define SANDBOX_ANNOT_MAX   1024
 #define STATE_FILE_MAX	    (1u << 20)
@@ -82,7 +82,6 @@ const char *sb_status_name(enum sb_status s);
 int sb_status_parse(const char *s, enum sb_status *out);
 
 /* registry.c */
-int sandbox_id_check(const char *id, struct qerr *err);
 struct sandbox *sandbox_find(const char *id);
 struct sandbox *sandbox_new(const char *id);
 void sandbox_insert(struct sandbox *sb);
