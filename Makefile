@@ -82,8 +82,15 @@ $(LIBGUEST): $(call obj,$(GUEST_SRC))
 # quiver-guest is built in two stages: the first, without an embedded
 # filter, compiles the policy table to BPF (libseccomp) and writes it as C;
 # the second links that program in, so no sandbox start pays for libseccomp's
-# compiler (see guest/trap_seccomp.c).
+# compiler (see guest/trap_seccomp.c).  It is exec'd for every sandbox, so
+# it is linked static-pie: no dynamic loader (~1 ms less per start here) but
+# still ASLR, since the supervisor is long-lived and reads hostile input.  It
+# uses nothing of glibc that needs NSS or dlopen.
+ifeq ($(SAN),1)
 GUEST_LINK = $(CC) $(LDFLAGS) -o $@ $^ $(LIB_GUEST) $(LIB_MSGPACK)
+else
+GUEST_LINK = $(CC) $(LDFLAGS) -static-pie -o $@ $^ -lseccomp -ljansson -lcap -lmsgpackc
+endif
 $(BUILD)/stage1/quiver-guest: $(call obj,guest/main.c) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(GUEST_LINK)
