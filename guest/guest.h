@@ -9,6 +9,7 @@
  *   mounts.c      the rootfs: mounts, pivot_root, masked/readonly paths
  *   creds.c       user, groups, rlimits, capabilities, no_new_privs
  *   console.c     pty and the --console-socket hand-over
+ *   hooks.c       OCI hooks: the state on stdin, the runner (hooks.h)
  *   exec.c        `quiver-guest exec`
  */
 #ifndef QUIVER_GUEST_GUEST_H
@@ -74,6 +75,7 @@ struct sup_args {
 	int ns_fds[GUEST_NS_COUNT]; /* namespaces to join by path (opened by G), or -1 */
 	char log_path[4096];	    /* STATE_DIR/guest.log */
 	bool go;		    /* S: G's GS_GO received */
+	pid_t host_pid;		    /* S's pid on the host (sent with GS_GO) */
 };
 
 /* The child entry of clone(): never returns. */
@@ -125,12 +127,26 @@ int close_all_but(int from, const int *keep, int n_keep, struct qerr *err);
 
 /* ---- rootfs ---- */
 
+/* What rootfs_setup calls back into S for; arg is passed to each.
+ *   cgroups_ready  before the first mount that needs the sandbox's cgroup
+ *                  directories (G may still be making them); returns once
+ *                  they exist
+ *   become_root    may be NULL: once the rootfs and the bind sources are
+ *                  opened, before the first mount (in a user namespace it
+ *                  switches to the namespace's root)
+ *   before_pivot   may be NULL: after the mounts, before pivot_root (the
+ *                  createContainer hooks) */
+struct rootfs_calls {
+	int (*cgroups_ready)(void *arg);
+	int (*become_root)(void *arg);
+	int (*before_pivot)(void *arg, struct qerr *err);
+	void *arg;
+};
+
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
- * hostname, sysctl, readonly and masked paths, read-only root.  The
- * cgroup directories in cg may not exist yet: cgroups_ready(arg) is called
- * before the first mount that needs them and returns once they do. */
+ * hostname, sysctl, readonly and masked paths, read-only root. */
 int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
-		 int (*cgroups_ready)(void *arg), void *arg, struct qerr *err);
+		 const struct rootfs_calls *calls, struct qerr *err);
 
 /* ---- credentials ---- */
 

@@ -27,6 +27,7 @@
 #include "libcommon/msg.h"
 #include "guest/cgroups.h"
 #include "guest/guest.h"
+#include "guest/hooks.h"
 
 /* ---- small helpers shared with S, W and exec ---- */
 
@@ -365,6 +366,22 @@ static int wait_ready(struct launch *l, pid_t *w_host, struct qerr *err)
 	}
 }
 
+/* prestart (deprecated, run at the same point) and createRuntime, in the
+ * runtime namespace. */
+static int run_create_runtime_hooks(struct launch *l, struct qerr *err)
+{
+	const struct guest_hooks *h = &l->cfg->hooks;
+	if (!hooks_any(&h->prestart) && !hooks_any(&h->create_runtime))
+		return 0;
+	cleanup_free char *state = hooks_state_json(l->cfg, l->o->id, "creating", l->s_pid, err);
+	if (!state)
+		return -err->code;
+	int r = hooks_run(&h->prestart, "prestart", state, false, err);
+	if (r < 0)
+		return r;
+	return hooks_run(&h->create_runtime, "createRuntime", state, false, err);
+}
+
 static int launch(struct launch *l, struct qerr *err)
 {
 	const struct create_opts *o = l->o;
@@ -476,7 +493,14 @@ static int launch(struct launch *l, struct qerr *err)
 		if (r < 0)
 			return r;
 	}
-	if (gs_send(l->gs[0], GS_GO, NULL) < 0)
+	/* The sandbox's namespaces exist and S has not pivoted yet (it waits
+	 * for our go before it mounts anything when there are such hooks). */
+	r = run_create_runtime_hooks(l, err);
+	if (r < 0)
+		return r;
+	/* S's host pid, for the state its createContainer hooks read */
+	struct gs_msg go = {.type = GS_GO, .code = l->s_pid};
+	if (write(l->gs[0], &go, sizeof(go)) != (ssize_t)sizeof(go))
 		return qerr_sys(err, errno, "supervisor channel");
 
 	pid_t w_host;

@@ -218,26 +218,78 @@ static int mount_cgroups(int rootfd, const struct guest_mount *m, const struct c
 	return 0;
 }
 
-static int do_mount(int rootfd, const struct guest_config *cfg, const struct cgroups *cg,
-		    const struct guest_mount *m, bool *dev_is_tmpfs, struct qerr *err)
+static bool is_bind(const struct guest_mount *m)
 {
-	char src[GUEST_CONFIG_PATH_MAX * 2];
-	const char *type = m->type;
-	bool as_file = false;
+	return m->is_bind || (m->type && strcmp(m->type, "bind") == 0);
+}
 
-	if (m->is_bind || (type && strcmp(type, "bind") == 0)) {
+/* O_PATH fds of the rootfs and of every bind source, opened before the
+ * mounts: in a user namespace the mounts are made as the namespace's root,
+ * whose host uid may not be allowed to walk the host paths to them (a 0700
+ * directory of the host's root).  Mounting from /proc/self/fd needs no
+ * search permission on the way (runc passes its mount sources the same
+ * way). */
+struct rootfs_sources {
+	int root;
+	int *bind; /* one per cfg->mounts[i], -1 when not a bind mount */
+	size_t n;
+};
+
+static void sources_close(struct rootfs_sources *s)
+{
+	if (s->root >= 0)
+		close(s->root);
+	for (size_t i = 0; s->bind && i < s->n; i++)
+		if (s->bind[i] >= 0)
+			close(s->bind[i]);
+	free(s->bind);
+}
+
+static int sources_open(const struct guest_config *cfg, struct rootfs_sources *s, struct qerr *err)
+{
+	*s = (struct rootfs_sources){.root = -1, .n = cfg->n_mounts};
+	s->root = open(cfg->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (s->root < 0)
+		return qerr_sys(err, errno, "open rootfs %s", cfg->root_path);
+	s->bind = calloc(cfg->n_mounts ? cfg->n_mounts : 1, sizeof(int));
+	if (!s->bind)
+		return qerr_sys(err, ENOMEM, "calloc");
+	for (size_t i = 0; i < cfg->n_mounts; i++)
+		s->bind[i] = -1;
+	for (size_t i = 0; i < cfg->n_mounts; i++) {
+		const struct guest_mount *m = &cfg->mounts[i];
+		if (!is_bind(m))
+			continue;
 		if (!m->source)
 			return qerr_set(err, EINVAL, "config.json: mounts: %s: bind without source",
 					m->destination);
 		/* relative bind sources are relative to the bundle (runc) */
+		char src[GUEST_CONFIG_PATH_MAX * 2];
 		if (m->source[0] == '/')
 			snprintf(src, sizeof(src), "%s", m->source);
 		else
 			snprintf(src, sizeof(src), "%s/%s", cfg->bundle_dir, m->source);
-		struct stat st;
-		if (stat(src, &st) < 0)
+		s->bind[i] = open(src, O_PATH | O_CLOEXEC);
+		if (s->bind[i] < 0)
 			return qerr_sys(err, errno, "mount %s: source %s", m->destination, src);
+	}
+	return 0;
+}
+
+static int do_mount(int rootfd, int srcfd, const struct cgroups *cg, const struct guest_mount *m,
+		    bool *dev_is_tmpfs, struct qerr *err)
+{
+	char src[64];
+	const char *type = m->type;
+	bool as_file = false;
+
+	if (is_bind(m)) {
+		struct stat st;
+		if (fstat(srcfd, &st) < 0)
+			return qerr_sys(err, errno, "mount %s: source %s", m->destination,
+					m->source);
 		as_file = !S_ISDIR(st.st_mode);
+		fd_path(src, sizeof(src), srcfd);
 	}
 	cleanup_close int fd = mkpath_in_root(rootfd, m->destination, as_file, err);
 	if (fd < 0)
@@ -247,9 +299,9 @@ static int do_mount(int rootfd, const struct guest_config *cfg, const struct cgr
 
 	unsigned long flags = m->flags & ~(PROPAGATION_FLAGS | MS_REC | MS_BIND);
 	int r;
-	if (m->is_bind || (type && strcmp(type, "bind") == 0)) {
+	if (is_bind(m)) {
 		if (mount(src, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)
-			return qerr_sys(err, errno, "mount %s: bind %s", m->destination, src);
+			return qerr_sys(err, errno, "mount %s: bind %s", m->destination, m->source);
 		/* the bind replaced what fd pointed to: reopen the new mount */
 		close(fd);
 		fd = openat2_in_root(rootfd, m->destination, O_PATH);
@@ -336,12 +388,12 @@ static int populate_dev(int rootfd, struct qerr *err)
 	return 0;
 }
 
-static int pivot_into(const char *root, struct qerr *err)
+static int pivot_into(int rootfd, const char *root, struct qerr *err)
 {
 	/* pivot_root(".", ".") stacks the old root under the new one at the
 	 * same place; unmounting "." then drops it (runc's trick: no temporary
 	 * directory in the image). */
-	if (chdir(root) < 0)
+	if (fchdir(rootfd) < 0)
 		return qerr_sys(err, errno, "chdir %s", root);
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		return qerr_sys(err, errno, "pivot_root");
@@ -428,8 +480,8 @@ static bool needs_cgroups(const struct guest_mount *m, const struct cgroups *cg)
 	return false;
 }
 
-int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
-		 int (*cgroups_ready)(void *arg), void *arg, struct qerr *err)
+static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
+		     const struct rootfs_calls *calls, struct qerr *err)
 {
 	/* Our copy of the host's mounts must not propagate back.  A shared
 	 * rootfs would make pivot_root fail (EINVAL), so "shared" is applied
@@ -440,32 +492,57 @@ int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
 	if (mount(NULL, "/", NULL, first, NULL) < 0)
 		return qerr_sys(err, errno, "make / %s", (prop & MS_SLAVE) ? "rslave" : "rprivate");
 
-	/* The rootfs must be a mount point for pivot_root. */
-	if (mount(cfg->root_path, cfg->root_path, NULL, MS_BIND | MS_REC, NULL) < 0)
-		return qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
+	struct rootfs_sources srcs;
+	cleanup_close int rootfd = -1;
+	int r = sources_open(cfg, &srcs, err);
+	if (r < 0)
+		goto out;
+	if (calls->become_root && (r = calls->become_root(calls->arg)) < 0) {
+		qerr_sys(err, -r, "become the user namespace's root");
+		goto out;
+	}
 
-	cleanup_close int rootfd = open(cfg->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		return qerr_sys(err, errno, "open rootfs %s", cfg->root_path);
+	/* The rootfs must be a mount point for pivot_root: a recursive bind
+	 * of it onto itself, whose root rootfd names. */
+	rootfd = open_tree(srcs.root, "",
+			   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+	if (rootfd < 0) {
+		r = qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
+		goto out;
+	}
+	if (move_mount(rootfd, "", srcs.root, "",
+		       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+		r = qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
+		goto out;
+	}
 
 	bool dev_tmpfs = false;
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
-		if (needs_cgroups(&cfg->mounts[i], cg)) {
-			int r = cgroups_ready(arg);
-			if (r < 0)
-				return qerr_set(err, -r, "cgroups not made");
+		if (needs_cgroups(&cfg->mounts[i], cg) &&
+		    (r = calls->cgroups_ready(calls->arg)) < 0) {
+			qerr_set(err, -r, "cgroups not made");
+			goto out;
 		}
-		int r = do_mount(rootfd, cfg, cg, &cfg->mounts[i], &dev_tmpfs, err);
+		r = do_mount(rootfd, srcs.bind[i], cg, &cfg->mounts[i], &dev_tmpfs, err);
 		if (r < 0)
-			return r;
+			goto out;
 	}
-	if (dev_tmpfs) {
-		int r = populate_dev(rootfd, err);
-		if (r < 0)
-			return r;
-	}
+	if (dev_tmpfs && (r = populate_dev(rootfd, err)) < 0)
+		goto out;
+	if (calls->before_pivot && (r = calls->before_pivot(calls->arg, err)) < 0)
+		goto out;
+	r = pivot_into(rootfd, cfg->root_path, err);
+out:
+	sources_close(&srcs);
+	return r;
+}
 
-	int r = pivot_into(cfg->root_path, err);
+int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
+		 const struct rootfs_calls *calls, struct qerr *err)
+{
+	unsigned long prop =
+	    cfg->rootfs_propagation ? cfg->rootfs_propagation : MS_PRIVATE | MS_REC;
+	int r = mount_all(cfg, cg, calls, err);
 	if (r < 0)
 		return r;
 	if ((prop & MS_SHARED) && mount(NULL, "/", NULL, prop, NULL) < 0)

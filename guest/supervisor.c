@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include "libcommon/msg.h"
 #include "libcommon/statefile.h"
 #include "guest/guest.h"
+#include "guest/hooks.h"
 #include "guest/trap.h"
 
 #define MAX_CONNS     16
@@ -127,6 +129,13 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	    .n_keep_fds = 3,
 	    .in_user_ns = (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],
 	};
+	/* startContainer's state is made now, before any filter is on */
+	char *start_state = NULL;
+	if (hooks_any(&cfg->hooks.start_container)) {
+		start_state = hooks_state_json(cfg, a->opts->id, "created", a->host_pid, &err);
+		if (!start_state)
+			w_fail(sock, &err);
+	}
 	void *late_profile = NULL;
 	if (workload_prepare(&ws, send_listener_to_s, &sock, &late_profile, &err) < 0)
 		w_fail(sock, &err);
@@ -146,7 +155,13 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	if (n != 1)
 		_exit(1);
 
-	workload_exec(&cfg->process, cfg->process.env, late_profile, &err);
+	/* startContainer: in the container, just before the execve; its
+	 * failure fails `start` like a failed execve */
+	if (start_state &&
+	    hooks_run(&cfg->hooks.start_container, "startContainer", start_state, false, &err) == 0)
+		workload_exec(&cfg->process, cfg->process.env, late_profile, &err);
+	else if (!start_state)
+		workload_exec(&cfg->process, cfg->process.env, late_profile, &err);
 	struct w_msg m = {.type = W_ERROR, .code = err.code};
 	snprintf(m.msg, sizeof(m.msg), "%s", err.msg);
 	(void)!write(exec_wr, &m, sizeof(m));
@@ -549,17 +564,105 @@ static int wait_go(void *arg)
 	if (n != (ssize_t)sizeof(go) || go.type != GS_GO)
 		_exit(1); /* G failed and is cleaning up */
 	a->go = true;
+	a->host_pid = go.code;
+	return 0;
+}
+
+/* createContainer: in our mount namespace, before pivot_root, so that the
+ * hook's path is still the runtime namespace's. */
+static int create_container_hooks(void *arg, struct qerr *err)
+{
+	struct sup_args *a = arg;
+	const struct guest_hook_list *l = &a->cfg->hooks.create_container;
+	if (!hooks_any(l))
+		return 0;
+	wait_go(a); /* our host pid comes with it */
+	cleanup_free char *state =
+	    hooks_state_json(a->cfg, a->opts->id, "creating", a->host_pid, err);
+	if (!state)
+		return -err->code;
+	return hooks_run(l, "createContainer", state, false, err);
+}
+
+/* The user namespace's root, for the rootfs helper: files it creates (mount
+ * points in a tmpfs of the sandbox) need an owner the namespace maps, which
+ * our host uid 0 is not (EOVERFLOW).  G wrote the gid map without denying
+ * setgroups, so the groups may be cleared. */
+static int become_ns_root(void *arg)
+{
+	(void)arg;
+	if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* In a new user namespace the rootfs is built by a short-lived child as the
+ * namespace's root (runc's init does the same), while S keeps its host
+ * credentials: the exit report goes into the host's root-only state
+ * directory.  pivot_root moves S's root along with the child's. */
+static int rootfs_setup_as_ns_root(struct sup_args *a, struct qerr *err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return qerr_sys(err, errno, "pipe");
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return qerr_sys(err, errno, "fork rootfs helper");
+	}
+	if (pid == 0) {
+		close(p[0]);
+		struct qerr e = {0};
+		struct rootfs_calls calls = {.cgroups_ready = wait_go,
+					     .become_root = become_ns_root,
+					     .before_pivot = create_container_hooks,
+					     .arg = a};
+		if (rootfs_setup(a->cfg, a->cg, &calls, &e) == 0)
+			_exit(0);
+		(void)!write(p[1], &e, sizeof(e));
+		_exit(1);
+	}
+	close(p[1]);
+	struct qerr e = {0};
+	ssize_t n;
+	do
+		n = read(p[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(e)) {
+		e.msg[sizeof(e.msg) - 1] = '\0';
+		*err = e;
+		return -(e.code ? e.code : EIO);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return qerr_set(err, EIO, "rootfs helper died (status %d)", status);
+	/* our cwd is still the caller's, in the old root */
+	if (chdir("/") < 0)
+		return qerr_sys(err, errno, "chdir /");
 	return 0;
 }
 
 static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 {
 	const struct guest_config *cfg = a->cfg;
+	int r;
 	/* Without a user namespace nothing here needs G's go until the cgroup
-	 * mount: the rootfs is built while G makes the cgroups. */
-	if (cfg->clone_flags & CLONE_NEWUSER)
+	 * mount: the rootfs is built while G makes the cgroups.  G's
+	 * createRuntime hooks must run before we mount anything. */
+	if ((cfg->clone_flags & CLONE_NEWUSER) || hooks_any(&cfg->hooks.prestart) ||
+	    hooks_any(&cfg->hooks.create_runtime))
 		wait_go(a);
-	int r = rootfs_setup(cfg, a->cg, wait_go, a, err);
+	if (cfg->clone_flags & CLONE_NEWUSER) {
+		r = rootfs_setup_as_ns_root(a, err);
+	} else {
+		struct rootfs_calls calls = {
+		    .cgroups_ready = wait_go, .before_pivot = create_container_hooks, .arg = a};
+		r = rootfs_setup(cfg, a->cg, &calls, err);
+	}
 	if (r < 0)
 		return r;
 	/* Before W is forked, G must have put us in our cgroups: W is born

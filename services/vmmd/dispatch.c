@@ -14,6 +14,7 @@
 #include <seccomp.h>
 
 #include "guest/counters.h"
+#include "guest/hooks.h"
 #include "libcommon/cleanup.h"
 #include "libcommon/log.h"
 #include "services/vmmd/vmmd.h"
@@ -374,6 +375,32 @@ static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	return 0;
 }
 
+/* poststart and poststop: in the runtime namespace, from the bundle's
+ * config.json; a failure is only logged (runtime-spec).  They run in the
+ * loop, which waits for them (each bounded by its timeout, if given). */
+static void run_post_hooks(struct sandbox *sb, bool start)
+{
+	cleanup_config struct guest_config *cfg = NULL;
+	struct qerr err = {0};
+
+	if (!sb->bundle[0])
+		return;
+	if (guest_config_load(sb->bundle, &cfg, &err) < 0) {
+		qlog_warn("%s: %s hooks: %s", sb->id, start ? "poststart" : "poststop", err.msg);
+		return;
+	}
+	const struct guest_hook_list *l = start ? &cfg->hooks.poststart : &cfg->hooks.poststop;
+	if (!hooks_any(l))
+		return;
+	cleanup_free char *state =
+	    hooks_state_json(cfg, sb->id, start ? "running" : "stopped", start ? sb->pid : 0, &err);
+	if (!state) {
+		qlog_warn("%s: %s", sb->id, err.msg);
+		return;
+	}
+	hooks_run(l, start ? "poststart" : "poststop", state, true, &err);
+}
+
 /* Ask S to exec the workload.  Persists the result either way. */
 static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err)
 {
@@ -401,6 +428,7 @@ static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err
 	save_or_log(sb);
 	vmmd_metrics_started(sb);
 	events_publish("started", sb);
+	run_post_hooks(sb, true);
 	qmsg_begin(reply, "started", 1);
 	qmsg_put_int(reply, "pid", sb->pid);
 	return 0;
@@ -510,6 +538,7 @@ static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		return r;
 	events_publish("deleted", sb);
 	qlog_info("%s: deleted", sb->id);
+	run_post_hooks(sb, false);
 	sandbox_destroy(sb);
 	reply_ok(reply);
 	return 0;

@@ -46,9 +46,6 @@ def bind(bundle, host_dir, dest):
     bundle.write()
 
 
-@pytest.mark.xfail(strict=True, reason="guest bug: in a user namespace the supervisor keeps its "
-                   "unmapped host credentials (no setresuid/setresgid(0) after the maps are written), "
-                   "so mkdir in the sandbox's /dev tmpfs fails with EOVERFLOW")
 def test_user_namespace(runtime, bundle, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -64,6 +61,34 @@ def test_user_namespace(runtime, bundle, tmp_path):
     assert lines[3].split() == ["0", str(HOST_ID), "65536"], r.stdout
     st = os.stat(str(data / "made-inside"))
     assert (st.st_uid, st.st_gid) == (HOST_ID, HOST_ID), (st.st_uid, st.st_gid)
+
+
+def test_user_namespace_exec(runtime, bundle, tmp_path):
+    # The bundle sits in pytest's 0700 temp directory, which the mapped
+    # host uid cannot walk: the runtime must still reach the rootfs and the
+    # bind source, and `exec` must enter the user namespace first.
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chmod(str(data), 0o777)
+    userns(bundle)
+    bind(bundle, data, "/data")
+    cid = running(runtime, bundle, "uns")
+    try:
+        r = runtime.ok("exec", cid, "sh", "-c",
+                       "id -u; id -g; cat /proc/self/uid_map; touch /data/made-by-exec; "
+                       "readlink /proc/self/ns/user")
+        lines = r.stdout.splitlines()
+        assert lines[:2] == ["0", "0"], r.stdout
+        assert lines[2].split() == ["0", str(HOST_ID), "65536"], r.stdout
+        # the sandbox's user namespace (its init's), not the host's
+        assert lines[3] == os.readlink("/proc/%d/ns/user" % runtime.state(cid)["pid"]), r.stdout
+        assert lines[3] != os.readlink("/proc/self/ns/user"), r.stdout
+        st = os.stat(str(data / "made-by-exec"))
+        assert (st.st_uid, st.st_gid) == (HOST_ID, HOST_ID), (st.st_uid, st.st_gid)
+    finally:
+        runtime.ok("kill", cid, "KILL")
+        runtime.wait_status(cid, "stopped")
+        runtime.ok("delete", cid)
 
 
 def test_user_namespace_needs_mappings(runtime, bundle):
