@@ -20,12 +20,14 @@
 #include <pty.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -89,6 +91,8 @@ static const char *ename(int e)
 		return "ENOEXEC";
 	case ESTALE:
 		return "ESTALE";
+	case EAFNOSUPPORT:
+		return "EAFNOSUPPORT";
 	default:
 		return "E?";
 	}
@@ -431,6 +435,146 @@ static struct result a_uname(const char *a)
 	RES(uname(&u));
 }
 
+/* The working directory the runtime gave us: rc=0 when it lies outside our
+ * root (the kernel's getcwd says "(unreachable)"), i.e. the runtime let a
+ * host directory in as cwd (runc CVE-2024-21626); EPERM when it is inside. */
+static struct result a_cwd_outside(const char *a)
+{
+	(void)a;
+	char buf[4096];
+	long n = syscall(SYS_getcwd, buf, sizeof(buf));
+	struct result r = {-1, EPERM};
+	if (n < 0 && errno == ENOENT)
+		r.rc = 0;
+	else if (n > 0 && buf[0] != '/')
+		r.rc = 0;
+	if (r.rc == 0)
+		r.err = 0;
+	return r;
+}
+
+/* The supervisor's /proc entries: ARG is mem, fd, environ, root or fd5 (the
+ * directory fd S holds on the host's state dir). */
+static struct result a_proc1(const char *a)
+{
+	if (!a)
+		a = "mem";
+	if (!strcmp(a, "mem"))
+		RES(open("/proc/1/mem", O_RDWR));
+	if (!strcmp(a, "fd"))
+		RES(open("/proc/1/fd", O_RDONLY | O_DIRECTORY));
+	if (!strcmp(a, "environ"))
+		RES(open("/proc/1/environ", O_RDONLY));
+	if (!strcmp(a, "root"))
+		RES(open("/proc/1/root/", O_RDONLY | O_DIRECTORY));
+	if (!strcmp(a, "exe"))
+		RES(open("/proc/1/exe", O_RDONLY));
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/1/fd/%s", a + 2);
+	RES(open(p, O_RDONLY));
+}
+
+/* socket(2) with a family outside the allowlist; ARG is packet, alg, vsock,
+ * or one of them with "_hi" (high bits set above the 32 the kernel reads). */
+static struct result a_socket(const char *a)
+{
+	if (!a)
+		a = "packet";
+	long fam = !strncmp(a, "alg", 3)     ? 38 /* AF_ALG */
+		   : !strncmp(a, "vsock", 5) ? 40 /* AF_VSOCK */
+					     : 17 /* AF_PACKET */;
+	if (strstr(a, "_hi"))
+		fam |= 1L << 32;
+	int type = (fam & 0xffffffff) == 38 ? SOCK_SEQPACKET : SOCK_DGRAM;
+	RES(syscall(SYS_socket, fam, type, 0));
+}
+
+/* prctl(PR_SET_MM) with bits above the 32 the kernel reads. */
+static struct result a_prctl_hi(const char *a)
+{
+	(void)a;
+	RES(syscall(SYS_prctl, (1L << 32) | 35 /* PR_SET_MM */, 13 /* PR_SET_MM_EXE_FILE */, 0L, 0L,
+		    0L));
+}
+
+static int status_field(int pid, const char *key, char *out, size_t len)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof(p), "/proc/%d/status", pid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return -1;
+	int found = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			char *v = line + kl + 1;
+			v += strspn(v, " \t");
+			v[strcspn(v, "\n")] = 0;
+			snprintf(out, len, "%s", v);
+			found = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The hunter of `qctl exec` children (runc CVE-2016-9962): until the file
+ * ARG exists, watch every other process of the sandbox and try to open its
+ * /proc/PID/mem for writing.  rc=0 (the escape) once that worked on a
+ * process that is not yet under seccomp or still runs the runtime's binary
+ * (its exe outside our root): code written there runs unconfined.  ENOENT
+ * when the marker appeared first. */
+static struct result a_exec_mem(const char *marker)
+{
+	struct result r = {-1, ENOENT};
+	pid_t me = getpid(), parent = getppid();
+	if (!marker)
+		marker = "/dev/shm/exec_mem.stop";
+	/* "nofilter:MARKER": only a process with no seccomp filter counts */
+	bool nofilter = !strncmp(marker, "nofilter:", 9);
+	if (nofilter)
+		marker += 9;
+	for (;;) {
+		struct stat st;
+		if (stat(marker, &st) == 0)
+			return r;
+		DIR *d = opendir("/proc");
+		if (!d)
+			return r;
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			char *end;
+			long pid = strtol(e->d_name, &end, 10);
+			if (*end || pid <= 1 || pid == me || pid == parent)
+				continue;
+			char p[64];
+			snprintf(p, sizeof(p), "/proc/%ld/mem", pid);
+			int fd = open(p, O_RDWR | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			char sc[32] = "", exe[256] = "";
+			status_field((int)pid, "Seccomp", sc, sizeof(sc));
+			snprintf(p, sizeof(p), "/proc/%ld/exe", pid);
+			ssize_t n = readlink(p, exe, sizeof(exe) - 1);
+			if (n > 0)
+				exe[n] = 0;
+			close(fd);
+			if (!strcmp(sc, "0") || (!nofilter && strstr(exe, "quiver"))) {
+				fprintf(stderr,
+					"exec_mem: pid %ld Seccomp=%s exe=%s: mem writable\n", pid,
+					sc, exe);
+				closedir(d);
+				r.rc = 0;
+				r.err = 0;
+				return r;
+			}
+		}
+		closedir(d);
+	}
+}
+
 /* Pids visible in /proc, comma separated on stdout; rc = how many. */
 static void list_pids(void)
 {
@@ -487,6 +631,11 @@ static const struct attack attacks[] = {
     {"int80", a_int80},
     {"x32", a_x32},
     {"uname", a_uname},
+    {"cwd_outside", a_cwd_outside},
+    {"proc1", a_proc1},
+    {"socket", a_socket},
+    {"prctl_hi", a_prctl_hi},
+    {"exec_mem", a_exec_mem},
 };
 
 int main(int argc, char **argv)
