@@ -9,6 +9,7 @@
  * then exits (--detach) or waits for the child and exits with its status.
  */
 #include <errno.h>
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -231,6 +232,14 @@ static int do_exec(const struct exec_opts *o, pid_t *child, struct qerr *err)
 		if (console_fd < 0)
 			return console_fd;
 	}
+	/* From here on we hold host privileges inside the sandbox's
+	 * namespaces: non-dumpable, so that the workload can neither open our
+	 * (or our child's) /proc/PID/mem, fd or cwd entries nor ptrace us
+	 * before the child's filter is on and its capabilities are dropped
+	 * (runc's CVE-2016-9962).  execve makes the exec'd program dumpable
+	 * again. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return qerr_sys(err, errno, "prctl(PR_SET_DUMPABLE)");
 	cleanup_close int pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
 	if (pidfd < 0)
 		return qerr_sys(err, errno, "sandbox %s: pid %d", o->id, (int)o->pid);

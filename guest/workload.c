@@ -6,7 +6,9 @@
  *   rlimits, oom_score_adj   still fully privileged (raising needs caps)
  *   no_new_privs             before the filter, which then needs no privilege
  *   user and groups          with PR_SET_KEEPCAPS
- *   close every other fd     before the filter, so it is not a trapped call
+ *   close every other fd     before the filter, so it is not a trapped call,
+ *                            and before the chdir (CVE-2024-21626)
+ *   chdir into cwd           refused when it lands outside the root
  *   bounding + ambient       prctl, before the filter (prctl is argument-checked)
  *   Quiver's filter          with CAP_SYS_ADMIN still held when no_new_privs is off
  *   listener to S            before any OCI profile: no profile can block it
@@ -15,6 +17,7 @@
  *   final capset             drops CAP_SYS_ADMIN if the config did not grant it
  */
 #include <errno.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <signal.h>
@@ -58,6 +61,21 @@ int close_all_but(int from, const int *keep, int n_keep, struct qerr *err)
 	return 0;
 }
 
+/* chdir into the process's cwd and make sure it is inside our root: a cwd
+ * that reaches outside through a magic link (/proc/PID/fd/N, /proc/PID/cwd
+ * of a process that holds a host directory, or a symlink the workload
+ * planted to one, for `qctl exec --cwd`) is refused.  The kernel reports
+ * such a directory to getcwd() as unreachable (glibc: ENOENT). */
+static int enter_cwd(const char *cwd, struct qerr *err)
+{
+	if (chdir(cwd) < 0)
+		return qerr_sys(err, errno, "process.cwd: %s", cwd);
+	char here[PATH_MAX];
+	if (!getcwd(here, sizeof(here)) || here[0] != '/')
+		return qerr_set(err, EPERM, "process.cwd: %s: outside the container's root", cwd);
+	return 0;
+}
+
 /* workload_prepare once the OCI profile is compiled: it owns nothing. */
 static int prepare_filtered(const struct workload_spec *ws, void *oci,
 			    int (*send_listener)(int fd, void *arg), void *arg, struct qerr *err)
@@ -98,12 +116,14 @@ static int prepare_filtered(const struct workload_spec *ws, void *oci,
 	r = creds_set_user(&p->user, ws->in_user_ns, err);
 	if (r < 0)
 		return r;
-	if (chdir(p->cwd) < 0)
-		return qerr_sys(err, errno, "config.json: process.cwd: %s", p->cwd);
-
 	/* Only 0, 1, 2, the preserved fds and our own channel survive; the
-	 * console socket goes too (the pty master was sent already). */
+	 * console socket goes too (the pty master was sent already).  Before
+	 * the chdir: a cwd of /proc/self/fd/N must find no host directory
+	 * open here (runc's CVE-2024-21626). */
 	r = close_all_but(3 + ws->preserve_fds, ws->keep_fds, ws->n_keep_fds, err);
+	if (r < 0)
+		return r;
+	r = enter_cwd(p->cwd, err);
 	if (r < 0)
 		return r;
 

@@ -1,7 +1,7 @@
 """Red-team attacks on a Quiver sandbox: each test runs an attack of
 progs/attack.c inside a sandbox (a hostile root workload) and asserts that
-it FAILS.  Tests marked xfail(strict) are open vulnerabilities: the attack
-works today; the reason says where and how to fix it."""
+it FAILS.  An open vulnerability is marked xfail(strict) with a reason that
+says where and how to fix it; today there is none."""
 
 import os
 import re
@@ -75,11 +75,6 @@ def test_supervisor_proc_entries(runtime, bundle, what):
 # runc CVE-2024-21626: a host directory fd as the workload's cwd
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "guest/workload.c prepare_filtered: chdir(process.cwd) runs while W still holds every fd "
-    "it inherited from S (the host state dir is fd 5), before close_all_but; "
-    "cwd /proc/self/fd/5 puts the workload in the host's ROOT/ID. Fix: close_all_but before "
-    "chdir, then check getcwd() (ENOENT / not starting with '/' = outside the root) and fail"))
 def test_cwd_proc_self_fd(runtime, bundle):
     escaped = []
     for n in SUPERVISOR_FDS:
@@ -91,11 +86,6 @@ def test_cwd_proc_self_fd(runtime, bundle):
     assert not escaped, "process.cwd /proc/self/fd/N put the workload outside its root for N in %s" % escaped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "guest/exec.c child_main -> workload.c prepare_filtered: the exec'd child chdir()s with the "
-    "host's full capabilities (CAP_SYS_PTRACE), so a cwd the workload replaced by a symlink to "
-    "/proc/1/fd/5 follows S's magic link to the host state dir. Fix: the getcwd() check after "
-    "chdir (and, in exec.c, prctl(PR_SET_DUMPABLE, 0) in the child, see below)"))
 def test_exec_cwd_symlink_to_supervisor_fd(runtime, bundle):
     links = " ".join(str(n) for n in SUPERVISOR_FDS)
     bundle.shell("for n in %s; do ln -s /proc/1/fd/$n /dev/shm/d$n; done; "
@@ -117,11 +107,6 @@ def test_exec_cwd_symlink_to_supervisor_fd(runtime, bundle):
 # runc CVE-2016-9962: the joining `qctl exec` child is dumpable
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "guest/exec.c: the child forked into the sandbox is dumpable; once it has dropped to the "
-    "workload's capabilities (before its seccomp filter, and until its execve, with S's control "
-    "connection open) the workload can open /proc/PID/mem O_RDWR and run code in it unfiltered. "
-    "Fix: prctl(PR_SET_DUMPABLE, 0) in do_exec before setns/fork (as S does); execve restores it"))
 @pytest.mark.parametrize("mode", ["nofilter", "runtime"])
 def test_exec_child_memory(runtime, bundle, tmp_path, mode):
     marker = "/dev/shm/exec_mem.stop"
