@@ -133,13 +133,15 @@ fail_closed:
 	return rv;
 }
 
-int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err)
+/* A listening socket of the protocol open_fn makes (REP, PUB). */
+static int listen_with(int (*open_fn)(nng_socket *), const char *kind, nng_socket *s,
+		       const char *url, struct qerr *err)
 {
 	nng_socket sock;
 	int rv;
 
-	if ((rv = nng_rep0_open(&sock)) != 0)
-		return nng_fail(err, rv, "open REP socket for", url);
+	if ((rv = open_fn(&sock)) != 0)
+		return nng_fail(err, rv, kind, url);
 	if ((rv = set_common(sock, url, err)) < 0 || (rv = listen_private(sock, url, err)) < 0) {
 		nng_close(sock);
 		return rv;
@@ -148,19 +150,14 @@ int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err)
 	return 0;
 }
 
+int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err)
+{
+	return listen_with(nng_rep0_open, "open REP socket for", s, url, err);
+}
+
 int qnng_pub_listen(nng_socket *s, const char *url, struct qerr *err)
 {
-	nng_socket sock;
-	int rv;
-
-	if ((rv = nng_pub0_open(&sock)) != 0)
-		return nng_fail(err, rv, "open PUB socket for", url);
-	if ((rv = set_common(sock, url, err)) < 0 || (rv = listen_private(sock, url, err)) < 0) {
-		nng_close(sock);
-		return rv;
-	}
-	*s = sock;
-	return 0;
+	return listen_with(nng_pub0_open, "open PUB socket for", s, url, err);
 }
 
 int qnng_sub_dial(nng_socket *s, const char *url, struct qerr *err)
