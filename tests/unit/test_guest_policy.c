@@ -39,6 +39,7 @@
 
 #include "guest/counters.h"
 #include "guest/policy.h"
+#include "guest/guest.h"
 #include "guest/trap.h"
 #include "libcommon/cleanup.h"
 
@@ -859,9 +860,6 @@ static pid_t spawn(const char *profile, child_body body, const void *arg, int *l
 	if (pid == 0) {
 		struct qerr err = {0};
 		json_t *j = profile ? json_loads(profile, 0, NULL) : NULL;
-		char cbuf[CMSG_SPACE(sizeof(int))] = {0};
-		struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 		int64_t t0;
 		int fd;
 
@@ -873,18 +871,10 @@ static pid_t spawn(const char *profile, child_body body, const void *arg, int *l
 		t0 = now_ns();
 		fd = trap_install(j, &err);
 		h.install_ns = now_ns() - t0;
-		if (fd < 0) {
+		if (fd < 0)
 			snprintf(h.err, sizeof(h.err), "%s", err.msg);
-		} else {
-			mh.msg_control = cbuf;
-			mh.msg_controllen = sizeof(cbuf);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		}
-		if (sendmsg(sv[1], &mh, 0) < 0 || fd < 0)
+		/* the guest's own fd passing (send_fd skips the fd when < 0) */
+		if (send_fd(sv[1], fd, &h, sizeof(h)) < 0 || fd < 0)
 			_exit(2);
 		close(fd);
 		close(sv[1]);
@@ -894,24 +884,17 @@ static pid_t spawn(const char *profile, child_body body, const void *arg, int *l
 	close(sv[1]);
 	close(rp[1]);
 	{
-		char cbuf[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
-		struct cmsghdr *c;
-		ssize_t n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+		ssize_t n = recv_fd(sv[0], &h, sizeof(h), listener);
 
 		close(sv[0]);
-		c = CMSG_FIRSTHDR(&mh);
-		if (n != (ssize_t)sizeof(h) || !c || c->cmsg_type != SCM_RIGHTS) {
+		if (n != (ssize_t)sizeof(h) || *listener < 0) {
+			if (*listener >= 0)
+				close(*listener);
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			close(rp[0]);
 			fail_msg("child: trap_install failed: %s", n > 0 ? h.err : "(no message)");
 		}
-		memcpy(listener, CMSG_DATA(c), sizeof(int));
 	}
 	*report = rp[0];
 	if (install_ns)
