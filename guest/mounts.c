@@ -357,7 +357,10 @@ static int do_mount(int rootfd, int srcfd, const struct cgroups *cg, const struc
 
 /* With /dev a fresh tmpfs, give it the devices every program expects.  They
  * are bind mounts of the host's nodes, not mknod: mknod needs CAP_MKNOD and
- * does not work in a user namespace. */
+ * does not work in a user namespace.  Each bind is remounted read-only: the
+ * node is the host's inode, so a chmod, chown or utimes by the sandbox's
+ * root would change the host's /dev/null (a read-only mount still lets
+ * programs read and write the device itself). */
 static int populate_dev(int rootfd, struct qerr *err)
 {
 	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
@@ -380,6 +383,14 @@ static int populate_dev(int rootfd, struct qerr *err)
 		fd_path(target, sizeof(target), fd);
 		if (mount(host, target, NULL, MS_BIND, NULL) < 0)
 			return qerr_sys(err, errno, "bind %s", host);
+		/* fd names the node under the bind: reopen the bind itself */
+		cleanup_close int top = openat2_in_root(rootfd, rel, O_PATH);
+		if (top < 0)
+			return qerr_sys(err, -top, "bind %s", host);
+		fd_path(target, sizeof(target), top);
+		int r = bind_remount(target, MS_RDONLY | MS_NOSUID | MS_NOEXEC, 0, host, err);
+		if (r < 0)
+			return r;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
 		if (symlinkat(links[i][1], dev, links[i][0]) < 0 && errno != EEXIST)
@@ -529,6 +540,15 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 	}
 	if (dev_tmpfs && (r = populate_dev(rootfd, err)) < 0)
 		goto out;
+	/* runc makes a missing process.cwd (mode 0755, before the rootfs goes
+	 * read-only), and images whose WORKDIR has no directory rely on it.  A
+	 * failure here is reported by the workload's chdir. */
+	if (cfg->process.cwd) {
+		struct qerr ignored = {0};
+		int cwd = mkpath_in_root(rootfd, cfg->process.cwd, false, &ignored);
+		if (cwd >= 0)
+			close(cwd);
+	}
 	if (calls->before_pivot && (r = calls->before_pivot(calls->arg, err)) < 0)
 		goto out;
 	r = pivot_into(rootfd, cfg->root_path, err);
