@@ -1007,10 +1007,12 @@ static int parse_device_nodes(struct pc *c, json_t *arr, const char *path, struc
 		    0)
 			return r;
 		d->minor = present ? x : 0;
-		if ((r = get_int(c, e, ip, "fileMode", false, 0, 07777, &x, &present)) < 0)
+		/* podman passes the host node's whole st_mode (S_IFCHR|0600):
+		 * runc ORs the type in anyway, so only the permission bits count. */
+		if ((r = get_int(c, e, ip, "fileMode", false, 0, S_IFMT | 07777, &x, &present)) < 0)
 			return r;
 		d->has_file_mode = present;
-		d->file_mode = (mode_t)x;
+		d->file_mode = (mode_t)x & 07777;
 		if ((r = get_int(c, e, ip, "uid", false, 0, UINT32_MAX, &x, &present)) < 0)
 			return r;
 		d->has_uid = present;

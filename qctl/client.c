@@ -59,6 +59,9 @@ int vmmd_start_daemon(struct qerr *err)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
+		/* Nothing else of the caller's: the daemon outlives it, and a
+		 * pipe it kept open would never report EOF to its reader. */
+		close_range(3, ~0U, 0);
 		setsid();
 		execv(prog, (char *const *)argv);
 		_exit(127);

@@ -515,7 +515,7 @@ int cmd_list(int argc, char **argv)
 			json_object_set(o, "status", json_object_get(sb, "status"));
 			json_object_set(o, "bundle", json_object_get(sb, "bundle"));
 			json_object_set(o, "created", json_object_get(sb, "created"));
-			json_object_set_new(o, "owner", json_string(""));
+			json_object_set_new(o, "owner", json_string("root"));
 			if (json_object_size(json_object_get(sb, "annotations")))
 				json_object_set(o, "annotations",
 						json_object_get(sb, "annotations"));

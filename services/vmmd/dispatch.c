@@ -468,6 +468,14 @@ static int op_kill(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 		return r;
 	if ((r = opt_bool(req, "all", &all, err)) < 0)
 		return r;
+	/* runc: `kill --all` of a stopped container signals what is left in
+	 * its cgroup and succeeds.  Nothing is left here (S's exit tore the
+	 * pid namespace down); the containerd shim and podman send it after
+	 * the init has exited. */
+	if (all && sb->status == SB_STOPPED) {
+		reply_ok(reply);
+		return 0;
+	}
 	if (sb->status == SB_STOPPED || sb->status == SB_CREATING)
 		return qerr_set(err, ESRCH, "container not running");
 	if (all && sig != SIGKILL) {
