@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -361,6 +362,26 @@ static int do_mount(int rootfd, int srcfd, const struct cgroups *cg, const struc
  * node is the host's inode, so a chmod, chown or utimes by the sandbox's
  * root would change the host's /dev/null (a read-only mount still lets
  * programs read and write the device itself). */
+/* Bind the host's device node host onto rel (a path in the rootfs), then
+ * remount the bind read-only: the device still reads and writes, but a
+ * container root can no longer chmod or chown the host's node through it. */
+static int bind_dev_node(int rootfd, const char *host, const char *rel, struct qerr *err)
+{
+	cleanup_close int fd = mkpath_in_root(rootfd, rel, true, err);
+	if (fd < 0)
+		return fd;
+	char target[64];
+	fd_path(target, sizeof(target), fd);
+	if (mount(host, target, NULL, MS_BIND, NULL) < 0)
+		return qerr_sys(err, errno, "bind %s", host);
+	/* fd names the node under the bind: reopen the bind itself */
+	cleanup_close int top = openat2_in_root(rootfd, rel, O_PATH);
+	if (top < 0)
+		return qerr_sys(err, -top, "bind %s", host);
+	fd_path(target, sizeof(target), top);
+	return bind_remount(target, MS_RDONLY | MS_NOSUID | MS_NOEXEC, 0, host, err);
+}
+
 static int populate_dev(int rootfd, struct qerr *err)
 {
 	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
@@ -373,28 +394,56 @@ static int populate_dev(int rootfd, struct qerr *err)
 	if (dev < 0)
 		return qerr_sys(err, -dev, "/dev");
 	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
-		char host[32], rel[32];
-		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
-		snprintf(rel, sizeof(rel), "/dev/%s", nodes[i]);
-		cleanup_close int fd = mkpath_in_root(rootfd, rel, true, err);
-		if (fd < 0)
-			return fd;
-		char target[64];
-		fd_path(target, sizeof(target), fd);
-		if (mount(host, target, NULL, MS_BIND, NULL) < 0)
-			return qerr_sys(err, errno, "bind %s", host);
-		/* fd names the node under the bind: reopen the bind itself */
-		cleanup_close int top = openat2_in_root(rootfd, rel, O_PATH);
-		if (top < 0)
-			return qerr_sys(err, -top, "bind %s", host);
-		fd_path(target, sizeof(target), top);
-		int r = bind_remount(target, MS_RDONLY | MS_NOSUID | MS_NOEXEC, 0, host, err);
+		char path[32];
+		snprintf(path, sizeof(path), "/dev/%s", nodes[i]);
+		int r = bind_dev_node(rootfd, path, path, err);
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
 		if (symlinkat(links[i][1], dev, links[i][0]) < 0 && errno != EEXIST)
 			return qerr_sys(err, errno, "/dev/%s: symlink", links[i][0]);
+	}
+	return 0;
+}
+
+/* linux.devices, as runc makes them: mknod with the given type, numbers,
+ * mode and owner; in a user namespace, where mknod of a device is not
+ * allowed, a bind of the host's node at the same path.  What the workload
+ * may then open is up to the devices cgroup (linux.resources.devices). */
+static int make_devices(int rootfd, const struct guest_config *cfg, bool in_userns,
+			struct qerr *err)
+{
+	for (size_t i = 0; i < cfg->n_devices; i++) {
+		const struct guest_device_node *d = &cfg->devices[i];
+		int r;
+		if (in_userns) {
+			r = bind_dev_node(rootfd, d->path, d->path, err);
+			if (r < 0)
+				return qerr_prefix(err, "config.json: linux.devices[%zu]", i);
+			continue;
+		}
+		mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+		char dir[GUEST_CONFIG_PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", d->path);
+		char *slash = strrchr(dir, '/');
+		const char *name = slash + 1; /* path is absolute: there is a slash */
+		*slash = '\0';
+		cleanup_close int dfd = mkpath_in_root(rootfd, dir[0] ? dir : "/", false, err);
+		if (dfd < 0)
+			return qerr_prefix(err, "config.json: linux.devices[%zu]", i);
+		/* replace whatever the image has there; a directory stays an error */
+		if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+			return qerr_sys(err, errno, "config.json: linux.devices[%zu]: %s", i,
+					d->path);
+		mode_t perm = d->has_file_mode ? d->file_mode : 0666;
+		dev_t num = makedev((unsigned)d->major, (unsigned)d->minor);
+		if (mknodat(dfd, name, type | perm, type == S_IFIFO ? 0 : num) < 0 ||
+		    fchmodat(dfd, name, perm, 0) < 0 ||
+		    fchownat(dfd, name, d->has_uid ? d->uid : 0, d->has_gid ? d->gid : 0,
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			return qerr_sys(err, errno, "config.json: linux.devices[%zu]: %s", i,
+					d->path);
 	}
 	return 0;
 }
@@ -539,6 +588,10 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 			goto out;
 	}
 	if (dev_tmpfs && (r = populate_dev(rootfd, err)) < 0)
+		goto out;
+	if ((r = make_devices(rootfd, cfg,
+			      (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],
+			      err)) < 0)
 		goto out;
 	/* runc makes a missing process.cwd (mode 0755, before the rootfs goes
 	 * read-only), and images whose WORKDIR has no directory rely on it.  A

@@ -337,3 +337,31 @@ def test_no_annotations_key_when_none(runtime, bundle):
     cid = runtime.new_id("ann")
     runtime.ok("create", "--bundle", bundle.path, cid)
     assert "annotations" not in runtime.state(cid)
+
+
+def test_linux_devices_are_made(runtime, bundle):
+    # podman --device: linux.devices names the node, the devices cgroup
+    # (linux.resources.devices) says whether it may be opened.
+    bundle.set("linux.devices", [
+        {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o620},
+        {"path": "/dev/sub/myzero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o664, "uid": 1, "gid": 2},
+        {"path": "/dev/mypipe", "type": "p", "fileMode": 0o600},
+        {"path": "/dev/myloop", "type": "b", "major": 7, "minor": 0, "fileMode": 0o666},
+    ])
+    bundle.set("linux.resources.devices", [{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}])
+    bundle.shell("busybox stat -c '%n %F %t:%T %a %u %g' /dev/mynull /dev/sub/myzero /dev/mypipe; "
+                 "echo x > /dev/mynull && echo null-writable; "
+                 "busybox head -c1 /dev/sub/myzero >/dev/null 2>&1 && echo zero-readable || echo zero-denied; "
+                 "busybox head -c1 /dev/myloop >/dev/null 2>&1 && echo loop-readable || echo loop-denied")
+    r, _ = run_fg(runtime, bundle)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "/dev/mynull character special file 1:3 620 0 0", r.stdout
+    assert lines[1] == "/dev/sub/myzero character special file 1:5 664 1 2", r.stdout
+    assert lines[2].startswith("/dev/mypipe fifo ") and " 600 0 0" in lines[2], r.stdout
+    # The owner (root) may write the 0620 node; the 0664 node of uid 1 is
+    # readable by others, and /dev/zero's default allow rule is appended
+    # after the config's (as runc does), so the cgroup lets it be read.
+    # A node is no key by itself: the block device is not in the cgroup's
+    # allow-list, so it cannot be opened.
+    assert lines[3:] == ["null-writable", "zero-readable", "loop-denied"], r.stdout
