@@ -7,6 +7,7 @@
  * daemon serves ROOT/vmmd.sock (or another vmmd already does), 1 if it could
  * not start: qctl's embedded mode waits on that instead of polling. */
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -114,6 +115,20 @@ static void on_sweep(uv_timer_t *t)
 	recovery_sweep_creating();
 }
 
+/* vmmd holds a pidfd per sandbox: with the usual soft limit of 1024 fds
+ * it would stop adopting sandboxes at about a thousand.  Take the hard
+ * limit (raising the soft one needs no privilege). */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		qlog_warn("raise the open-file limit to %llu: %s", (unsigned long long)rl.rlim_max,
+			  strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -200,6 +215,7 @@ int main(int argc, char **argv)
 		fatalx("%s", err.msg);
 	if (!foreground)
 		stdio_to_null();
+	raise_nofile_limit();
 
 	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
 	if (statefile_write_mode(vmmd.rootfd, "vmmd.pid", pidbuf, strlen(pidbuf), 0644, &err) < 0)

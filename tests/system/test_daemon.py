@@ -200,3 +200,28 @@ def test_state_json_survives_restart_byte_for_byte_fields(runtime, bundle):
     assert after["annotations"] == {"org.quiver.test": "kept"}
     runtime.ok("delete", "--force", cid)
     assert poll_until(lambda: not pid_alive(before["pid"]))
+
+
+def test_vmmd_is_not_capped_by_a_low_soft_fd_limit(private_root, bundle):
+    # vmmd holds a pidfd per sandbox; started with a soft limit of 32 open
+    # files it must still adopt 40 sandboxes (it raises its soft limit to the
+    # hard one).
+    root = private_root("fd")
+    rt = Runtime(RUNTIME_PATH, root, IS_QUIVER)
+    r = subprocess.run(["sh", "-c", 'ulimit -S -n 32 && exec "$@"', "sh"] + rt.argv("daemons", "start"),
+                       capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    pid = vmmd_pid(root)
+    with open("/proc/%d/limits" % pid) as f:
+        soft, hard = next(l.split()[3:5] for l in f if l.startswith("Max open files"))
+    assert soft == hard, (soft, hard)
+    bundle.args("sleep", "1000")
+    ids = [rt.new_id("fd") for _ in range(40)]
+    try:
+        for cid in ids:
+            rt.ok("run", "-d", "--bundle", bundle.path, cid)
+        listed = json.loads(rt.ok("list", "-f", "json").stdout)
+        assert sorted(c["id"] for c in listed if c["status"] == "running") == sorted(ids)
+    finally:
+        for cid in ids:
+            rt("delete", "--force", cid)
