@@ -71,6 +71,12 @@ def newest_qctl():
     return max(cands, key=os.path.getmtime) if cands else None
 
 
+# crun refuses this hybrid cgroup host: run it with the v2 mount hidden in a
+# private mount namespace (BENCHMARKING.md).
+CRUN_WRAPPER = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                'umount /sys/fs/cgroup/unified; exec "$0" "$@"', "crun"]
+
+
 class Runner:
     def __init__(self, name, argv_prefix, root):
         self.name = name
@@ -121,9 +127,12 @@ def main():
     if "runc" in want:
         runners.append(Runner("runc", ["runc"], os.path.join(tmp, "root-runc")))
     if "crun" in want:
-        runners.append(Runner("crun", ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                       'umount /sys/fs/cgroup/unified; exec crun "$@"', "crun"],
-                              os.path.join(tmp, "root-crun")))
+        runners.append(Runner("crun", CRUN_WRAPPER, os.path.join(tmp, "root-crun")))
+    # crun's wrapper (a private mount namespace, the umount, a shell) costs
+    # time of its own: measure it alone, interleaved with the rest, so the
+    # report can show crun with and without it.
+    wrapper = CRUN_WRAPPER[:-1] + ["/bin/true"] if "crun" in want else None
+    wrapper_times = []
     try:
         for r in runners:
             r.once(bundle)  # warm-up, not recorded
@@ -132,6 +141,10 @@ def main():
         for _ in range(args.rounds):
             for r in runners:
                 r.times.append(r.once(bundle))
+            if wrapper:
+                w0 = time.perf_counter()
+                subprocess.run(wrapper, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+                wrapper_times.append(time.perf_counter() - w0)
         idle_during = idle_share(t0, cpu_times())
     finally:
         for r in runners:
@@ -155,6 +168,14 @@ def main():
     if "runc" in by and "crun" in by:
         ratios = [a / b for a, b in zip(by["runc"].times, by["crun"].times)]
         print("median per-round ratio runc/crun: %.2f" % statistics.median(ratios))
+    if wrapper_times and "crun" in by:
+        net = [c - w for c, w in zip(by["crun"].times, wrapper_times)]
+        print("crun's wrapper alone (unshare + umount + sh, no crun): median %.1f ms"
+              % (statistics.median(wrapper_times) * 1000))
+        print("crun minus its wrapper, per round: median %.1f ms" % (statistics.median(net) * 1000))
+        if "qctl" in by:
+            ratios = [a / b for a, b in zip(by["qctl"].times, net)]
+            print("median per-round ratio qctl/(crun minus wrapper): %.2f" % statistics.median(ratios))
     # The benchmark itself keeps about one core busy: expect at most
     # 100 - 100/ncpu % idle; much less means someone else was running.
     expect = 100.0 - 100.0 / (os.cpu_count() or 1)
