@@ -949,3 +949,17 @@ def private_root(session):
                 os.kill(pid, signal.SIGKILL)
                 wait_gone(pid)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# A workload that runs until TERM, then exits 42.
+LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
+
+
+def running(runtime, bundle, script=LOOP, name="c"):
+    """Create and start a sandbox running script; returns its id."""
+    bundle.shell(script)
+    cid = runtime.new_id(name)
+    runtime.ok("create", "--bundle", bundle.path, cid)
+    runtime.ok("start", cid)
+    assert runtime.status(cid) == "running"
+    return cid

@@ -9,20 +9,12 @@ import subprocess
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, pid_alive, poll_until,
+from conftest import (LOOP, running, CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, pid_alive, poll_until,
                       vmmd_pid, vmmd_processes, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
-LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
 
-
-def running(runtime, bundle, script=LOOP, name="c"):
-    bundle.shell(script)
-    cid = runtime.new_id(name)
-    runtime.ok("create", "--bundle", bundle.path, cid)
-    runtime.ok("start", cid)
-    return cid
 
 
 def list_by_id(runtime):

@@ -8,10 +8,9 @@ import tempfile
 
 import pytest
 
-from conftest import (IS_QUIVER, LIVE_POPEN, CMD_TIMEOUT, assert_error, cgroup_paths_of, pid_alive,
+from conftest import (LOOP, running, IS_QUIVER, LIVE_POPEN, CMD_TIMEOUT, assert_error, cgroup_paths_of, pid_alive,
                       poll_until, reap_zombies, wait_gone)
 
-LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
 
 
 def created(runtime, bundle, name="c"):
@@ -19,13 +18,6 @@ def created(runtime, bundle, name="c"):
     runtime.ok("create", "--bundle", bundle.path, cid)
     return cid
 
-
-def running(runtime, bundle, script=LOOP, name="c"):
-    bundle.shell(script)
-    cid = created(runtime, bundle, name)
-    runtime.ok("start", cid)
-    assert runtime.status(cid) == "running"
-    return cid
 
 
 def run_fg(runtime, bundle, **kw):

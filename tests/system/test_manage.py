@@ -10,14 +10,13 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, EventSubscriber, assert_error, cgroup_paths_of, pid_alive,
+from conftest import (LOOP, running, CMD_TIMEOUT, EventSubscriber, assert_error, cgroup_paths_of, pid_alive,
                       poll_until, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
 SYS_mount, SYS_ptrace, SYS_sysinfo = 165, 101, 99
 
 
@@ -25,13 +24,6 @@ def guest_bin(runtime):
     # The one qctl runs: $QUIVER_GUEST, or qctl's sibling.
     return os.environ.get("QUIVER_GUEST") or os.path.join(os.path.dirname(runtime.path), "quiver-guest")
 
-
-def running(runtime, bundle, script=LOOP, name="c"):
-    bundle.shell(script)
-    cid = runtime.new_id(name)
-    runtime.ok("create", "--bundle", bundle.path, cid)
-    runtime.ok("start", cid)
-    return cid
 
 
 def run_to_stop(runtime, bundle, name="c"):

@@ -8,11 +8,10 @@ import urllib.request
 
 import pytest
 
-from conftest import CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, vmmd_pid
+from conftest import LOOP, CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, vmmd_pid
 
 pytestmark = pytest.mark.quiver_only
 
-LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
 

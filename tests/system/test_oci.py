@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import CMD_TIMEOUT, LIVE_POPEN, assert_error, wait_gone
+from conftest import LOOP, running, CMD_TIMEOUT, LIVE_POPEN, assert_error, wait_gone
 from test_terminal import ConsoleSocket, read_until
 
-LOOP = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
 HOST_ID = 100000
 
 
@@ -19,13 +18,6 @@ def run_fg(runtime, bundle, *extra, **kw):
     cid = runtime.new_id("oci")
     return runtime("run", *extra, "--bundle", bundle.path, cid, **kw), cid
 
-
-def running(runtime, bundle, name="c"):
-    bundle.shell(LOOP)
-    cid = runtime.new_id(name)
-    runtime.ok("create", "--bundle", bundle.path, cid)
-    runtime.ok("start", cid)
-    return cid
 
 
 # --------------------------------------------------------------------------
@@ -72,7 +64,7 @@ def test_user_namespace_exec(runtime, bundle, tmp_path):
     os.chmod(str(data), 0o777)
     userns(bundle)
     bind(bundle, data, "/data")
-    cid = running(runtime, bundle, "uns")
+    cid = running(runtime, bundle, name="uns")
     try:
         r = runtime.ok("exec", cid, "sh", "-c",
                        "id -u; id -g; cat /proc/self/uid_map; touch /data/made-by-exec; "
@@ -179,7 +171,7 @@ def test_oci_seccomp_bad_profile(runtime, bundle):
 
 
 def test_exec_process_file(runtime, bundle, tmp_path):
-    cid = running(runtime, bundle, "xp")
+    cid = running(runtime, bundle, name="xp")
     proc = {"terminal": False, "user": {"uid": 1234, "gid": 4321, "additionalGids": [5]},
             "args": ["sh", "-c", "id -u; id -g; pwd; echo $FOO; ulimit -n; cat"],
             "env": ["PATH=/bin", "FOO=from file"], "cwd": "/etc",
@@ -202,7 +194,7 @@ def test_exec_process_file(runtime, bundle, tmp_path):
 
 
 def test_exec_tty_console_socket(runtime, bundle, tmp_path):
-    cid = running(runtime, bundle, "xt")
+    cid = running(runtime, bundle, name="xt")
     cs = ConsoleSocket(str(tmp_path / "exec-console.sock"))
     p = subprocess.Popen(runtime.argv("exec", "-t", "--console-socket", cs.path, cid,
                                       "sh", "-c", "tty; echo exec-tty-$((6*7))"),
@@ -224,7 +216,7 @@ def test_exec_tty_console_socket(runtime, bundle, tmp_path):
 
 
 def test_exec_tty_without_console_socket(runtime, bundle):
-    cid = running(runtime, bundle, "xt2")
+    cid = running(runtime, bundle, name="xt2")
     r = runtime("exec", "-t", cid, "true")
     assert_error(r, "console")
 
