@@ -9,13 +9,13 @@
  * then exits (--detach) or waits for the child and exits with its status.
  */
 #include <errno.h>
-#include <sys/prctl.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
