@@ -52,6 +52,8 @@ for s in json.load(open(sys.argv[1]))["syscalls"]:
     print("   %-12s trapped %d, denied %d" % (s["name"], s["trapped"], s["denied"]))' "$work/inspect.json"
 "$QCTL" --root "$root" delete "$id"
 echo "== the syscall policy, first lines (qctl policy):"
-"$QCTL" policy | head -8
+# (whole output to a file first: head would close the pipe, and pipefail)
+"$QCTL" policy >"$work/policy.txt"
+head -8 "$work/policy.txt"
 [ "$status" -eq 7 ]
 echo "== demo OK"
