@@ -76,6 +76,23 @@ static const char *jpi(char *buf, const char *parent, size_t i)
 
 /* ---- typed getters: absent members are fine unless required ---- */
 
+/* The member key of obj, or NULL when it is absent or null (both mean "not
+ * set"); path gets its JSON path.  When NULL, *rc is what the getter
+ * returns: the "missing" error if the member is required, else 0. */
+static json_t *member(struct pc *c, json_t *obj, const char *parent, const char *key, bool required,
+		      char *path, int *rc)
+{
+	json_t *v = json_object_get(obj, key);
+
+	jp(path, parent, key);
+	*rc = 0;
+	if (v && !json_is_null(v))
+		return v;
+	if (required)
+		*rc = perr(c, path, "missing");
+	return NULL;
+}
+
 static int check_string(struct pc *c, json_t *v, const char *path, size_t max, char **out)
 {
 	const char *s;
@@ -98,14 +115,11 @@ static int get_string(struct pc *c, json_t *obj, const char *parent, const char 
 		      size_t max, char **out)
 {
 	char path[JPATH_MAX];
-	json_t *v = json_object_get(obj, key);
+	int rc;
+	json_t *v = member(c, obj, parent, key, required, path, &rc);
 
-	jp(path, parent, key);
-	if (!v || json_is_null(v)) {
-		if (required)
-			return perr(c, path, "missing");
-		return 0;
-	}
+	if (!v)
+		return rc;
 	return check_string(c, v, path, max, out);
 }
 
@@ -126,14 +140,15 @@ static int get_bool(struct pc *c, json_t *obj, const char *parent, const char *k
 		    bool *present)
 {
 	char path[JPATH_MAX];
-	json_t *v = json_object_get(obj, key);
+	int rc;
+	json_t *v = member(c, obj, parent, key, false, path, &rc);
 
 	if (present)
 		*present = false;
-	if (!v || json_is_null(v))
-		return 0;
+	if (!v)
+		return rc;
 	if (!json_is_boolean(v))
-		return perr(c, jp(path, parent, key), "must be a boolean");
+		return perr(c, path, "must be a boolean");
 	*out = json_is_true(v);
 	if (present)
 		*present = true;
@@ -159,16 +174,13 @@ static int get_int(struct pc *c, json_t *obj, const char *parent, const char *ke
 		   json_int_t min, json_int_t max, json_int_t *out, bool *present)
 {
 	char path[JPATH_MAX];
-	json_t *v = json_object_get(obj, key);
+	int rc;
+	json_t *v = member(c, obj, parent, key, required, path, &rc);
 
-	jp(path, parent, key);
 	if (present)
 		*present = false;
-	if (!v || json_is_null(v)) {
-		if (required)
-			return perr(c, path, "missing");
-		return 0;
-	}
+	if (!v)
+		return rc;
 	if (check_int(c, v, path, min, max, out) < 0)
 		return -EINVAL;
 	if (present)
@@ -181,15 +193,12 @@ static int get_object(struct pc *c, json_t *obj, const char *parent, const char 
 		      json_t **out)
 {
 	char path[JPATH_MAX];
-	json_t *v = json_object_get(obj, key);
+	int rc;
+	json_t *v = member(c, obj, parent, key, required, path, &rc);
 
 	*out = NULL;
-	jp(path, parent, key);
-	if (!v || json_is_null(v)) {
-		if (required)
-			return perr(c, path, "missing");
-		return 0;
-	}
+	if (!v)
+		return rc;
 	if (!json_is_object(v))
 		return perr(c, path, "must be an object");
 	if (json_object_size(v) > GUEST_CONFIG_ARRAY_MAX)
@@ -202,12 +211,12 @@ static int get_array(struct pc *c, json_t *obj, const char *parent, const char *
 		     json_t **out)
 {
 	char path[JPATH_MAX];
-	json_t *v = json_object_get(obj, key);
+	int rc;
+	json_t *v = member(c, obj, parent, key, false, path, &rc);
 
 	*out = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	jp(path, parent, key);
+	if (!v)
+		return rc;
 	if (!json_is_array(v))
 		return perr(c, path, "must be an array");
 	if (json_array_size(v) > max)
