@@ -163,6 +163,17 @@ def cleanup(prefix, root, ids):
     return fails
 
 
+def teardown(rts, qctl, tmp):
+    """Force-delete whatever each runtime still lists; stop qctl's vmmd."""
+    for name, prefix, root in rts:
+        for cid in list_states(prefix, root):
+            subprocess.run(rt_cmd(prefix, root, "delete", "--force", cid),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if qctl:
+        subprocess.run([qctl, "--root", os.path.join(tmp, "root-qctl"), "daemons", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def cgroup_dirs_with(tag, maxdepth=5):
     hits = []
     base = "/sys/fs/cgroup"
@@ -300,13 +311,8 @@ def main():
                     r["leaks"] += sum(len(v) for v in lo.values())
                     idles.append(idle)
     finally:
-        for name, prefix, root in rts:
-            for cid in list_states(prefix, root):
-                subprocess.run(rt_cmd(prefix, root, "delete", "--force", cid),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        teardown(rts, qctl, tmp)
         if qctl:
-            subprocess.run([qctl, "--root", os.path.join(tmp, "root-qctl"), "daemons", "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             vlog = os.path.join(tmp, "root-qctl", "vmmd.log")
             if os.path.exists(vlog):
                 with open(vlog, errors="replace") as f:

@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from startup import cpu_times, idle_share, wait_quiet  # noqa: E402
-from burst import (make_sleep_bundle, runtimes, rt_cmd, list_states, start_many,  # noqa: E402
+from burst import (make_sleep_bundle, runtimes, start_many, teardown,  # noqa: E402
                    wait_running, cleanup, leftovers)
 
 KIB = 1024.0
@@ -211,13 +211,7 @@ def main():
                 for what in cf[:3]:
                     print("   cleanup: %s" % (what,), file=sys.stderr)
     finally:
-        for name, prefix, root in rts:
-            for cid in list_states(prefix, root):
-                subprocess.run(rt_cmd(prefix, root, "delete", "--force", cid),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if qctl:
-            subprocess.run([qctl, "--root", os.path.join(tmp, "root-qctl"), "daemons", "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        teardown(rts, qctl, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 
     def mmm(v):
