@@ -1,0 +1,81 @@
+/* The launcher's channel (launch_proto.h). */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "libcommon/launch_proto.h"
+
+int gs_recv(int fd, struct gs_msg *m, pid_t *cred_pid, int flags)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct ucred))];
+	struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+
+	*cred_pid = 0;
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(*m))
+		return 0;
+	m->msg[sizeof(m->msg) - 1] = '\0';
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cr;
+			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+			*cred_pid = cr.pid;
+		}
+	}
+	return 1;
+}
+
+int send_with_fds(int fd, const void *data, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (nfds < 0 || nfds > 8)
+		return -EINVAL;
+	memset(cbuf, 0, sizeof(cbuf));
+	if (nfds > 0) {
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	do
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
+}
+
+int gs_handle(int fd, const struct gs_msg *m, pid_t cred_pid, pid_t *w_host, struct qerr *err)
+{
+	switch (m->type) {
+	case GS_HELLO_W: {
+		if (!cred_pid)
+			return qerr_set(err, EIO, "workload hello without credentials");
+		*w_host = cred_pid;
+		/* S needs it too, for its `started` reply */
+		struct gs_msg back = {.type = GS_HELLO_W, .code = cred_pid};
+		if (write(fd, &back, sizeof(back)) < 0)
+			return qerr_sys(err, errno, "supervisor channel");
+		return 0;
+	}
+	case GS_READY:
+		return 1;
+	case GS_ERROR:
+		return qerr_set(err, m->code > 0 ? m->code : EIO, "%s", m->msg);
+	default:
+		return qerr_set(err, EIO, "supervisor: bad message %d", m->type);
+	}
+}
