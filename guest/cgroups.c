@@ -573,6 +573,38 @@ int cgroups_resolve(const struct cgroups_host *host, const char *cgroups_path, c
 	return 0;
 }
 
+int cgroups_from_dirs(const struct cgroups_host *host, char *const *dirs, size_t n,
+		      struct cgroups **out, struct qerr *err)
+{
+	struct cgroups *cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return qerr_set(err, ENOMEM, "cgroups: out of memory");
+	cg->fake_files = host->fake_files;
+	for (size_t k = 0; k < n && k < CGROUPS_HIER_MAX; k++) {
+		const struct cgroups_hierarchy *h = NULL;
+		for (size_t i = 0; i < host->n && !h; i++) {
+			size_t ml = strlen(host->h[i].mountpoint);
+			if (strncmp(dirs[k], host->h[i].mountpoint, ml) == 0 && dirs[k][ml] == '/')
+				h = &host->h[i];
+		}
+		if (!h || strstr(dirs[k], "/../") || strstr(dirs[k], "/./")) {
+			cgroups_free(cg);
+			return qerr_set(err, EINVAL, "cgroups: %s is not in a cgroup hierarchy",
+					dirs[k]);
+		}
+		cg->dirs[cg->n] = strdup(dirs[k]);
+		cg->controllers[cg->n] = strdup(h->controllers);
+		cg->mountpoint[cg->n] = strdup(h->mountpoint);
+		cg->v2[cg->n] = h->v2;
+		if (!cg->dirs[cg->n] || !cg->controllers[cg->n] || !cg->mountpoint[cg->n++]) {
+			cgroups_free(cg);
+			return qerr_set(err, ENOMEM, "cgroups: out of memory");
+		}
+	}
+	*out = cg;
+	return 0;
+}
+
 static bool is_v1_cpuset(const struct cgroups *cg, size_t i)
 {
 	return !cg->v2[i] && has_token(cg->controllers[i], "cpuset", ",");

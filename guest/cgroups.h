@@ -85,6 +85,10 @@ struct cgroups {
  * or name=systemd, and the cgroup2 hierarchy if mounted. */
 int cgroups_resolve(const struct cgroups_host *host, const char *cgroups_path, const char *id,
 		    bool systemd, struct cgroups **out, struct qerr *err);
+/* The same from directories made elsewhere (poold's pool), each matched
+ * to the hierarchy it lies in. */
+int cgroups_from_dirs(const struct cgroups_host *host, char *const *dirs, size_t n,
+		      struct cgroups **out, struct qerr *err);
 /* mkdir every directory (parents as needed); -EEXIST if one already exists.
  * v1 cpusets get cpuset.cpus/mems copied from their parent.  On failure,
  * removes what it made. */

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "libcommon/err.h"
+#include "libcommon/launch_proto.h"
 #include "guest/counters.h"
 #include "guest/oci_config.h"
 #include "guest/cgroups.h"
@@ -54,7 +55,22 @@ struct exec_opts {
 	bool detach;
 };
 
+/* `quiver-guest warm` (warm.c): a supervisor made ahead of its bundle. */
+struct warm_opts {
+	const char *sock;  /* where the warm S listens for its assignment */
+	const char *netns; /* a pooled network namespace to join, or NULL: a new one */
+	const char *cgroups[CGROUPS_HIER_MAX]; /* the pooled cgroup's directories */
+	size_t n_cgroups;
+	int sync_fd; /* poold's end: "warm"/"error" from G, "taken" to S, EOF = poold gone */
+};
+
 int launcher_main(const struct create_opts *o);
+int warm_main(const struct warm_opts *o);
+/* Whether a config can be served by a warm S (fresh pid, mount, ipc, uts
+ * and network namespaces, no user or time namespace, no hooks that run
+ * before S exists, no terminal, the default cgroup path).  -EAGAIN with
+ * the reason if not. */
+int warm_check(const struct guest_config *cfg, struct qerr *err);
 int exec_main(const struct exec_opts *o);
 
 /* Send one message on the sync socket: {op:"error", code, msg}. */
@@ -76,18 +92,18 @@ struct sup_args {
 	char log_path[4096];	    /* STATE_DIR/guest.log */
 	bool go;		    /* S: G's GS_GO received */
 	pid_t host_pid;		    /* S's pid on the host (sent with GS_GO) */
+	const char *layer_upper;    /* writable layer over the rootfs (overlayfs), or NULL */
+	const char *layer_work;
+	bool autostart; /* warm, assigned with start: no separate start request */
 };
 
 /* The child entry of clone(): never returns. */
 int supervisor_main(void *arg);
+/* A warm S once assigned (warm.c): everything from the rootfs on, with
+ * a->go set and a->g_sock the assigner's connection. */
+_Noreturn void supervisor_serve(struct sup_args *a, int devnull);
 
-/* Messages on the G<->S socketpair (SOCK_SEQPACKET, fixed size). */
-enum gs_msg_type { GS_GO = 1, GS_HELLO_W, GS_READY, GS_ERROR };
-struct gs_msg {
-	int32_t type;
-	int32_t code;
-	char msg[QERR_MSG_MAX];
-};
+/* Messages on the G<->S socketpair: libcommon/launch_proto.h. */
 int gs_send(int fd, int type, const struct qerr *err);
 
 /* ---- workload ---- */
@@ -141,6 +157,9 @@ struct rootfs_calls {
 	int (*become_root)(void *arg);
 	int (*before_pivot)(void *arg, struct qerr *err);
 	void *arg;
+	/* Not NULL: the root is an overlay of the bundle's rootfs (lower,
+	 * never written) and this upper/work pair from poold's layer pool. */
+	const char *layer_upper, *layer_work;
 };
 
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
@@ -179,6 +198,11 @@ int console_connect(const char *path, struct qerr *err);
 int send_fd(int sock, int fd, const void *data, size_t len);
 /* receive at most one fd; *fd = -1 when none came.  Returns bytes or -errno. */
 ssize_t recv_fd(int sock, void *buf, size_t len, int *fd);
+/* The same for up to max fds (the rest are closed); unused slots are -1. */
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, int max);
+/* A SOCK_SEQPACKET listener at DIR/NAME, mode 0600 (dirfd: DIR, used when
+ * the path does not fit sun_path). */
+int bind_seqpacket(const char *dir, int dirfd, const char *name, int *out, struct qerr *err);
 /* Field 22 of /proc/PID/stat. */
 int read_pid_start(pid_t pid, uint64_t *out, struct qerr *err);
 

@@ -33,34 +33,19 @@
 
 int send_fd(int sock, int fd, const void *data, size_t len)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (fd >= 0) {
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	ssize_t n;
-	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	return send_with_fds(sock, data, len, &fd, fd >= 0 ? 1 : 0);
 }
 
-ssize_t recv_fd(int sock, void *buf, size_t len, int *fd)
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, int max)
 {
-	/* room for a few fds: extra ones a hostile sender attaches are closed */
-	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	/* room for a few more: extra ones a hostile sender attaches are closed */
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {
 	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	*fd = -1;
+	int got = 0;
+	for (int i = 0; i < max; i++)
+		fds[i] = -1;
 	ssize_t n;
 	do
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
@@ -74,19 +59,25 @@ ssize_t recv_fd(int sock, void *buf, size_t len, int *fd)
 		for (size_t i = 0; i < nfd; i++) {
 			int f;
 			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*fd < 0)
-				*fd = f;
+			if (got < max)
+				fds[got++] = f;
 			else
 				close(f);
 		}
 	}
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
+		for (int i = 0; i < got; i++) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
 		return -EMSGSIZE;
 	}
 	return n;
+}
+
+ssize_t recv_fd(int sock, void *buf, size_t len, int *fd)
+{
+	return recv_fds(sock, buf, len, fd, 1);
 }
 
 int gs_send(int fd, int type, const struct qerr *err)
@@ -170,26 +161,40 @@ static void undo(struct launch *l)
 	}
 }
 
-static int bind_ctl(struct launch *l, struct qerr *err)
+int bind_seqpacket(const char *dir, int dirfd, const char *name, int *out, struct qerr *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	/* A long state dir does not fit sun_path: go through our fd of it. */
-	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guest.sock", l->o->state_dir);
+	/* A long directory does not fit sun_path: go through our fd of it. */
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, name);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/guest.sock",
-			 l->state_dirfd);
-	l->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (l->ctl_fd < 0)
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return qerr_sys(err, errno, "socket");
 	mode_t old = umask(0177); /* 0600 from the start, no window */
-	int r = bind(l->ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0)
-		return qerr_sys(err, errno, "bind %s/guest.sock", l->o->state_dir);
-	l->made_sock = true;
-	if (listen(l->ctl_fd, 16) < 0)
-		return qerr_sys(err, errno, "listen guest.sock");
+	if (r < 0) {
+		r = qerr_sys(err, errno, "bind %s/%s", dir, name);
+		close(fd);
+		return r;
+	}
+	if (listen(fd, 16) < 0) {
+		r = qerr_sys(err, errno, "listen %s/%s", dir, name);
+		unlinkat(dirfd, name, 0);
+		close(fd);
+		return r;
+	}
+	*out = fd;
 	return 0;
+}
+
+static int bind_ctl(struct launch *l, struct qerr *err)
+{
+	int r = bind_seqpacket(l->o->state_dir, l->state_dirfd, "guest.sock", &l->ctl_fd, err);
+	if (r == 0)
+		l->made_sock = true;
+	return r;
 }
 
 static int write_map(pid_t pid, const char *file, const struct guest_idmap *m, size_t n,
@@ -321,48 +326,24 @@ static int wait_ready(struct launch *l, pid_t *w_host, struct qerr *err)
 	*w_host = 0;
 	for (;;) {
 		struct gs_msg m;
-		char cbuf[CMSG_SPACE(sizeof(struct ucred))];
-		struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
-		ssize_t n = recvmsg(l->gs[0], &mh, MSG_CMSG_CLOEXEC);
+		pid_t cred = 0;
+		int n = gs_recv(l->gs[0], &m, &cred, 0);
 		/* S exiting with our HELLO_W echo unread resets the channel; the
 		 * error is reported once, before what S sent us first. */
-		if (n < 0 && (errno == EINTR || errno == ECONNRESET))
+		if (n == -ECONNRESET)
 			continue;
 		if (n < 0)
-			return qerr_sys(err, errno, "supervisor channel");
-		if (n != (ssize_t)sizeof(m)) {
+			return qerr_sys(err, -n, "supervisor channel");
+		if (n == 0) {
 			int status = 0;
 			if (waitpid(l->s_pid, &status, 0) == l->s_pid)
 				l->s_pid = 0;
 			return qerr_set(err, EIO, "supervisor exited during create (status %d)",
 					status);
 		}
-		m.msg[sizeof(m.msg) - 1] = '\0';
-		switch (m.type) {
-		case GS_HELLO_W: {
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			if (!c || c->cmsg_type != SCM_CREDENTIALS)
-				return qerr_set(err, EIO, "workload hello without credentials");
-			struct ucred cr;
-			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
-			*w_host = cr.pid;
-			/* S needs it too, for its `started` reply */
-			struct gs_msg back = {.type = GS_HELLO_W, .code = cr.pid};
-			if (write(l->gs[0], &back, sizeof(back)) < 0)
-				return qerr_sys(err, errno, "supervisor channel");
-			break;
-		}
-		case GS_READY:
-			return 0;
-		case GS_ERROR:
-			return qerr_set(err, m.code > 0 ? m.code : EIO, "%s", m.msg);
-		default:
-			return qerr_set(err, EIO, "supervisor: bad message %d", m.type);
-		}
+		int r = gs_handle(l->gs[0], &m, cred, w_host, err);
+		if (r != 0)
+			return r < 0 ? r : 0;
 	}
 }
 

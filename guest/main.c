@@ -28,6 +28,8 @@ static _Noreturn void usage(void)
 	    "                         (--process FILE | -- ARGS...) [--env K=V]... [--cwd DIR]\n"
 	    "                         [--tty] [--console-socket PATH] [--preserve-fds N] "
 	    "[--detach]\n"
+	    "       quiver-guest warm --sock PATH --sync-fd N [--cgroup DIR]... [--netns PATH]\n"
+	    "                         [--log PATH]   (spawned by quiver-poold)\n"
 	    "       quiver-guest policy [--format table|json|markdown|bpf-c|check-bpf]\n");
 	exit(2);
 }
@@ -63,6 +65,9 @@ enum {
 	OPT_TTY,
 	OPT_DETACH,
 	OPT_FORMAT,
+	OPT_SOCK,
+	OPT_CGROUP,
+	OPT_NETNS,
 };
 
 static const struct option long_opts[] = {
@@ -84,6 +89,9 @@ static const struct option long_opts[] = {
     {"tty", no_argument, NULL, OPT_TTY},
     {"detach", no_argument, NULL, OPT_DETACH},
     {"format", required_argument, NULL, OPT_FORMAT},
+    {"sock", required_argument, NULL, OPT_SOCK},
+    {"cgroup", required_argument, NULL, OPT_CGROUP},
+    {"netns", required_argument, NULL, OPT_NETNS},
     {NULL, 0, NULL, 0},
 };
 
@@ -94,6 +102,7 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	struct create_opts c = {.sync_fd = -1};
 	struct exec_opts x = {.sync_fd = -1};
+	struct warm_opts w = {.sync_fd = -1};
 	const char *log_path = NULL, *format = "table";
 	enum qlog_format log_format = QLOG_TEXT;
 	enum qlog_level level = QLOG_INFO;
@@ -116,7 +125,8 @@ int main(int argc, char **argv)
 			c.state_dir = x.state_dir = optarg;
 			break;
 		case OPT_SYNC_FD:
-			c.sync_fd = x.sync_fd = parse_int(optarg, 0, 1 << 20, "--sync-fd");
+			c.sync_fd = x.sync_fd = w.sync_fd =
+			    parse_int(optarg, 0, 1 << 20, "--sync-fd");
 			break;
 		case OPT_CONSOLE_SOCKET:
 			c.console_socket = x.console_socket = optarg;
@@ -162,6 +172,17 @@ int main(int argc, char **argv)
 		case OPT_FORMAT:
 			format = optarg;
 			break;
+		case OPT_SOCK:
+			w.sock = optarg;
+			break;
+		case OPT_CGROUP:
+			if (w.n_cgroups == CGROUPS_HIER_MAX)
+				usage();
+			w.cgroups[w.n_cgroups++] = optarg;
+			break;
+		case OPT_NETNS:
+			w.netns = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -189,6 +210,12 @@ int main(int argc, char **argv)
 			usage();
 		free(env);
 		return launcher_main(&c);
+	}
+	if (strcmp(cmd, "warm") == 0) {
+		if (!w.sock || w.sync_fd < 0 || optind != argc)
+			usage();
+		free(env);
+		return warm_main(&w);
 	}
 	if (strcmp(cmd, "exec") == 0) {
 		if (!x.id || !x.state_dir || !x.bundle || !x.pid || x.sync_fd < 0)

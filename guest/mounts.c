@@ -540,6 +540,31 @@ static bool needs_cgroups(const struct guest_mount *m, const struct cgroups *cg)
 	return false;
 }
 
+/* A detached overlay: the bundle's rootfs as its only lower layer (never
+ * written), poold's layer as upper.  fsconfig takes each path whole, but
+ * overlayfs still splits lowerdir on ':' (and the kernel unescapes '\\'),
+ * so such paths are refused rather than misread. */
+static int overlay_open(const char *lower, const char *upper, const char *work, struct qerr *err)
+{
+	const char *paths[] = {lower, upper, work};
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
+		if (strpbrk(paths[i], ":,\\"))
+			return qerr_set(err, EINVAL, "writable layer: path %s has ':', ',' or '\\'",
+					paths[i]);
+	cleanup_close int fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		return qerr_sys(err, errno, "writable layer: fsopen overlay");
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", lower, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return qerr_sys(err, errno, "writable layer: overlay of %s with %s", lower, upper);
+	int mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+	if (mfd < 0)
+		return qerr_sys(err, errno, "writable layer: fsmount");
+	return mfd;
+}
+
 static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 		     const struct rootfs_calls *calls, struct qerr *err)
 {
@@ -563,12 +588,21 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 	}
 
 	/* The rootfs must be a mount point for pivot_root: a recursive bind
-	 * of it onto itself, whose root rootfd names. */
-	rootfd = open_tree(srcs.root, "",
-			   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
-	if (rootfd < 0) {
-		r = qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
-		goto out;
+	 * of it onto itself (or an overlay over it), whose root rootfd names. */
+	if (calls->layer_upper) {
+		rootfd = overlay_open(cfg->root_path, calls->layer_upper, calls->layer_work, err);
+		if (rootfd < 0) {
+			r = rootfd;
+			goto out;
+		}
+	} else {
+		rootfd =
+		    open_tree(srcs.root, "",
+			      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+		if (rootfd < 0) {
+			r = qerr_sys(err, errno, "bind rootfs %s", cfg->root_path);
+			goto out;
+		}
 	}
 	if (move_mount(rootfd, "", srcs.root, "",
 		       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {

@@ -11,6 +11,8 @@
  * W's status.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/seccomp.h>
@@ -38,6 +40,7 @@
 
 #define MAX_CONNS     16
 #define MAX_LISTENERS 64
+#define IDLE_SHED_MS  2000
 
 enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE };
 
@@ -56,6 +59,7 @@ enum sup_state { ST_PREPARING, ST_CREATED, ST_STARTING, ST_RUNNING };
 
 struct sup {
 	struct sup_args *a;
+	bool userns; /* the sandbox has its own user namespace */
 	int epfd;
 	int sigfd;
 	int wsock;    /* S's end of the channel with W */
@@ -360,8 +364,7 @@ static void accept_conn(struct sup *s, int ctl)
 	socklen_t len = sizeof(cr);
 	/* Host root only.  In a user namespace the peer's uid is seen through
 	 * our mapping; there the 0700 state directory is the gate. */
-	bool userns = s->a->cfg->clone_flags & CLONE_NEWUSER;
-	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || (!userns && cr.uid != 0)) {
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || (!s->userns && cr.uid != 0)) {
 		qlog_warn("control: refused a connection from uid %u", (unsigned)cr.uid);
 		close(c);
 		return;
@@ -385,6 +388,37 @@ static void conn_readable(struct sup *s, int conn)
 		if (s->conns[i] == conn)
 			s->conns[i] = -1;
 	ep_del_close(s, conn);
+}
+
+/* S idles for the sandbox's whole life, one per sandbox: what it needed
+ * only to build the sandbox goes back to the kernel.  The stack pages
+ * below the caller that the rootfs code and the start touched (madvise:
+ * they read as zero if touched again), at the start of the idle life. */
+static void shed_stack(void)
+{
+	static uintptr_t lo, hi;
+	char line[256], here;
+	FILE *f = lo ? NULL : fopen("/proc/self/maps", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "[stack]") &&
+		    sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2)
+			break;
+	if (f)
+		fclose(f);
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	/* a margin below us for the calls the loop makes */
+	uintptr_t top = (((uintptr_t)&here) & ~(page - 1)) - 4 * page;
+	if (lo && top > lo && top < hi && madvise((void *)lo, top - lo, MADV_DONTNEED) < 0)
+		qlog_debug("madvise stack: %s", strerror(errno));
+}
+
+/* Once W is forked (it has its own copy): the config, which nothing
+ * after this reads, and the heap it leaves free. */
+static void shed_config(struct sup_args *a)
+{
+	guest_config_free(a->cfg);
+	a->cfg = NULL;
+	malloc_trim(0);
 }
 
 /* ---- W's channel ---- */
@@ -415,6 +449,23 @@ static void drop_caller_fds(struct sup *s, int devnull)
 	if (s->a->console_fd >= 0)
 		close(s->a->console_fd);
 	s->a->console_fd = -1;
+}
+
+/* A warm start assigned with start: the workload goes on as soon as it is
+ * prepared; nobody waits for a "started" reply (an exec failure ends the
+ * sandbox with status 127, which vmmd reports). */
+static void autostart(struct sup *s)
+{
+	char c = 1;
+	if (write(s->start_wr, &c, 1) != 1) {
+		qlog_error("start: workload is gone");
+		return;
+	}
+	close(s->start_wr);
+	s->start_wr = -1;
+	s->state = ST_STARTING;
+	if (ep_add(s, EV_EXECPIPE, s->exec_rd) < 0)
+		qlog_error("epoll_ctl exec pipe: %s", strerror(errno));
 }
 
 static void wsock_readable(struct sup *s, int devnull)
@@ -472,6 +523,8 @@ static void wsock_readable(struct sup *s, int devnull)
 		s->wsock = -1;
 		drop_caller_fds(s, devnull);
 		qlog_debug("created: workload pid %d", (int)s->wpid_host);
+		if (s->a->autostart)
+			autostart(s);
 		return;
 	}
 	default:
@@ -499,6 +552,7 @@ static void execpipe_readable(struct sup *s)
 	s->exec_rd = -1;
 	s->state = ST_RUNNING;
 	reply_started(s);
+	shed_stack();
 }
 
 /* ---- signals ---- */
@@ -659,8 +713,11 @@ static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 	if (cfg->clone_flags & CLONE_NEWUSER) {
 		r = rootfs_setup_as_ns_root(a, err);
 	} else {
-		struct rootfs_calls calls = {
-		    .cgroups_ready = wait_go, .before_pivot = create_container_hooks, .arg = a};
+		struct rootfs_calls calls = {.cgroups_ready = wait_go,
+					     .before_pivot = create_container_hooks,
+					     .arg = a,
+					     .layer_upper = a->layer_upper,
+					     .layer_work = a->layer_work};
 		r = rootfs_setup(cfg, a->cg, &calls, err);
 	}
 	if (r < 0)
@@ -674,15 +731,23 @@ static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 	return 0;
 }
 
+static void sup_init(struct sup *s, struct sup_args *a)
+{
+	*s = (struct sup){.a = a, .pending_start = -1, .start_wr = -1, .exec_rd = -1, .wsock = -1};
+	for (int i = 0; i < MAX_CONNS; i++)
+		s->conns[i] = -1;
+	for (int i = 0; i < MAX_LISTENERS; i++)
+		s->listeners[i] = -1;
+}
+
+static _Noreturn void serve(struct sup *s, int devnull);
+
 int supervisor_main(void *arg)
 {
 	struct sup_args *a = arg;
 	struct qerr err = {0};
-	struct sup s = {.a = a, .pending_start = -1, .start_wr = -1, .exec_rd = -1, .wsock = -1};
-	for (int i = 0; i < MAX_CONNS; i++)
-		s.conns[i] = -1;
-	for (int i = 0; i < MAX_LISTENERS; i++)
-		s.listeners[i] = -1;
+	struct sup s;
+	sup_init(&s, a);
 
 	/* The caller waits for EOF on the sync socket: only G holds it. */
 	close(a->opts->sync_fd);
@@ -710,6 +775,22 @@ int supervisor_main(void *arg)
 		qerr_sys(&err, errno, "open /dev/null");
 		fail_prepare(&s, &err);
 	}
+	serve(&s, devnull);
+}
+
+_Noreturn void supervisor_serve(struct sup_args *a, int devnull)
+{
+	struct sup s;
+	sup_init(&s, a);
+	serve(&s, devnull);
+}
+
+/* From the rootfs on: the same for a cold start and a warm one. */
+static _Noreturn void serve(struct sup *sp, int devnull)
+{
+	struct sup_args *a = sp->a;
+	struct sup s = *sp;
+	struct qerr err = {0};
 	if (setup_ns_and_rootfs(a, &err) < 0)
 		fail_prepare(&s, &err);
 
@@ -752,6 +833,8 @@ int supervisor_main(void *arg)
 	s.trap.memory_limit = a->cfg->has_resources && a->cfg->resources.has_memory_limit
 				  ? a->cfg->resources.memory_limit
 				  : 0;
+	s.userns = a->cfg->clone_flags & CLONE_NEWUSER;
+	shed_config(a);
 
 	if (ep_add(&s, EV_SIGNAL, s.sigfd) < 0 || ep_add(&s, EV_CTL, a->ctl_fd) < 0 ||
 	    ep_add(&s, EV_WSOCK, s.wsock) < 0) {
@@ -759,14 +842,24 @@ int supervisor_main(void *arg)
 		fail_prepare(&s, &err);
 	}
 
+	bool busy = false; /* events since the stack was last shed */
 	for (;;) {
 		struct epoll_event evs[16];
-		int ne = epoll_wait(s.epfd, evs, 16, -1);
+		/* a running sandbox that has been quiet for a while gives back
+		 * the stack its last requests touched */
+		int ne =
+		    epoll_wait(s.epfd, evs, 16, busy && s.state == ST_RUNNING ? IDLE_SHED_MS : -1);
+		if (ne == 0) {
+			shed_stack();
+			busy = false;
+			continue;
+		}
 		if (ne < 0) {
 			if (errno == EINTR)
 				continue;
 			fatal("epoll_wait");
 		}
+		busy = true;
 		for (int i = 0; i < ne; i++) {
 			enum ev_kind k = (enum ev_kind)(evs[i].data.u64 >> 32);
 			int fd = (int)(uint32_t)evs[i].data.u64;

@@ -1,0 +1,491 @@
+/* Warm guest kernels: `quiver-guest warm`, spawned by poold.
+ *
+ * The launcher (G) clones a supervisor S into fresh pid, mount, ipc and uts
+ * namespaces, a network namespace (poold's pooled one, or a new one) and
+ * poold's pooled cgroup (v2 at clone time with CLONE_INTO_CGROUP, v1 by
+ * cgroup.procs), waits until S listens on its warm socket, reports S's pid
+ * to poold on the sync socket and exits.  S then waits, doing nothing, for
+ * one of:
+ *   - EOF on the sync socket before poold said "taken": poold is gone, and
+ *     an unowned warm S has no reason to live;
+ *   - "taken" from poold: S belongs to a caller now, who must assign it
+ *     within WARM_TAKEN_TIMEOUT_S;
+ *   - an assignment on the warm socket (docs/guest-protocol.md, "Warm
+ *     start"): id, bundle, state dir, cgroup directories, optional writable
+ *     layer, and the workload's stdin/stdout/stderr as SCM_RIGHTS.  S loads
+ *     config.json, checks that it fits what is already made (warm_check),
+ *     makes its state files, writes the limits and goes on exactly as a
+ *     cold S would from the rootfs on, with the assigner in G's place.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "libcommon/msg.h"
+#include "libcommon/sandbox_id.h"
+#include "guest/cgroups.h"
+#include "guest/guest.h"
+#include "guest/hooks.h"
+
+#define WARM_TAKEN_TIMEOUT_S 30
+#define WARM_NS_FLAGS	     (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+
+/* ---- what a warm S can serve ---- */
+
+int warm_check(const struct guest_config *cfg, struct qerr *err)
+{
+	static const enum guest_ns_type need[] = {GUEST_NS_PID, GUEST_NS_MOUNT, GUEST_NS_IPC,
+						  GUEST_NS_UTS, GUEST_NS_NETWORK};
+	for (size_t i = 0; i < ARRAY_SIZE(need); i++)
+		if (!cfg->ns_present[need[i]])
+			return qerr_set(err, EAGAIN, "no new %s namespace", guest_ns_name(need[i]));
+	for (size_t i = 0; i < cfg->n_namespaces; i++) {
+		const struct guest_namespace *ns = &cfg->namespaces[i];
+		if (ns->path)
+			return qerr_set(err, EAGAIN, "joins a %s namespace",
+					guest_ns_name(ns->type));
+		if (ns->type == GUEST_NS_USER || ns->type == GUEST_NS_TIME)
+			return qerr_set(err, EAGAIN, "asks for a %s namespace",
+					guest_ns_name(ns->type));
+	}
+	/* These run in the runtime's namespaces before S's exist (G's job). */
+	if (hooks_any(&cfg->hooks.prestart) || hooks_any(&cfg->hooks.create_runtime) ||
+	    hooks_any(&cfg->hooks.create_container))
+		return qerr_set(err, EAGAIN, "has prestart/createRuntime/createContainer hooks");
+	if (cfg->process.terminal)
+		return qerr_set(err, EAGAIN, "asks for a terminal");
+	if (cfg->cgroups_path)
+		return qerr_set(err, EAGAIN, "sets linux.cgroupsPath");
+	return 0;
+}
+
+/* ---- S, waiting ---- */
+
+struct assignment {
+	char id[SANDBOX_ID_MAX + 1];
+	char bundle[PATH_MAX];
+	char state_dir[PATH_MAX];
+	char upper[PATH_MAX], work[PATH_MAX];
+	char *cgroups[CGROUPS_HIER_MAX];
+	size_t n_cgroups;
+	int64_t host_pid, rootfs_dev, rootfs_ino;
+	bool start;
+	int stdio[3];
+};
+
+static int abs_path(const struct qmsg_in *in, const char *key, char *dst, size_t len, bool need,
+		    struct qerr *err)
+{
+	int r = qmsg_get_str(in->root, key, dst, len, err);
+	if (r == -ENOENT && !need) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (dst[0] != '/')
+		return qerr_set(err, EINVAL, "assign: %s: must be an absolute path", key);
+	return 0;
+}
+
+static int parse_assignment(const struct qmsg_in *in, struct assignment *as, struct qerr *err)
+{
+	int r;
+	if (strcmp(in->op, "assign") != 0)
+		return qerr_set(err, EINVAL, "warm supervisor: unknown op %s", in->op);
+	if ((r = qmsg_get_str(in->root, "id", as->id, sizeof(as->id), err)) < 0 ||
+	    (r = sandbox_id_check(as->id, err)) < 0 ||
+	    (r = abs_path(in, "bundle", as->bundle, sizeof(as->bundle), true, err)) < 0 ||
+	    (r = abs_path(in, "state_dir", as->state_dir, sizeof(as->state_dir), true, err)) < 0 ||
+	    (r = abs_path(in, "layer_upper", as->upper, sizeof(as->upper), false, err)) < 0 ||
+	    (r = abs_path(in, "layer_work", as->work, sizeof(as->work), false, err)) < 0 ||
+	    (r = qmsg_get_int(in->root, "host_pid", 1, INT32_MAX, &as->host_pid, err)) < 0 ||
+	    (r = qmsg_get_int(in->root, "rootfs_dev", 0, INT64_MAX, &as->rootfs_dev, err)) < 0 ||
+	    (r = qmsg_get_int(in->root, "rootfs_ino", 0, INT64_MAX, &as->rootfs_ino, err)) < 0)
+		return r;
+	r = qmsg_get_bool(in->root, "start", &as->start, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (!as->upper[0] != !as->work[0])
+		return qerr_set(err, EINVAL, "assign: layer_upper and layer_work go together");
+	const msgpack_object *arr = NULL;
+	if ((r = qmsg_get_array(in->root, "cgroups", CGROUPS_HIER_MAX, &arr, err)) < 0)
+		return r;
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		char dir[PATH_MAX];
+		if ((r = qmsg_obj_str(&arr->via.array.ptr[i], dir, sizeof(dir), err)) < 0)
+			return qerr_prefix(err, "assign: cgroups");
+		if (!(as->cgroups[as->n_cgroups] = strdup(dir)))
+			return qerr_set(err, ENOMEM, "out of memory");
+		as->n_cgroups++;
+	}
+	for (int i = 0; i < 3; i++)
+		if (as->stdio[i] < 0)
+			return qerr_set(err, EINVAL,
+					"assign: stdin, stdout and stderr must come along");
+	return 0;
+}
+
+/* The bundle's rootfs must be the very directory the assigner saw: a mount
+ * made on the host after we were cloned is not in our mount namespace. */
+static int check_rootfs(const struct guest_config *cfg, const struct assignment *as,
+			struct qerr *err)
+{
+	struct stat st;
+	if (stat(cfg->root_path, &st) < 0)
+		return qerr_sys(err, errno, "rootfs %s", cfg->root_path);
+	if ((int64_t)st.st_dev != as->rootfs_dev || (int64_t)st.st_ino != as->rootfs_ino)
+		return qerr_set(err, EAGAIN,
+				"rootfs %s is not the assigner's (mounted after this warm "
+				"supervisor was made)",
+				cfg->root_path);
+	return 0;
+}
+
+/* Everything G does for a cold start that a warm S can do for itself. */
+static int adopt(struct sup_args *a, struct create_opts *o, const struct assignment *as,
+		 struct qerr *err)
+{
+	int r = guest_config_load(as->bundle, &a->cfg, err);
+	if (r < 0)
+		return r;
+	if ((r = warm_check(a->cfg, err)) < 0)
+		return qerr_prefix(err, "not for a warm start");
+	if ((r = check_rootfs(a->cfg, as, err)) < 0)
+		return r;
+	*o = (struct create_opts){
+	    .id = as->id, .bundle = as->bundle, .state_dir = as->state_dir, .sync_fd = -1};
+	a->opts = o;
+	a->state_dirfd = open(as->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (a->state_dirfd < 0)
+		return qerr_sys(err, errno, "state dir %s", as->state_dir);
+	if ((r = guest_counters_create(a->state_dirfd, "counters", &a->counters, err)) < 0)
+		return r;
+	int logfd = openat(a->state_dirfd, "guest.log",
+			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (logfd < 0)
+		return qerr_sys(err, errno, "create %s/guest.log", as->state_dir);
+	close(logfd);
+	if ((size_t)snprintf(a->log_path, sizeof(a->log_path), "%s/guest.log", as->state_dir) >=
+	    sizeof(a->log_path))
+		return qerr_set(err, ENAMETOOLONG, "state dir %s: too long", as->state_dir);
+	if ((r = bind_seqpacket(as->state_dir, a->state_dirfd, "guest.sock", &a->ctl_fd, err)) < 0)
+		return r;
+
+	struct cgroups_host *host = NULL;
+	struct cgroups *cg = NULL;
+	if ((r = cgroups_host_detect(&host, err)) < 0)
+		return r;
+	r = cgroups_from_dirs(host, as->cgroups, as->n_cgroups, &cg, err);
+	cgroups_host_free(host);
+	if (r < 0)
+		return r;
+	a->cg = cg;
+	if ((r = cgroups_apply(cg, a->cfg->has_resources ? &a->cfg->resources : NULL, err)) < 0)
+		return r;
+	if (as->upper[0]) {
+		a->layer_upper = as->upper;
+		a->layer_work = as->work;
+	}
+	a->go = true;
+	a->autostart = as->start;
+	a->host_pid = (pid_t)as->host_pid;
+	a->console_fd = -1;
+	for (int i = 0; i < GUEST_NS_COUNT; i++)
+		a->ns_fds[i] = -1;
+	return 0;
+}
+
+static _Noreturn void assign_failed(int conn, int dirfd, const struct qerr *err)
+{
+	qlog_error("warm: %s", err->msg);
+	if (dirfd >= 0) {
+		unlinkat(dirfd, "guest.sock", 0);
+		unlinkat(dirfd, "counters", 0);
+	}
+	(void)gs_send(conn, GS_ERROR, err);
+	_exit(1);
+}
+
+/* Never returns: S becomes the sandbox's supervisor, or exits. */
+static _Noreturn void take_assignment(int conn, int devnull)
+{
+	static struct sup_args a;    /* lives as long as S */
+	static struct create_opts o; /* a.opts */
+	static struct assignment as; /* o's strings */
+	char buf[16384];
+	struct qerr err = {0};
+	struct qmsg_in in;
+	a = (struct sup_args){.state_dirfd = -1, .ctl_fd = -1, .console_fd = -1, .g_sock = conn};
+	as = (struct assignment){.stdio = {-1, -1, -1}};
+	ssize_t n = recv_fds(conn, buf, sizeof(buf), as.stdio, 3);
+	if (n <= 0) {
+		qerr_set(&err, n < 0 ? (int)-n : EIO, "assign: nothing received");
+		assign_failed(conn, -1, &err);
+	}
+	if (qmsg_parse(&in, buf, (size_t)n, &err) < 0 || parse_assignment(&in, &as, &err) < 0 ||
+	    adopt(&a, &o, &as, &err) < 0)
+		assign_failed(conn, a.state_dirfd, &err);
+	qmsg_in_free(&in);
+	/* poold makes warm supervisors at a low priority; the sandbox is not */
+	if (setpriority(PRIO_PROCESS, 0, 0) < 0)
+		qlog_warn("setpriority: %s", strerror(errno));
+	for (int i = 0; i < 3; i++) {
+		if (dup2(as.stdio[i], i) < 0) {
+			qerr_sys(&err, errno, "dup2 stdio");
+			assign_failed(conn, a.state_dirfd, &err);
+		}
+		close(as.stdio[i]);
+		as.stdio[i] = -1;
+	}
+	if (qlog_init("quiver-guest", a.log_path, QLOG_TEXT, QLOG_INFO, &err) < 0)
+		assign_failed(conn, a.state_dirfd, &err);
+	qlog_debug("warm supervisor assigned to %s", as.id);
+	supervisor_serve(&a, devnull);
+}
+
+static bool peer_is_root(int conn)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	return getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.uid == 0;
+}
+
+static _Noreturn void warm_wait(int owner, int lfd, int devnull)
+{
+	bool taken = false;
+	time_t deadline = 0;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = owner, .events = POLLIN},
+				      {.fd = lfd, .events = POLLIN}};
+		int timeout = -1;
+		if (taken) {
+			time_t left = deadline - time(NULL);
+			if (left <= 0) {
+				qlog_warn("warm: taken but not assigned within %ds; exiting",
+					  WARM_TAKEN_TIMEOUT_S);
+				_exit(1);
+			}
+			timeout = (int)left * 1000;
+		}
+		if (poll(p, 2, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		if (!taken && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			char m[64];
+			ssize_t n = recv(owner, m, sizeof(m), MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (n <= 0)
+				_exit(0); /* poold is gone and nobody took us */
+			taken = true;
+			deadline = time(NULL) + WARM_TAKEN_TIMEOUT_S;
+			close(owner);
+			owner = -1;
+		}
+		if (p[1].revents & POLLIN) {
+			int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (conn < 0)
+				continue;
+			if (!peer_is_root(conn)) {
+				close(conn);
+				continue;
+			}
+			close(lfd);
+			if (owner >= 0)
+				close(owner);
+			take_assignment(conn, devnull);
+		}
+	}
+}
+
+struct warm_s {
+	const struct warm_opts *o;
+	int go_rd, ready_wr;
+};
+
+static void report_ready(int fd, const struct qerr *err)
+{
+	struct gs_msg m = {.type = err ? GS_ERROR : GS_READY};
+	if (err) {
+		m.code = err->code;
+		snprintf(m.msg, sizeof(m.msg), "%s", err->msg);
+	}
+	(void)!write(fd, &m, sizeof(m));
+}
+
+static int warm_supervisor(void *arg)
+{
+	struct warm_s *w = arg;
+	const struct warm_opts *o = w->o;
+	struct qerr err = {0};
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		qerr_sys(&err, errno, "prctl(PR_SET_DUMPABLE)");
+		report_ready(w->ready_wr, &err);
+		_exit(1);
+	}
+	char c;
+	if (read(w->go_rd, &c, 1) != 1)
+		_exit(1); /* G failed */
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int lfd = -1;
+	cleanup_free char *dir = strdup(o->sock);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	if (devnull < 0 || !slash) {
+		qerr_sys(&err, devnull < 0 ? errno : EINVAL, "warm socket %s", o->sock);
+		report_ready(w->ready_wr, &err);
+		_exit(1);
+	}
+	*slash = '\0';
+	cleanup_close int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0 || bind_seqpacket(dir, dirfd, slash + 1, &lfd, &err) < 0) {
+		if (dirfd < 0)
+			qerr_sys(&err, errno, "open %s", dir);
+		report_ready(w->ready_wr, &err);
+		_exit(1);
+	}
+	report_ready(w->ready_wr, NULL);
+	close(w->ready_wr);
+	int keep[] = {o->sync_fd, lfd, devnull};
+	if (close_all_but(3, keep, (int)ARRAY_SIZE(keep), &err) < 0)
+		_exit(1);
+	for (int i = 0; i <= 2; i++)
+		dup2(devnull, i);
+	warm_wait(o->sync_fd, lfd, devnull);
+}
+
+/* ---- G ---- */
+
+static int send_warm(int sync_fd, pid_t pid, struct qerr *err)
+{
+	uint64_t start;
+	int r = read_pid_start(pid, &start, err);
+	if (r < 0)
+		return r;
+	struct qmsg_out m;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "warm", 2);
+	qmsg_put_int(&m, "pid", pid);
+	qmsg_put_uint(&m, "pid_start", start);
+	if (send(sync_fd, qmsg_data(&m), qmsg_size(&m), MSG_NOSIGNAL) < 0)
+		r = qerr_sys(err, errno, "sync socket");
+	qmsg_out_free(&m);
+	return r;
+}
+
+static int warm_launch(const struct warm_opts *o, pid_t *s_pid, struct qerr *err)
+{
+	struct cgroups_host *host = NULL;
+	struct cgroups *cg = NULL;
+	int r = cgroups_host_detect(&host, err);
+	if (r < 0)
+		return r;
+	r = cgroups_from_dirs(host, (char *const *)o->cgroups, o->n_cgroups, &cg, err);
+	cgroups_host_free(host);
+	if (r < 0)
+		return r;
+	cleanup_close int v2fd = -1;
+	for (size_t i = 0; i < cg->n && v2fd < 0; i++)
+		if (cg->v2[i] &&
+		    (v2fd = open(cg->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			r = qerr_sys(err, errno, "open %s", cg->dirs[i]);
+			goto out;
+		}
+	if (o->netns) {
+		cleanup_close int nsfd = open(o->netns, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
+			r = qerr_sys(err, errno, "join network namespace %s", o->netns);
+			goto out;
+		}
+	}
+	int go[2] = {-1, -1}, rdy[2] = {-1, -1};
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(rdy, O_CLOEXEC) < 0) {
+		r = qerr_sys(err, errno, "pipe");
+		goto out;
+	}
+	struct clone_args ca = {
+	    .flags =
+		WARM_NS_FLAGS | (o->netns ? 0 : CLONE_NEWNET) | (v2fd >= 0 ? CLONE_INTO_CGROUP : 0),
+	    .exit_signal = SIGCHLD,
+	    .cgroup = v2fd >= 0 ? (uint64_t)v2fd : 0,
+	};
+	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0) {
+		close(go[1]);
+		close(rdy[0]);
+		struct warm_s w = {.o = o, .go_rd = go[0], .ready_wr = rdy[1]};
+		_exit(warm_supervisor(&w));
+	}
+	close(go[0]);
+	close(rdy[1]);
+	if (pid < 0) {
+		r = qerr_sys(err, errno, "clone3 warm supervisor");
+		goto pipes;
+	}
+	*s_pid = (pid_t)pid;
+	/* v2 was entered at clone time; v1 hierarchies need cgroup.procs. */
+	if ((r = cgroups_join(cg, *s_pid, err)) < 0)
+		goto pipes;
+	if (write(go[1], "g", 1) != 1) {
+		r = qerr_sys(err, errno, "warm supervisor: go");
+		goto pipes;
+	}
+	struct gs_msg m;
+	ssize_t n;
+	do
+		n = read(rdy[0], &m, sizeof(m));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(m))
+		r = qerr_set(err, EIO, "warm supervisor died while starting");
+	else if (m.type != GS_READY) {
+		m.msg[sizeof(m.msg) - 1] = '\0';
+		r = qerr_set(err, m.code > 0 ? m.code : EIO, "%s", m.msg);
+	} else
+		r = send_warm(o->sync_fd, *s_pid, err);
+pipes:
+	close(go[1]);
+	close(rdy[0]);
+out:
+	cgroups_free(cg);
+	return r;
+}
+
+int warm_main(const struct warm_opts *o)
+{
+	struct qerr err = {0};
+	pid_t s_pid = 0;
+	/* Refilling must not take the CPU from running sandboxes; S puts its
+	 * priority back once it is assigned. */
+	if (setpriority(PRIO_PROCESS, 0, 10) < 0)
+		qlog_warn("setpriority: %s", strerror(errno));
+	int r = warm_launch(o, &s_pid, &err);
+	if (r < 0) {
+		qlog_error("warm: %s", err.msg);
+		if (s_pid > 0) {
+			kill(s_pid, SIGKILL);
+			while (waitpid(s_pid, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		sync_send_error(o->sync_fd, &err);
+		return 1;
+	}
+	return 0;
+}
