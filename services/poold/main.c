@@ -1,0 +1,340 @@
+/* quiver-poold start-up and loop.
+ *
+ *	quiver-poold [--root DIR] [--config FILE] [--foreground] [--log FILE|-]
+ *		     [--debug] [--metrics ADDR]
+ *
+ * ROOT is vmmd's (default /run/quiver): poold serves ROOT/poold.sock and
+ * keeps its state in ROOT/poold/.  The configuration (default
+ * /etc/quiver/poold.json, optional) is read before detaching, so a bad one
+ * is reported on the terminal and poold exits 1.  Without --foreground the
+ * first process exits 0 once the daemon serves its socket. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/daemon.h"
+#include "libcommon/log.h"
+#include "libcommon/statefile.h"
+#include "services/poold/cgroup_pool.h"
+#include "services/poold/layer_pool.h"
+#include "services/poold/netns_pool.h"
+#include "services/poold/poold.h"
+
+#define DEFAULT_ROOT   "/run/quiver"
+#define DEFAULT_CONFIG "/etc/quiver/poold.json"
+#define REFILL_TICK_MS 20
+
+struct poold poold = {.rootfd = -1, .statefd = -1};
+
+static _Noreturn void usage(void)
+{
+	fprintf(stderr, "usage: quiver-poold [--root DIR] [--config FILE] [--foreground] "
+			"[--log FILE|-] [--debug] [--metrics ADDR]\n");
+	exit(2);
+}
+
+static void guest_path(void)
+{
+	if (daemon_sibling("quiver-guest", "QUIVER_GUEST", poold.guest_bin,
+			   sizeof(poold.guest_bin)) < 0)
+		fatalx("cannot find quiver-guest next to quiver-poold");
+}
+
+/* ---- the loop ---- */
+
+static void control_readable(uv_poll_t *h, int status, int events)
+{
+	(void)h;
+	(void)status;
+	(void)events;
+	for (int i = 0; i < 64 && !poold.stopping; i++) {
+		nng_msg *msg = NULL;
+		struct qmsg_in req;
+		struct qmsg_out reply;
+		struct qerr err = {0};
+		int rv = nng_recvmsg(poold.rep, &msg, NNG_FLAG_NONBLOCK);
+		if (rv != 0) {
+			if (rv != NNG_EAGAIN)
+				qlog_warn("control: receive: %s", nng_strerror(rv));
+			break;
+		}
+		qmsg_out_init(&reply);
+		if (qmsg_parse(&req, nng_msg_body(msg), nng_msg_len(msg), &err) < 0) {
+			qmsg_error_reply(&reply, &err);
+		} else {
+			dispatch(&req, &reply);
+			qmsg_in_free(&req);
+		}
+		nng_msg_free(msg);
+		rv = nng_send(poold.rep, (void *)qmsg_data(&reply), qmsg_size(&reply), 0);
+		if (rv != 0)
+			qlog_warn("control: reply not sent: %s", nng_strerror(rv));
+		qmsg_out_free(&reply);
+	}
+	if (poold.stopping)
+		uv_stop(poold.loop);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	(void)t;
+	pools_refill();
+	poold_metrics_update();
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+	(void)h;
+	qlog_info("signal %d: stopping", sig);
+	poold.stopping = true;
+	uv_stop(poold.loop);
+}
+
+static void on_sigchld(uv_signal_t *h, int sig)
+{
+	(void)h;
+	(void)sig;
+	warm_reap_children();
+}
+
+static int control_listen(struct qerr *err)
+{
+	char url[PATH_MAX + 32];
+	int fd, rv, r;
+	snprintf(url, sizeof(url), "ipc://%s/poold.sock", poold.root);
+	unlinkat(poold.rootfd, "poold.sock", 0);
+	if ((r = qnng_rep_listen(&poold.rep, url, err)) < 0)
+		return r;
+	rv = nng_socket_set_ms(poold.rep, NNG_OPT_SENDTIMEO, 1000);
+	if (rv == 0)
+		rv = nng_socket_get_int(poold.rep, NNG_OPT_RECVFD, &fd);
+	if (rv != 0)
+		return qerr_set(err, qnng_errno(rv), "control socket: %s", nng_strerror(rv));
+	uv_poll_init(poold.loop, &poold.rep_poll, fd);
+	uv_poll_start(&poold.rep_poll, UV_READABLE, control_readable);
+	return 0;
+}
+
+/* ---- start-up ---- */
+
+static void open_pools(void)
+{
+	struct qerr err = {0};
+	char path[PATH_MAX + 16];
+	if (cgroup_pool_open(poold.cfg.cgroup_parent, &poold.cg, &err) < 0)
+		fatalx("cgroup pool: %s", err.msg);
+	/* FNV-1a of the root: this poold's groups among other roots' */
+	uint32_t h = 2166136261u;
+	for (const char *c = poold.root; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	char tag[16];
+	snprintf(tag, sizeof(tag), "%08x", h);
+	cgroup_pool_set_tag(poold.cg, tag);
+	snprintf(path, sizeof(path), "%s/netns", poold.state);
+	if (netns_pool_open(path, &poold.ns, &err) < 0)
+		fatalx("netns pool: %s", err.msg);
+	/* Without a layer store poold still serves the other pools. */
+	struct layer_pool_config lc = {
+	    .state_dir = poold.state,
+	    .image_bytes = poold.cfg.layer_image_mib << 20,
+	    .force_tmpfs = strcmp(poold.cfg.layer_backend, "tmpfs") == 0,
+	    .template_src = poold.cfg.layer_template[0] ? poold.cfg.layer_template : NULL,
+	};
+	if (poold.cfg.pool[POOL_LAYER].high == 0) {
+		snprintf(poold.layer_error, sizeof(poold.layer_error), "layer pool off (high 0)");
+		return;
+	}
+	if (layer_pool_open(&lc, &poold.layers, &err) < 0) {
+		snprintf(poold.layer_error, sizeof(poold.layer_error), "%s", err.msg);
+		qlog_warn("layer pool off: %s", err.msg);
+		poold.layers = NULL;
+		return;
+	}
+	if (strcmp(poold.cfg.layer_backend, "xfs") == 0 &&
+	    strcmp(layer_pool_backend(poold.layers), "xfs-reflink") != 0)
+		fatalx("layer pool: backend xfs asked for, but only %s is available",
+		       layer_pool_backend(poold.layers));
+	qlog_info("layer store: %s", layer_pool_backend(poold.layers));
+}
+
+/* Nothing claimed remains: take the layer store down too (its mount and
+ * loop device would otherwise outlive us). */
+static void close_layer_store(void)
+{
+	struct qerr err = {0};
+	cleanup_close int dfd = openat(poold.statefd, "claims", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	bool claims = false;
+	if (dfd >= 0) {
+		DIR *d = fdopendir(dup(dfd));
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			claims |= de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+	}
+	if (!poold.layers)
+		return;
+	if (!claims && layer_pool_close_store(poold.layers, &err) < 0)
+		qlog_warn("layer store: %s", err.msg);
+	layer_pool_close(poold.layers);
+	poold.layers = NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"root", required_argument, NULL, 'r'},
+	    {"config", required_argument, NULL, 'c'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *root = DEFAULT_ROOT, *config = NULL, *logpath = NULL, *metrics = NULL;
+	enum qlog_level level = QLOG_INFO;
+	bool foreground = false;
+	int c, readyfd = -1;
+	cleanup_close int lockfd = -1;
+	char logbuf[PATH_MAX + 16], pidbuf[32];
+	struct qerr err = {0};
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			root = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'l':
+			logpath = optarg;
+			break;
+		case 'd':
+			level = QLOG_DEBUG;
+			break;
+		case 'm':
+			metrics = optarg;
+			break;
+		case 'V':
+			printf("quiver-poold %s\n", POOLD_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	if (poold_config_load(config ? config : DEFAULT_CONFIG, config != NULL, &poold.cfg, &err) <
+	    0) {
+		fprintf(stderr, "quiver-poold: %s\n", err.msg);
+		return 1;
+	}
+	if (daemon_mkdir_p(root, 0700) < 0 || !realpath(root, poold.root)) {
+		fprintf(stderr, "quiver-poold: runtime directory %s: %s\n", root, strerror(errno));
+		return 1;
+	}
+	if ((size_t)snprintf(poold.state, sizeof(poold.state), "%s/poold", poold.root) >=
+	    sizeof(poold.state) - 64) {
+		fprintf(stderr, "quiver-poold: runtime directory %s: too long\n", poold.root);
+		return 1;
+	}
+	guest_path();
+	if (!foreground)
+		readyfd = daemon_detach();
+
+	poold.rootfd = open(poold.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (poold.rootfd < 0)
+		fatal("open %s", poold.root);
+	lockfd =
+	    openat(poold.rootfd, "poold.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0)
+		fatal("open %s/poold.lock", poold.root);
+	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock %s/poold.lock", poold.root);
+		daemon_ready(&readyfd, 'B');
+		return 0;
+	}
+	if (!logpath) {
+		snprintf(logbuf, sizeof(logbuf), "%s/poold.log", poold.root);
+		logpath = logbuf;
+	}
+	if (qlog_init("quiver-poold", strcmp(logpath, "-") == 0 ? NULL : logpath, QLOG_TEXT, level,
+		      &err) < 0)
+		fatalx("%s", err.msg);
+	if (!foreground)
+		daemon_stdio_to_null();
+	static const char *const sub[] = {"", "/claims", "/warm", "/netns"};
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
+		char d[PATH_MAX + 16];
+		snprintf(d, sizeof(d), "%s%s", poold.state, sub[i]);
+		if (daemon_mkdir_p(d, 0700) < 0)
+			fatal("mkdir %s", d);
+	}
+	poold.statefd = open(poold.state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (poold.statefd < 0)
+		fatal("open %s", poold.state);
+	/* Warm supervisors outlive their launcher: they are ours to reap. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		fatal("prctl(PR_SET_CHILD_SUBREAPER)");
+	for (int k = 0; k < POOL_NKINDS; k++)
+		poold.pools[k].kind = (enum pool_kind)k;
+
+	poold.loop = uv_default_loop();
+	open_pools();
+	if (claims_reclaim(&err) < 0)
+		fatalx("reclaim: %s", err.msg);
+	if (control_listen(&err) < 0)
+		fatalx("control socket: %s", err.msg);
+	if (metrics && poold_metrics_start(metrics, &err) < 0)
+		fatalx("metrics on %s: %s", metrics, err.msg);
+	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
+	if (statefile_write_mode(poold.rootfd, "poold.pid", pidbuf, strlen(pidbuf), 0644, &err) < 0)
+		fatalx("%s", err.msg);
+	uv_signal_init(poold.loop, &poold.sigterm);
+	uv_signal_start(&poold.sigterm, on_signal, SIGTERM);
+	uv_signal_init(poold.loop, &poold.sigint);
+	uv_signal_start(&poold.sigint, on_signal, SIGINT);
+	uv_signal_init(poold.loop, &poold.sigchld);
+	uv_signal_start(&poold.sigchld, on_sigchld, SIGCHLD);
+	uv_timer_init(poold.loop, &poold.refill_timer);
+	uv_timer_start(&poold.refill_timer, on_tick, 0, REFILL_TICK_MS);
+
+	qlog_info("serving %s (pid %d); refill %u/s", poold.root, (int)getpid(),
+		  poold.cfg.refill_per_second);
+	daemon_ready(&readyfd, 'R');
+	uv_run(poold.loop, UV_RUN_DEFAULT);
+
+	uv_poll_stop(&poold.rep_poll);
+	nng_close(poold.rep);
+	unlinkat(poold.rootfd, "poold.sock", 0);
+	pools_drain();
+	warm_reap_children();
+	close_layer_store();
+	cgroup_pool_close(poold.cg);
+	netns_pool_close(poold.ns);
+	poold_metrics_stop();
+	unlinkat(poold.rootfd, "poold.pid", 0);
+	unlinkat(poold.rootfd, "poold.metrics", 0);
+	qlog_info("stopped");
+	return 0;
+}
