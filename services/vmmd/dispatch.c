@@ -14,6 +14,7 @@
 #include <seccomp.h>
 
 #include "guest/counters.h"
+#include "guest/guest.h"
 #include "guest/hooks.h"
 #include "libcommon/cleanup.h"
 #include "libcommon/log.h"
@@ -163,50 +164,212 @@ static int op_shutdown(const struct qmsg_in *req, struct qmsg_out *reply, struct
 	return 0;
 }
 
-static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+#define LAYER_ANNOTATION "io.quiver.rootfs.overlay"
+
+void pack_assignment(msgpack_packer *pk, const struct sandbox *sb, const struct pool_lease *l,
+		     int64_t rootfs_dev, int64_t rootfs_ino, bool start)
 {
-	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
+	char state_dir[PATH_MAX + SANDBOX_ID_MAX + 2];
+	snprintf(state_dir, sizeof(state_dir), "%s/%s", vmmd.root, sb->id);
+	msgpack_pack_map(pk, 10 + (l->upper[0] ? 2 : 0));
+	qmsg_pack_cstr(pk, "v");
+	msgpack_pack_int(pk, QMSG_VERSION);
+	qmsg_pack_cstr(pk, "op");
+	qmsg_pack_cstr(pk, "assign");
+	qmsg_pack_cstr(pk, "id");
+	qmsg_pack_cstr(pk, sb->id);
+	qmsg_pack_cstr(pk, "bundle");
+	qmsg_pack_cstr(pk, sb->bundle);
+	qmsg_pack_cstr(pk, "state_dir");
+	qmsg_pack_cstr(pk, state_dir);
+	qmsg_pack_cstr(pk, "host_pid");
+	msgpack_pack_int64(pk, l->pid);
+	qmsg_pack_cstr(pk, "rootfs_dev");
+	msgpack_pack_int64(pk, rootfs_dev);
+	qmsg_pack_cstr(pk, "rootfs_ino");
+	msgpack_pack_int64(pk, rootfs_ino);
+	qmsg_pack_cstr(pk, "start");
+	if (start)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+	qmsg_pack_cstr(pk, "cgroups");
+	msgpack_pack_array(pk, l->ncgroups);
+	for (size_t i = 0; i < l->ncgroups; i++)
+		qmsg_pack_cstr(pk, l->cgroups[i]);
+	if (l->upper[0]) {
+		qmsg_pack_cstr(pk, "layer_upper");
+		qmsg_pack_cstr(pk, l->upper);
+		qmsg_pack_cstr(pk, "layer_work");
+		qmsg_pack_cstr(pk, l->work);
+	}
+}
+
+/* A warm supervisor for a new reservation, when its config allows one and
+ * poold has one.  The config is parsed here once; its annotations are the
+ * sandbox's from now on (nobody sends them in `created`). */
+static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int64_t *ino)
+{
+	struct guest_config *cfg = NULL;
+	struct qerr err = {0};
+	struct stat st;
+	bool layer = false;
+	if (guest_config_load(sb->bundle, &cfg, &err) < 0)
+		return false; /* the cold path reports it */
+	if (warm_check(cfg, &err) < 0 || stat(cfg->root_path, &st) < 0) {
+		qlog_debug("%s: cold start: %s", sb->id, err.msg);
+		guest_config_free(cfg);
+		return false;
+	}
+	for (size_t i = 0; i < cfg->n_annotations; i++) {
+		json_object_set_new(sb->annotations, cfg->annotations[i].key,
+				    json_string(cfg->annotations[i].value));
+		layer |= strcmp(cfg->annotations[i].key, LAYER_ANNOTATION) == 0 &&
+			 strcmp(cfg->annotations[i].value, "true") == 0;
+	}
+	guest_config_free(cfg);
+	*dev = (int64_t)st.st_dev;
+	*ino = (int64_t)st.st_ino;
+	if (pool_take(sb->id, layer, l, &err) < 0) {
+		qlog_debug("%s: cold start: %s", sb->id, err.msg);
+		return false;
+	}
+	sb->pooled = l->any;
+	if (!l->warm)
+		return false;
+	if (layer && !l->upper[0])
+		qlog_info("%s: no writable layer ready: the rootfs is used as is", sb->id);
+	return true;
+}
+
+/* The reservation shared by reserve (qctl) and create (the API). */
+static struct sandbox *reserve(const char *id, const char *bundle, bool warm, struct pool_lease *l,
+			       int64_t *dev, int64_t *ino, struct qerr *err)
+{
 	struct sandbox *sb;
 	int r;
 
-	if ((r = req_id(req, id, err)) < 0)
-		return r;
-	r = qmsg_get_str(req->root, "bundle", bundle, sizeof(bundle), err);
+	if (sandbox_find(id)) {
+		qerr_set(err, EEXIST, "container \"%s\" already exists", id);
+		return NULL;
+	}
+	if (mkdirat(vmmd.rootfd, id, 0700) < 0) {
+		if (errno == EEXIST)
+			qerr_set(err, EEXIST, "container \"%s\" already exists", id);
+		else
+			qerr_sys(err, errno, "mkdir %s/%s", vmmd.root, id);
+		return NULL;
+	}
+	sb = sandbox_new(id);
+	if (!sb) {
+		unlinkat(vmmd.rootfd, id, AT_REMOVEDIR);
+		qerr_set(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	snprintf(sb->bundle, sizeof(sb->bundle), "%s", bundle);
+	sb->status = SB_CREATING;
+	sb->reserved_ns = now_ns();
+	*l = (struct pool_lease){0};
+	bool hit = warm && try_warm(sb, l, dev, ino);
+	if (warm)
+		vmmd_metrics_start_path(hit ? "warm" : "cold");
+	if ((r = sandbox_save(sb, err)) < 0) {
+		if (sb->pooled)
+			pool_release(id, NULL);
+		pool_lease_free(l);
+		sandbox_remove_dir(id, NULL);
+		json_decref(sb->annotations);
+		free(sb);
+		return NULL;
+	}
+	sandbox_insert(sb);
+	return sb;
+}
+
+static int req_bundle(const struct qmsg_in *req, char *bundle, size_t len, struct qerr *err)
+{
+	int r = qmsg_get_str(req->root, "bundle", bundle, len, err);
 	if (r == -ENOENT)
 		return qerr_set(err, EINVAL, "field bundle: missing");
 	if (r < 0)
 		return r;
 	if (bundle[0] != '/')
 		return qerr_set(err, EINVAL, "field bundle: must be an absolute path");
-	if (sandbox_find(id))
-		return qerr_set(err, EEXIST, "container \"%s\" already exists", id);
-	if (mkdirat(vmmd.rootfd, id, 0700) < 0) {
-		if (errno == EEXIST)
-			return qerr_set(err, EEXIST, "container \"%s\" already exists", id);
-		return qerr_sys(err, errno, "mkdir %s/%s", vmmd.root, id);
+	return 0;
+}
+
+static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
+	struct pool_lease l;
+	int64_t dev = 0, ino = 0;
+	bool warm;
+	int r;
+
+	if ((r = req_id(req, id, err)) < 0 ||
+	    (r = req_bundle(req, bundle, sizeof(bundle), err)) < 0 ||
+	    (r = opt_bool(req, "warm", &warm, err)) < 0)
+		return r;
+	struct sandbox *sb = reserve(id, bundle, warm, &l, &dev, &ino, err);
+	if (!sb)
+		return -err->code;
+	if (!l.warm) {
+		pool_lease_free(&l);
+		qmsg_begin(reply, "reserved", 1);
+		qmsg_put_str(reply, "id", id);
+		return 0;
 	}
-	sb = sandbox_new(id);
-	if (!sb) {
-		unlinkat(vmmd.rootfd, id, AT_REMOVEDIR);
-		return qerr_set(err, ENOMEM, "out of memory");
-	}
-	snprintf(sb->bundle, sizeof(sb->bundle), "%s", bundle);
-	sb->status = SB_CREATING;
-	sb->reserved_ns = now_ns();
-	if ((r = sandbox_save(sb, err)) < 0) {
-		sandbox_remove_dir(id, NULL);
-		json_decref(sb->annotations);
-		free(sb);
+	/* qctl hands the assignment over with its stdio, then says created. */
+	qmsg_begin(reply, "reserved", 4);
+	qmsg_put_str(reply, "id", id);
+	qmsg_put_str(reply, "warm_sock", l.sock);
+	qmsg_put_uint(reply, "pid_start", l.pid_start);
+	qmsg_put_key(reply, "assign");
+	pack_assignment(&reply->pk, sb, &l, dev, ino, false);
+	pool_lease_free(&l);
+	return 0;
+}
+
+/* The API's create: no CLI, answered at once ("accepted"); the outcome
+ * comes as events (created, started, exited; or failed). */
+static int op_create(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
+	struct pool_lease l;
+	int64_t dev = 0, ino = 0;
+	bool start;
+	int r;
+
+	if ((r = req_id(req, id, err)) < 0 ||
+	    (r = req_bundle(req, bundle, sizeof(bundle), err)) < 0 ||
+	    (r = opt_bool(req, "start", &start, err)) < 0)
+		return r;
+	struct sandbox *sb = reserve(id, bundle, true, &l, &dev, &ino, err);
+	if (!sb)
+		return -err->code;
+	r = create_async(sb, &l, dev, ino, start, err);
+	pool_lease_free(&l);
+	if (r < 0) {
+		struct qerr e;
+		if (sb->pooled)
+			pool_release(sb->id, &e);
+		sandbox_remove_dir(sb->id, NULL);
+		sandbox_destroy(sb);
 		return r;
 	}
-	sandbox_insert(sb);
-	qmsg_begin(reply, "reserved", 1);
+	qmsg_begin(reply, "accepted", 2);
 	qmsg_put_str(reply, "id", id);
+	qmsg_put_str(reply, "path", l.warm ? "warm" : "cold");
 	return 0;
 }
 
 static int drop_reservation(struct sandbox *sb, struct qerr *err)
 {
+	struct qerr e;
+	if (sb->assign)
+		create_abandon(sb);
+	if (sb->pooled && pool_release(sb->id, &e) < 0)
+		qlog_warn("%s: poold release: %s", sb->id, e.msg);
 	int r = sandbox_remove_dir(sb->id, err);
 
 	if (r < 0)
@@ -214,6 +377,13 @@ static int drop_reservation(struct sandbox *sb, struct qerr *err)
 	qlog_info("%s: reservation dropped", sb->id);
 	sandbox_destroy(sb);
 	return 0;
+}
+
+void sandbox_drop(struct sandbox *sb)
+{
+	struct qerr err;
+	if (drop_reservation(sb, &err) < 0)
+		qlog_warn("%s: %s", sb->id, err.msg);
 }
 
 static int op_abort(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
@@ -319,6 +489,58 @@ static int read_created(const struct qmsg_in *req, struct created_fields *f, str
 }
 
 static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err);
+static void run_post_hooks(struct sandbox *sb, bool start);
+
+/* ---- for create.c ---- */
+
+int sandbox_adopt(struct sandbox *sb, pid_t pid, uint64_t pid_start, pid_t init_pid,
+		  char *const *cgroups, size_t ncgroups, struct qerr *err)
+{
+	int r;
+	sb->pid = pid;
+	sb->pid_start = pid_start;
+	if (sb->pidfd < 0 && (r = supervisor_watch(sb, err)) < 0) {
+		sb->pid = 0;
+		sb->pid_start = 0;
+		return r;
+	}
+	sb->init_pid = init_pid;
+	for (size_t i = 0; i < sb->ncgroups; i++)
+		free(sb->cgroups[i]);
+	sb->ncgroups = 0;
+	for (size_t i = 0; i < ncgroups && i < SANDBOX_CGROUPS_MAX; i++)
+		if ((sb->cgroups[sb->ncgroups] = strdup(cgroups[i])))
+			sb->ncgroups++;
+	sb->created_ns = now_ns();
+	set_status(sb, SB_CREATED);
+	events_publish("created", sb);
+	return 0;
+}
+
+void sandbox_mark_created(struct sandbox *sb)
+{
+	save_or_log(sb);
+}
+
+/* A warm supervisor assigned with start runs its workload by itself. */
+void sandbox_mark_running(struct sandbox *sb)
+{
+	sb->started_ns = now_ns();
+	set_status(sb, SB_RUNNING);
+	save_or_log(sb);
+	vmmd_metrics_started(sb);
+	events_publish("started", sb);
+	run_post_hooks(sb, true);
+}
+
+int sandbox_start(struct sandbox *sb, struct qerr *err)
+{
+	struct qmsg_out reply;
+	qmsg_out_init(&reply);
+	int r = do_start(sb, &reply, err);
+	qmsg_out_free(&reply);
+	return r;
+}
 
 static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
 {
@@ -540,7 +762,11 @@ static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		if ((r = supervisor_wait(sb, SUPERVISOR_KILL_WAIT, false, err)) < 0)
 			return r;
 	}
-	if ((r = sandbox_remove_cgroups(sb, err)) < 0)
+	/* poold takes back what it gave (cgroups reset for reuse, netns,
+	 * layer), after our reply (pool_release_later) */
+	if (sb->pooled)
+		pool_release_later(sb);
+	else if ((r = sandbox_remove_cgroups(sb, err)) < 0)
 		qlog_warn("%s: %s", sb->id, err->msg);
 	if ((r = sandbox_remove_dir(sb->id, err)) < 0)
 		return r;
@@ -708,11 +934,11 @@ static const struct {
 	const char *op;
 	int (*fn)(const struct qmsg_in *, struct qmsg_out *, struct qerr *);
 } ops[] = {
-    {"ping", op_ping},	     {"shutdown", op_shutdown}, {"reserve", op_reserve},
-    {"abort", op_abort},     {"created", op_created},	{"start", op_start},
-    {"kill", op_kill},	     {"delete", op_delete},	{"pause", op_pause},
-    {"resume", op_resume},   {"state", op_state},	{"list", op_list},
-    {"inspect", op_inspect},
+    {"ping", op_ping},	   {"shutdown", op_shutdown}, {"reserve", op_reserve},
+    {"create", op_create}, {"abort", op_abort},	      {"created", op_created},
+    {"start", op_start},   {"kill", op_kill},	      {"delete", op_delete},
+    {"pause", op_pause},   {"resume", op_resume},     {"state", op_state},
+    {"list", op_list},	   {"inspect", op_inspect},
 };
 
 void dispatch(const struct qmsg_in *req, struct qmsg_out *reply)

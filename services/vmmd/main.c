@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
+#include "libcommon/daemon.h"
 #include "libcommon/log.h"
 #include "libcommon/statefile.h"
 #include "services/vmmd/vmmd.h"
@@ -35,70 +36,6 @@ static _Noreturn void usage(void)
 	fprintf(stderr, "usage: quiver-vmmd [--root DIR] [--foreground] [--log FILE|-] "
 			"[--log-format text|json] [--debug] [--metrics ADDR]\n");
 	exit(1);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* The first process waits for one byte from the daemon: 'R' ready, 'B'
- * another vmmd holds the root; end of file means it failed. */
-static int detach(void)
-{
-	int p[2];
-	pid_t pid;
-	char c;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		fatal("pipe");
-	pid = fork();
-	if (pid < 0)
-		fatal("fork");
-	if (pid > 0) {
-		close(p[1]);
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		_exit(c == 'R' || c == 'B' ? 0 : 1);
-	}
-	close(p[0]);
-	setsid();
-	return p[1];
-}
-
-static void ready(int *fd, char c)
-{
-	if (*fd < 0)
-		return;
-	(void)!write(*fd, &c, 1);
-	close(*fd);
-	*fd = -1;
-}
-
-static void stdio_to_null(void)
-{
-	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	dup2(fd, 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	close(fd);
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -183,14 +120,14 @@ int main(int argc, char **argv)
 		usage();
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
-	if (mkdir_p(root, 0700) < 0 || !realpath(root, vmmd.root))
+	if (daemon_mkdir_p(root, 0700) < 0 || !realpath(root, vmmd.root))
 		fatal("runtime directory %s", root);
 	metrics_given = metrics != NULL;
 	if (!metrics && strcmp(vmmd.root, DEFAULT_ROOT) == 0)
 		metrics = DEFAULT_METRICS;
 
 	if (!foreground)
-		readyfd = detach();
+		readyfd = daemon_detach();
 
 	vmmd.rootfd = open(vmmd.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (vmmd.rootfd < 0)
@@ -202,7 +139,7 @@ int main(int argc, char **argv)
 		if (errno != EWOULDBLOCK)
 			fatal("lock %s/vmmd.lock", vmmd.root);
 		/* Another vmmd serves this root (qctl may race to start one). */
-		ready(&readyfd, 'B');
+		daemon_ready(&readyfd, 'B');
 		return 0;
 	}
 
@@ -214,7 +151,7 @@ int main(int argc, char **argv)
 	    0)
 		fatalx("%s", err.msg);
 	if (!foreground)
-		stdio_to_null();
+		daemon_stdio_to_null();
 	raise_nofile_limit();
 
 	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
@@ -245,9 +182,11 @@ int main(int argc, char **argv)
 	uv_signal_start(&vmmd.sigint, on_signal, SIGINT);
 
 	qlog_info("serving %s (pid %d, %zu sandboxes)", vmmd.root, (int)getpid(), sandbox_count());
-	ready(&readyfd, 'R');
+	daemon_ready(&readyfd, 'R');
 	uv_run(vmmd.loop, UV_RUN_DEFAULT);
 
+	pool_release_flush();
+	pool_client_close();
 	control_close();
 	events_close();
 	vmmd_metrics_stop();

@@ -136,6 +136,7 @@ static json_t *sandbox_to_json(const struct sandbox *sb)
 	json_object_set_new(o, "cgroups", cg);
 	json_object_set(o, "annotations", sb->annotations);
 	json_object_set_new(o, "console", json_string(sb->console));
+	json_object_set_new(o, "pooled", json_boolean(sb->pooled));
 	json_object_set_new(o, "reserved_ns", json_integer(sb->reserved_ns));
 	json_object_set_new(o, "created_ns", json_integer(sb->created_ns));
 	json_object_set_new(o, "started_ns", json_integer(sb->started_ns));
@@ -158,6 +159,11 @@ int sandbox_save(struct sandbox *sb, struct qerr *err)
 	if (!text)
 		return qerr_set(err, ENOMEM, "state.json: out of memory");
 	snprintf(name, sizeof(name), "%s/state.json", sb->id);
+	/* A reservation is not fsynced: after a machine crash there is
+	 * nothing to recover from it (its supervisor is gone too), and the
+	 * fsync was a fifth of a warm start.  Every later state is. */
+	if (sb->status == SB_CREATING)
+		return statefile_write_atomic(vmmd.rootfd, name, text, strlen(text), 0600, err);
 	return statefile_write(vmmd.rootfd, name, text, strlen(text), err);
 }
 
@@ -222,6 +228,7 @@ int sandbox_load(const char *id, struct sandbox **out, struct qerr *err)
 		r = json_get_str(o, "paused_from", paused_from, sizeof(paused_from), false, err);
 	if (r == 0)
 		r = json_get_str(o, "console", sb->console, sizeof(sb->console), false, err);
+	sb->pooled = json_is_true(json_object_get(o, "pooled"));
 	if (r == 0 && (sb_status_parse(status, &sb->status) < 0 ||
 		       sb_status_parse(paused_from, &sb->paused_from) < 0))
 		r = qerr_set(err, EINVAL, "state.json: status: unknown");

@@ -19,11 +19,20 @@
 struct vmmd_metrics {
 	struct qmetrics *reg;
 	struct qmetrics_http *http;
-	struct qmetric *requests, *errors;
+	struct qmetric *requests, *errors, *paths;
 	struct qmetric_series *latency;
 };
 
 static struct vmmd_metrics m;
+
+void vmmd_metrics_start_path(const char *path)
+{
+	const char *v[] = {path, NULL};
+	struct qmetric_series *s;
+
+	if (m.reg && m.paths && (s = qmetric_series(m.paths, v, NULL)))
+		qmetric_inc(s);
+}
 
 void vmmd_metrics_request(const char *op, bool failed)
 {
@@ -130,6 +139,11 @@ int vmmd_metrics_start(const char *addr, struct qerr *err)
 				      "Control requests served, by op.", op_lbl, err);
 	m.errors = qmetrics_counter(m.reg, "quiver_vmmd_request_errors_total",
 				    "Control requests answered with an error, by op.", op_lbl, err);
+	m.paths =
+	    qmetrics_counter(m.reg, "quiver_vmmd_start_path_total",
+			     "Starts that asked poold for a warm supervisor, by the path taken "
+			     "(warm: a pool hit; cold: a miss or no poold).",
+			     (const char *const[]){"path", NULL}, err);
 	h = qmetrics_histogram(m.reg, "quiver_sandbox_create_to_running_seconds",
 			       "Time from reserve to running, per sandbox.", NULL, bounds,
 			       ARRAY_SIZE(bounds), err);

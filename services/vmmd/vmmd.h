@@ -53,6 +53,8 @@ struct sandbox {
 	int sent_signal; /* last fatal signal vmmd sent, for a supervisor that left no report */
 	int pidfd;
 	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
+	bool pooled;	       /* holds resources from poold: released through it */
+	struct assign *assign; /* API create in flight (create.c), or NULL */
 };
 
 struct vmmd_metrics;
@@ -138,6 +140,49 @@ int vmmd_metrics_start(const char *addr, struct qerr *err);
 void vmmd_metrics_stop(void);
 void vmmd_metrics_request(const char *op, bool failed);
 void vmmd_metrics_started(const struct sandbox *sb);
+
+/* pool_client.c: poold, when it runs (ROOT/poold.sock) */
+struct pool_lease {
+	bool warm;
+	char sock[PATH_MAX];
+	pid_t pid;
+	uint64_t pid_start;
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
+	char upper[PATH_MAX], work[PATH_MAX];
+	bool any; /* something was taken: release it on delete */
+};
+/* Take a warm supervisor (and a writable layer if layer) for id.  0 with
+ * l->warm false is a miss (or no poold): the caller goes cold. */
+int pool_take(const char *id, bool layer, struct pool_lease *l, struct qerr *err);
+void pool_lease_free(struct pool_lease *l);
+/* Give back / destroy what id holds; -errno if poold could not be asked. */
+int pool_release(const char *id, struct qerr *err);
+void pool_client_close(void);
+/* The same after the current reply is sent; flush runs what is queued. */
+void pool_release_later(const struct sandbox *sb);
+void pool_release_flush(void);
+/* Count of starts by path, for /metrics. */
+void vmmd_metrics_start_path(const char *path);
+
+/* create.c: the API's create (no CLI): asynchronous, answered at once */
+int create_async(struct sandbox *sb, const struct pool_lease *l, int64_t rootfs_dev,
+		 int64_t rootfs_ino, bool start, struct qerr *err);
+void create_abandon(struct sandbox *sb);
+
+/* The reservation's config checks for a warm start, and the assignment
+ * it would send; packs the "assign" map (with v and op) into pk. */
+void pack_assignment(msgpack_packer *pk, const struct sandbox *sb, const struct pool_lease *l,
+		     int64_t rootfs_dev, int64_t rootfs_ino, bool start);
+/* dispatch.c, for create.c: the steps of `created` and `start`. */
+int sandbox_adopt(struct sandbox *sb, pid_t pid, uint64_t pid_start, pid_t init_pid,
+		  char *const *cgroups, size_t ncgroups, struct qerr *err);
+void sandbox_mark_created(struct sandbox *sb);
+void sandbox_mark_running(struct sandbox *sb);
+int sandbox_start(struct sandbox *sb, struct qerr *err);
+/* quiver-guest next to us, or $QUIVER_GUEST */
+void vmmd_guest_path(char *buf, size_t len);
+void sandbox_drop(struct sandbox *sb);
 
 /* cgroup removal on delete: guest/cgroups.h */
 int sandbox_remove_cgroups(struct sandbox *sb, struct qerr *err);

@@ -1,0 +1,186 @@
+/* vmmd's side of poold (ROOT/poold.sock).  poold is optional: when it does
+ * not answer, every start is cold and nothing else changes.  One REQ
+ * socket is kept open; nng re-dials it if poold restarts. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libcommon/log.h"
+#include "guest/cgroups.h"
+#include "services/vmmd/vmmd.h"
+
+#define POOL_CALL_TIMEOUT_MS 500
+
+static nng_socket sock;
+static bool have_sock;
+
+static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
+{
+	char url[PATH_MAX + 32];
+	if (!have_sock) {
+		if (faccessat(vmmd.rootfd, "poold.sock", F_OK, 0) < 0)
+			return qerr_set(err, ENOENT, "poold is not running");
+		snprintf(url, sizeof(url), "ipc://%s/poold.sock", vmmd.root);
+		int r = qnng_req_dial(&sock, url, POOL_CALL_TIMEOUT_MS, err);
+		if (r < 0)
+			return r;
+		have_sock = true;
+	}
+	int r = qnng_call(sock, req, reply, err);
+	if (r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT) {
+		/* a dead poold: dial afresh next time */
+		nng_close(sock);
+		have_sock = false;
+	}
+	return r;
+}
+
+void pool_lease_free(struct pool_lease *l)
+{
+	for (size_t i = 0; i < l->ncgroups; i++)
+		free(l->cgroups[i]);
+	l->ncgroups = 0;
+}
+
+static int read_lease(const struct qmsg_in *in, struct pool_lease *l, struct qerr *err)
+{
+	const msgpack_object *w = qmsg_find(in->root, "warm");
+	const msgpack_object *cg = qmsg_find(in->root, "cgroups");
+	const msgpack_object *ly = qmsg_find(in->root, "layer");
+	int64_t pid = 0, start = 0;
+	int r;
+	if (w && w->type == MSGPACK_OBJECT_MAP) {
+		if ((r = qmsg_get_str(w, "sock", l->sock, sizeof(l->sock), err)) < 0 ||
+		    (r = qmsg_get_int(w, "pid", 1, INT32_MAX, &pid, err)) < 0 ||
+		    (r = qmsg_get_int(w, "pid_start", 0, INT64_MAX, &start, err)) < 0)
+			return qerr_prefix(err, "poold: warm");
+		l->warm = true;
+		l->pid = (pid_t)pid;
+		l->pid_start = (uint64_t)start;
+	}
+	if (cg && cg->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = 0; i < cg->via.array.size && i < SANDBOX_CGROUPS_MAX; i++) {
+			char dir[PATH_MAX];
+			if ((r = qmsg_obj_str(&cg->via.array.ptr[i], dir, sizeof(dir), err)) < 0)
+				return qerr_prefix(err, "poold: cgroups");
+			if (!(l->cgroups[l->ncgroups] = strdup(dir)))
+				return qerr_set(err, ENOMEM, "out of memory");
+			l->ncgroups++;
+		}
+	}
+	if (ly && ly->type == MSGPACK_OBJECT_MAP &&
+	    ((r = qmsg_get_str(ly, "upper", l->upper, sizeof(l->upper), err)) < 0 ||
+	     (r = qmsg_get_str(ly, "work", l->work, sizeof(l->work), err)) < 0))
+		return qerr_prefix(err, "poold: layer");
+	l->any = l->warm || l->ncgroups || l->upper[0];
+	return 0;
+}
+
+int pool_take(const char *id, bool layer, struct pool_lease *l, struct qerr *err)
+{
+	struct qmsg_out m;
+	struct qmsg_in in;
+	*l = (struct pool_lease){0};
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "take", 2);
+	qmsg_put_str(&m, "id", id);
+	qmsg_put_key(&m, "kinds");
+	msgpack_pack_array(&m.pk, layer ? 2 : 1);
+	qmsg_pack_cstr(&m.pk, "warm");
+	if (layer)
+		qmsg_pack_cstr(&m.pk, "layer");
+	int r = pool_call(&m, &in, err);
+	qmsg_out_free(&m);
+	if (r < 0)
+		return r;
+	r = read_lease(&in, l, err);
+	qmsg_in_free(&in);
+	if (r < 0) {
+		struct qerr e;
+		pool_release(id, &e);
+		pool_lease_free(l);
+		*l = (struct pool_lease){0};
+	}
+	return r;
+}
+
+int pool_release(const char *id, struct qerr *err)
+{
+	struct qmsg_out m;
+	struct qmsg_in in;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "release", 1);
+	qmsg_put_str(&m, "id", id);
+	int r = pool_call(&m, &in, err);
+	qmsg_out_free(&m);
+	if (r == 0)
+		qmsg_in_free(&in);
+	return r;
+}
+
+void pool_client_close(void)
+{
+	if (have_sock)
+		nng_close(sock);
+	have_sock = false;
+}
+
+/* Releases wait until the loop has sent the delete's reply: poold's
+ * reset of the cgroups is not the client's to wait for.  Without poold,
+ * vmmd removes the cgroups itself and poold reclaims the rest when it
+ * starts again. */
+struct later {
+	struct later *next;
+	char id[SANDBOX_ID_MAX + 1];
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
+};
+static struct later *pending;
+static uv_idle_t idle;
+static bool idle_on;
+
+static void run_later(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	while (pending) {
+		struct later *l = pending;
+		struct qerr err = {0};
+		pending = l->next;
+		if (pool_release(l->id, &err) < 0) {
+			qlog_warn("%s: poold release: %s; removing its cgroups", l->id, err.msg);
+			if (cgroups_remove(l->cgroups, l->ncgroups, &err) < 0)
+				qlog_warn("%s: %s", l->id, err.msg);
+		}
+		for (size_t i = 0; i < l->ncgroups; i++)
+			free(l->cgroups[i]);
+		free(l);
+	}
+}
+
+void pool_release_later(const struct sandbox *sb)
+{
+	struct later *l = calloc(1, sizeof(*l));
+	if (!l) {
+		struct qerr err;
+		pool_release(sb->id, &err);
+		return;
+	}
+	snprintf(l->id, sizeof(l->id), "%s", sb->id);
+	for (size_t i = 0; i < sb->ncgroups; i++)
+		if ((l->cgroups[l->ncgroups] = strdup(sb->cgroups[i])))
+			l->ncgroups++;
+	l->next = pending;
+	pending = l;
+	if (!idle_on) {
+		uv_idle_init(vmmd.loop, &idle);
+		idle_on = true;
+	}
+	uv_idle_start(&idle, run_later);
+}
+
+void pool_release_flush(void)
+{
+	if (idle_on)
+		run_later(&idle);
+}
