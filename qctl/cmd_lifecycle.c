@@ -113,6 +113,68 @@ static void abort_reservation(const char *id)
 
 /* reserve → quiver-guest create → created (and started, for run: one
  * round trip fewer).  Returns S's pid. */
+/* vmmd's reserve reply may carry a warm supervisor's assignment (run
+ * only): hand it over and register the sandbox as G would have. */
+static bool warm_create(const struct create_opts *o, const struct qmsg_in *res, bool start,
+			pid_t *spid)
+{
+	const msgpack_object *as = qmsg_find(res->root, "assign");
+	const msgpack_object *cg =
+	    as && as->type == MSGPACK_OBJECT_MAP ? qmsg_find(as, "cgroups") : NULL;
+	int64_t pid = 0, start_time = 0;
+	struct qerr err = {0};
+	if (!as || as->type != MSGPACK_OBJECT_MAP ||
+	    qmsg_get_int(as, "host_pid", 1, INT32_MAX, &pid, &err) < 0 ||
+	    qmsg_get_int(res->root, "pid_start", 0, INT64_MAX, &start_time, &err) < 0)
+		return false;
+	char sock[PATH_MAX];
+	if (qmsg_get_str(res->root, "warm_sock", sock, sizeof(sock), &err) < 0)
+		return false;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, *as);
+	pid_t w_host = 0;
+	int r = warm_assign(sock, sb.data, sb.size, &w_host, &err);
+	msgpack_sbuffer_destroy(&sb);
+	if (r < 0) {
+		kill((pid_t)pid, SIGKILL);
+		abort_reservation(o->id);
+		/* Not for this supervisor (its mount namespace predates the
+		 * rootfs): a cold start will do. */
+		if (r == -EAGAIN)
+			return false;
+		die_err(&err);
+	}
+	trace_point("warm guest assigned");
+	struct qmsg_out m;
+	struct qmsg_in reply;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "created", 6);
+	qmsg_put_bool(&m, "start", start);
+	qmsg_put_str(&m, "id", o->id);
+	qmsg_put_int(&m, "pid", pid);
+	qmsg_put_uint(&m, "pid_start", (uint64_t)start_time);
+	qmsg_put_int(&m, "init_pid", w_host);
+	qmsg_put_key(&m, "cgroups");
+	if (cg)
+		msgpack_pack_object(&m.pk, *cg);
+	else
+		msgpack_pack_nil(&m.pk);
+	r = vmmd_call(&m, &reply, &err);
+	qmsg_out_free(&m);
+	if (r < 0) {
+		kill((pid_t)pid, SIGKILL);
+		force_delete(o->id);
+		die_err(&err);
+	}
+	qmsg_in_free(&reply);
+	trace_point(start ? "registered and started" : "registered");
+	*spid = (pid_t)pid;
+	return true;
+}
+
 static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 {
 	char bundle[PATH_MAX], state_dir[PATH_MAX + SANDBOX_ID_MAX + 2], pfds[16];
@@ -127,14 +189,45 @@ static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 
 	if (!realpath(o->bundle, bundle))
 		die("bundle %s: %s", o->bundle, strerror(errno));
+	/* A warm supervisor is not our child: only run, whose caller waits
+	 * through us, may take one (create's caller, a shim, reaps S). */
+	bool warm = launcher && !o->console_socket && !o->preserve_fds && !g.systemd_cgroup &&
+		    !getenv("QUIVER_NO_WARM");
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "reserve", 2);
+	qmsg_begin(&m, "reserve", warm ? 3 : 2);
 	qmsg_put_str(&m, "id", o->id);
 	qmsg_put_str(&m, "bundle", bundle);
+	if (warm)
+		qmsg_put_bool(&m, "warm", true);
 	if (vmmd_call(&m, &reply, &err) < 0)
 		die_err(&err);
-	qmsg_in_free(&reply);
 	trace_point("reserved");
+	if (warm) {
+		pid_t spid;
+		bool assigned = qmsg_find(reply.root, "assign") != NULL;
+		bool done = warm_create(o, &reply, start, &spid);
+		qmsg_in_free(&reply);
+		if (assigned && !done) {
+			/* the reservation was dropped: again, cold */
+			qmsg_begin(&m, "reserve", 2);
+			qmsg_put_str(&m, "id", o->id);
+			qmsg_put_str(&m, "bundle", bundle);
+			if (vmmd_call(&m, &reply, &err) < 0)
+				die_err(&err);
+			qmsg_in_free(&reply);
+		}
+		if (done) {
+			qmsg_out_free(&m);
+			*launcher = -1;
+			if (o->pid_file && write_pid_file(o->pid_file, spid, &err) < 0) {
+				force_delete(o->id);
+				die_err(&err);
+			}
+			return spid;
+		}
+	} else {
+		qmsg_in_free(&reply);
+	}
 
 	snprintf(state_dir, sizeof(state_dir), "%s/%s", g.root, o->id);
 	snprintf(pfds, sizeof(pfds), "%d", o->preserve_fds);
@@ -283,6 +376,19 @@ static int kill_op(const char *id, int sig, bool all, struct qerr *err)
 	return r;
 }
 
+/* S's exit report (ROOT/ID/exit), for a supervisor we cannot wait for. */
+static int exit_code_from_report(const char *id)
+{
+	char path[PATH_MAX + SANDBOX_ID_MAX + 8];
+	json_error_t je;
+	snprintf(path, sizeof(path), "%s/%s/exit", g.root, id);
+	json_t *o = json_load_file(path, 0, &je);
+	json_t *c = o ? json_object_get(o, "exit_code") : NULL;
+	int code = json_is_integer(c) ? (int)json_integer_value(c) : 255;
+	json_decref(o);
+	return code;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct create_opts o;
@@ -305,8 +411,8 @@ int cmd_run(int argc, char **argv)
 		sigprocmask(SIG_BLOCK, &fwd, &old);
 
 	spid = do_create(&o, true, &launcher);
-	/* S becomes our child once G has exited. */
-	while (waitpid(launcher, NULL, 0) < 0 && errno == EINTR)
+	/* S becomes our child once G has exited (a warm S never is). */
+	while (launcher > 0 && waitpid(launcher, NULL, 0) < 0 && errno == EINTR)
 		;
 	trace_point("launcher reaped");
 	if (o.detach)
@@ -333,14 +439,18 @@ int cmd_run(int argc, char **argv)
 		if (pfd[0].revents & POLLIN)
 			break;
 	}
-	while (waitpid(spid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			status = 0;
-			break;
+	if (launcher < 0) {
+		code = exit_code_from_report(o.id);
+	} else {
+		while (waitpid(spid, &status, 0) < 0) {
+			if (errno != EINTR) {
+				status = 0;
+				break;
+			}
 		}
+		code = WIFEXITED(status) ? WEXITSTATUS(status)
+					 : (WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1);
 	}
-	code = WIFEXITED(status) ? WEXITSTATUS(status)
-				 : (WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1);
 	trace_point("exited");
 	if (delete_op(o.id, true, &err) < 0)
 		die_err(&err);

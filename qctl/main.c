@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +20,7 @@
 
 #include "libcommon/cleanup.h"
 #include "libcommon/log.h"
+#include "libcommon/daemon.h"
 #include "qctl/qctl.h"
 
 struct qctl_global g = {.root = DEFAULT_ROOT, .log_format = "text"};
@@ -68,21 +68,8 @@ void usage_error(const char *cmd, const char *fmt, ...)
 
 void sibling_path(const char *prog, const char *env, char *buf, size_t len)
 {
-	const char *e = getenv(env);
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (e && *e) {
-		snprintf(buf, len, "%s", e);
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0) {
+	if (daemon_sibling(prog, env, buf, len) < 0)
 		snprintf(buf, len, "%s", prog);
-		return;
-	}
-	self[n] = '\0';
-	snprintf(buf, len, "%s/%s", dirname(self), prog);
 }
 
 static const struct {
@@ -202,6 +189,7 @@ static const struct command {
     {"version", cmd_version, "version"},
     {"daemons", cmd_daemons, "daemons start [--metrics ADDR] | stop | status"},
     {"ls", cmd_ls, "ls [--json]"},
+    {"pool", cmd_pool, "pool status [--json]"},
     {"inspect", cmd_inspect, "inspect ID"},
     {"policy", cmd_policy, "policy [--format table|json|markdown]"},
     {"help", cmd_help, "help"},

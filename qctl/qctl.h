@@ -72,12 +72,16 @@ struct guest_spawn {
  * number is appended as "--sync-fd N" (N = 3 + preserve_fds). */
 int guest_spawn(const char *const *argv, int preserve_fds, struct guest_spawn *out,
 		struct qerr *err);
+/* warm_assign.c: hand a warm supervisor its assignment (msgpack) and our
+ * stdio; *w_host receives the workload's host pid. */
+int warm_assign(const char *sock, const void *assign, size_t len, pid_t *w_host, struct qerr *err);
 /* Signals qctl forwards while it waits (run, exec). */
 extern const int forwarded_signals[];
 extern const size_t n_forwarded_signals;
 
 /* commands */
 int cmd_create(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_state(int argc, char **argv);
