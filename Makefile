@@ -51,6 +51,7 @@ LIB_CMOCKA  := -lcmocka
 COMMON_SRC := $(wildcard libcommon/*.c)
 GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
 VMMD_SRC   := $(wildcard services/vmmd/*.c)
+POOLD_SRC  := $(filter-out services/poold/main.c,$(wildcard services/poold/*.c))
 QCTL_SRC   := $(wildcard qctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -59,9 +60,13 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCOMMON := $(BUILD)/libcommon.a
 LIBGUEST  := $(BUILD)/libguest.a
+LIBPOOLD  := $(BUILD)/libpoold.a
 BIN       := $(BUILD)/bin
-PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd
+PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# bench/loadgen.c drives vmmd's API (bench/api.py); cgroup_alloc.c is
+# compiled by its own script.
+BENCH_BINS := $(BUILD)/bench/loadgen
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit-test system-test fuzz fuzz-smoke demo fmt fmt-check clean install docs
@@ -76,6 +81,10 @@ $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 	rm -f $@ && ar rcs $@ $^
 
 $(LIBGUEST): $(call obj,$(GUEST_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBPOOLD): $(call obj,$(POOLD_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -108,11 +117,23 @@ $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 
+$(BIN)/quiver-poold: $(call obj,services/poold/main.c) $(LIBPOOLD) $(LIBGUEST) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
 
-# Unit tests link libcommon; test_guest_*.c link libguest as well.
+$(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+
+# Unit tests link libcommon; test_guest_*.c link libguest as well,
+# test_poold_X.c services/poold/X.c (one module) and libguest.
+$(BUILD)/tests/test_poold_%: $(BUILD)/obj/tests/unit/test_poold_%.o $(BUILD)/obj/services/poold/%.o $(LIBGUEST) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 $(BUILD)/tests/test_guest_%: $(call obj,tests/unit/test_guest_%.c) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
@@ -175,7 +196,8 @@ demo: deps all
 DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libnng-dev libmsgpack-dev libuv1-dev liburing-dev libcgroup-dev libseccomp-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
-	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux
+	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
+	xfsprogs
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
