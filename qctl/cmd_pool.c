@@ -1,33 +1,100 @@
-/* qctl pool status [--json]: poold's pools (ROOT/poold.sock). */
+/* qctl pool start [--config FILE] [--metrics ADDR] | stop | status [--json]:
+ * poold's pools (ROOT/poold.sock, docs/pools.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "libcommon/cleanup.h"
 #include "qctl/qctl.h"
 
-static json_t *pool_status(struct qerr *err)
+extern char **environ;
+
+static int pool_call(const char *op, struct qmsg_in *reply, struct qerr *err)
 {
 	char url[4200];
 	nng_socket s;
 	struct qmsg_out m;
-	struct qmsg_in reply;
 	snprintf(url, sizeof(url), "ipc://%s/poold.sock", g.root);
-	if (qnng_req_dial(&s, url, 5000, err) < 0) {
-		qerr_prefix(err, "poold is not running at %s/poold.sock", g.root);
-		return NULL;
-	}
+	if (qnng_req_dial(&s, url, 5000, err) < 0)
+		return qerr_prefix(err, "poold is not running at %s/poold.sock", g.root);
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "status", 0);
-	int r = qnng_call(s, &m, &reply, err);
+	qmsg_begin(&m, op, 0);
+	int r = qnng_call(s, &m, reply, err);
 	qmsg_out_free(&m);
 	nng_close(s);
-	if (r < 0)
+	return r;
+}
+
+static json_t *pool_status(struct qerr *err)
+{
+	struct qmsg_in reply;
+	if (pool_call("status", &reply, err) < 0)
 		return NULL;
 	json_t *j = reply_to_json(&reply);
 	qmsg_in_free(&reply);
 	return j;
+}
+
+/* quiver-poold detaches by itself: its first process exits 0 once the
+ * daemon serves its socket, 1 (after printing why) if it could not start. */
+static int pool_start(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"metrics", required_argument, NULL, 'm'},
+					     {NULL, 0, NULL, 0}};
+	const char *args[10];
+	char prog[4096];
+	int n = 0, c, status;
+	pid_t pid;
+	sibling_path("quiver-poold", "QUIVER_POOLD", prog, sizeof(prog));
+	args[n++] = prog;
+	args[n++] = "--root";
+	args[n++] = g.root;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'c' && c != 'm')
+			usage_error("pool start", "unknown option %s", argv[optind - 1]);
+		args[n++] = c == 'c' ? "--config" : "--metrics";
+		args[n++] = optarg;
+	}
+	if (optind != argc)
+		usage_error("pool start", "takes no arguments");
+	args[n] = NULL;
+	int rc = posix_spawn(&pid, prog, NULL, NULL, (char *const *)args, environ);
+	if (rc != 0)
+		die("cannot start %s: %s", prog, strerror(rc));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("quiver-poold did not start (see %s/poold.log)", g.root);
+	printf("poold: running (%s/poold.sock)\n", g.root);
+	return 0;
+}
+
+static int pool_stop(void)
+{
+	struct qmsg_in reply;
+	struct qerr err = {0};
+	char pidfile[4200];
+	if (pool_call("shutdown", &reply, &err) < 0) {
+		printf("poold: not running\n");
+		return 0;
+	}
+	qmsg_in_free(&reply);
+	/* it drains its pools before it removes its pid file */
+	snprintf(pidfile, sizeof(pidfile), "%s/poold.pid", g.root);
+	for (int i = 0; i < 600 && access(pidfile, F_OK) == 0; i++)
+		nanosleep(&(struct timespec){.tv_nsec = 50000000}, NULL);
+	if (access(pidfile, F_OK) == 0)
+		die("poold did not stop within 30 s");
+	printf("poold: stopped\n");
+	return 0;
 }
 
 static void print_table(json_t *st)
@@ -66,8 +133,13 @@ int cmd_pool(int argc, char **argv)
 	bool as_json = false;
 	struct qerr err = {0};
 	int c;
+	if (argc >= 2 && strcmp(argv[1], "start") == 0)
+		return pool_start(argc - 1, argv + 1);
+	if (argc == 2 && strcmp(argv[1], "stop") == 0)
+		return pool_stop();
 	if (argc < 2 || strcmp(argv[1], "status") != 0)
-		usage_error(argv[0], "status [--json]");
+		usage_error(argv[0],
+			    "start [--config FILE] [--metrics ADDR] | stop | status [--json]");
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c != 'j')

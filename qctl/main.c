@@ -189,7 +189,7 @@ static const struct command {
     {"version", cmd_version, "version"},
     {"daemons", cmd_daemons, "daemons start [--metrics ADDR] | stop | status"},
     {"ls", cmd_ls, "ls [--json]"},
-    {"pool", cmd_pool, "pool status [--json]"},
+    {"pool", cmd_pool, "pool start [--config FILE] [--metrics ADDR] | stop | status [--json]"},
     {"inspect", cmd_inspect, "inspect ID"},
     {"policy", cmd_policy, "policy [--format table|json|markdown]"},
     {"help", cmd_help, "help"},

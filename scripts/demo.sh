@@ -9,6 +9,8 @@ root="$work/run"
 id="demo-$$"
 cleanup() {
 	"$QCTL" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+	"$QCTL" --root "$root" delete --force "$id-warm" >/dev/null 2>&1 || true
+	"$QCTL" --root "$root" pool stop >/dev/null 2>&1 || true
 	"$QCTL" --root "$root" daemons stop >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
@@ -56,4 +58,30 @@ echo "== the syscall policy, first lines (qctl policy):"
 "$QCTL" policy >"$work/policy.txt"
 head -8 "$work/policy.txt"
 [ "$status" -eq 7 ]
+
+echo "== qctl pool start: quiver-poold makes warm guest kernels ahead of their bundle"
+cat >"$work/poold.json" <<'JSON'
+{"refill_per_second": 50,
+ "pools": {"warm": {"low": 1, "high": 2}, "cgroup": {"low": 1, "high": 2},
+           "netns": {"low": 1, "high": 2}, "layer": {"low": 0, "high": 0}}}
+JSON
+"$QCTL" --root "$root" pool start --config "$work/poold.json"
+for _ in $(seq 100); do
+	"$QCTL" --root "$root" pool status --json >"$work/pools.json"
+	/usr/bin/python3 -c 'import json,sys
+w = [p for p in json.load(open(sys.argv[1]))["pools"] if p["kind"] == "warm"][0]
+sys.exit(0 if w["ready"] == w["high"] else 1)' "$work/pools.json" && break
+	sleep 0.1
+done
+echo "== qctl run, warm (QCTL_TRACE=1 shows the phases):"
+set +e
+QCTL_TRACE=1 "$QCTL" --root "$root" run --bundle "$bundle" "$id-warm" >"$work/warm.out" 2>"$work/warm.trace"
+warm_status=$?
+set -e
+sed -n 1p "$work/warm.out"
+sed 's/^/   /' "$work/warm.trace"
+grep -q "warm guest assigned" "$work/warm.trace"
+[ "$warm_status" -eq 7 ]
+"$QCTL" --root "$root" pool status
+"$QCTL" --root "$root" pool stop
 echo "== demo OK"
