@@ -1001,7 +1001,27 @@ static int v2_enable(const struct cgroups *cg, size_t i, const char *ctrl, struc
 	return 0;
 }
 
+/* The config's device rules add nothing to the default list when they
+ * only deny everything (the usual `{"allow": false, "access": "rwm"}`):
+ * the list starts with "deny a" anyway. */
+static bool devices_are_default(const struct guest_resources *res)
+{
+	for (size_t i = 0; res && i < res->n_devices; i++) {
+		const struct guest_device_rule *d = &res->devices[i];
+		if (d->allow || d->type != 'a' || d->major >= 0 || d->minor >= 0 ||
+		    strcmp(d->access, "rwm") != 0)
+			return false;
+	}
+	return true;
+}
+
 int cgroups_apply(const struct cgroups *cg, const struct guest_resources *res, struct qerr *err)
+{
+	return cgroups_apply_limits(cg, res, false, err);
+}
+
+int cgroups_apply_limits(const struct cgroups *cg, const struct guest_resources *res,
+			 bool defaults_applied, struct qerr *err)
 {
 	cleanup_free struct cgroups_write *w = NULL;
 	size_t n;
@@ -1026,9 +1046,12 @@ int cgroups_apply(const struct cgroups *cg, const struct guest_resources *res, s
 		if ((r = v2_enable(cg, w[k].hier, ctrl, err)) < 0)
 			return r;
 	}
+	bool skip_devices = defaults_applied && devices_are_default(res);
 	for (size_t k = 0; k < n; k++) {
 		char path[PATH_MAX + 80];
 
+		if (skip_devices && strncmp(w[k].file, "devices.", 8) == 0)
+			continue;
 		snprintf(path, sizeof(path), "%s/%s", cg->dirs[w[k].hier], w[k].file);
 		r = write_value(path, w[k].value, cg->fake_files && !w[k].optional);
 		if (r == -ENOENT && w[k].optional)

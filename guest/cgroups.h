@@ -108,6 +108,11 @@ int cgroups_render(const struct cgroups *cg, const struct guest_resources *res,
 		   struct cgroups_write **out, size_t *n_out, struct qerr *err);
 /* Render and write.  res may be NULL (then only the default device list). */
 int cgroups_apply(const struct cgroups *cg, const struct guest_resources *res, struct qerr *err);
+/* The same; defaults_applied: the default device list was written
+ * earlier (a warm supervisor's cgroup), and is not written again when the
+ * config's device rules add nothing to it. */
+int cgroups_apply_limits(const struct cgroups *cg, const struct guest_resources *res,
+			 bool defaults_applied, struct qerr *err);
 /* Write pid into cgroup.procs of every directory. */
 int cgroups_join(const struct cgroups *cg, pid_t pid, struct qerr *err);
 /* Release the memory (the cgroups stay). */

@@ -77,6 +77,9 @@ int warm_check(const struct guest_config *cfg, struct qerr *err)
 
 /* ---- S, waiting ---- */
 
+/* The host's cgroup hierarchies, read while warm (they do not change). */
+static struct cgroups_host *warm_host;
+
 struct assignment {
 	char id[SANDBOX_ID_MAX + 1];
 	char bundle[PATH_MAX];
@@ -188,16 +191,14 @@ static int adopt(struct sup_args *a, struct create_opts *o, const struct assignm
 	if ((r = bind_seqpacket(as->state_dir, a->state_dirfd, "guest.sock", &a->ctl_fd, err)) < 0)
 		return r;
 
-	struct cgroups_host *host = NULL;
 	struct cgroups *cg = NULL;
-	if ((r = cgroups_host_detect(&host, err)) < 0)
-		return r;
-	r = cgroups_from_dirs(host, as->cgroups, as->n_cgroups, &cg, err);
-	cgroups_host_free(host);
-	if (r < 0)
+	if (!warm_host)
+		return qerr_set(err, EIO, "cgroup hierarchies unknown");
+	if ((r = cgroups_from_dirs(warm_host, as->cgroups, as->n_cgroups, &cg, err)) < 0)
 		return r;
 	a->cg = cg;
-	if ((r = cgroups_apply(cg, a->cfg->has_resources ? &a->cfg->resources : NULL, err)) < 0)
+	if ((r = cgroups_apply_limits(cg, a->cfg->has_resources ? &a->cfg->resources : NULL, true,
+				      err)) < 0)
 		return r;
 	if (as->upper[0]) {
 		a->layer_upper = as->upper;
@@ -362,6 +363,10 @@ static int warm_supervisor(void *arg)
 		report_ready(w->ready_wr, &err);
 		_exit(1);
 	}
+	if (cgroups_host_detect(&warm_host, &err) < 0) {
+		report_ready(w->ready_wr, &err);
+		_exit(1);
+	}
 	report_ready(w->ready_wr, NULL);
 	close(w->ready_wr);
 	int keep[] = {o->sync_fd, lfd, devnull};
@@ -441,8 +446,10 @@ static int warm_launch(const struct warm_opts *o, pid_t *s_pid, struct qerr *err
 		goto pipes;
 	}
 	*s_pid = (pid_t)pid;
-	/* v2 was entered at clone time; v1 hierarchies need cgroup.procs. */
-	if ((r = cgroups_join(cg, *s_pid, err)) < 0)
+	/* v2 was entered at clone time; v1 hierarchies need cgroup.procs.
+	 * The default device list is the same for every sandbox: written
+	 * now, off the start path. */
+	if ((r = cgroups_join(cg, *s_pid, err)) < 0 || (r = cgroups_apply(cg, NULL, err)) < 0)
 		goto pipes;
 	if (write(go[1], "g", 1) != 1) {
 		r = qerr_sys(err, errno, "warm supervisor: go");
