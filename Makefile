@@ -70,7 +70,7 @@ BENCH_BINS := $(BUILD)/bench/loadgen
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit-test system-test fuzz fuzz-smoke demo fmt fmt-check clean install docs
-all: $(PROGRAMS) $(UNIT_BINS)
+all: $(PROGRAMS) $(UNIT_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,8 +72,11 @@ static int pool_start(int argc, char **argv)
 		die("cannot start %s: %s", prog, strerror(rc));
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	/* exit 1: quiver-poold has said why on our stderr */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+		exit(1);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		die("quiver-poold did not start (see %s/poold.log)", g.root);
+		die("quiver-poold did not start (status %d; see %s/poold.log)", status, g.root);
 	printf("poold: running (%s/poold.sock)\n", g.root);
 	return 0;
 }

@@ -87,6 +87,9 @@ static int take_items(struct taken *t, const bool want[POOL_NKINDS], struct qerr
 		t->miss[POOL_LAYER] = true;
 	if (lyi)
 		snprintf(t->claim.layer, sizeof(t->claim.layer), "%s", t->claim.id);
+	/* A take that found nothing holds nothing: no claim to release. */
+	if (!t->warm && !cgi && !nsi && !lyi)
+		return 0;
 	if ((r = claim_save(&t->claim, err)) < 0)
 		goto undo;
 	if (t->warm) {

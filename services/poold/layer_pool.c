@@ -858,8 +858,17 @@ int layer_pool_close_store(struct layer_pool *p, struct qerr *err)
 	p->template_fd = p->root_fd = -1;
 	for (int i = 0; i < UMOUNT_TRIES; i++) {
 		r = mount_root_stat(p->root, &stx);
-		if (r <= 0)
-			return r < 0 ? qerr_sys(err, -r, "%s", p->root) : 0;
+		if (r < 0)
+			return qerr_sys(err, -r, "%s", p->root);
+		/* Every mount namespace made while the store was mounted (warm
+		 * supervisors) holds a copy of it, which our umount does not
+		 * reach: removing the mount point detaches those copies too,
+		 * and with the last of them the loop device goes. */
+		if (r == 0) {
+			if (rmdir(p->root) < 0 && errno != ENOENT)
+				qlog_warn("layer pool: rmdir %s: %s", p->root, strerror(errno));
+			return 0;
+		}
 		if (umount2(p->root, UMOUNT_NOFOLLOW) == 0)
 			continue;
 		if (errno != EBUSY)

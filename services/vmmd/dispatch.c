@@ -253,6 +253,11 @@ static struct sandbox *reserve(const char *id, const char *bundle, bool warm, st
 		qerr_set(err, EEXIST, "container \"%s\" already exists", id);
 		return NULL;
 	}
+	if (strcmp(id, POOLD_STATE_DIR) == 0) {
+		qerr_set(err, EINVAL, "container id \"%s\" is reserved (poold's state directory)",
+			 id);
+		return NULL;
+	}
 	if (mkdirat(vmmd.rootfd, id, 0700) < 0) {
 		if (errno == EEXIST)
 			qerr_set(err, EEXIST, "container \"%s\" already exists", id);

@@ -26,7 +26,9 @@
 #define SANDBOX_CGROUPS_MAX 16
 #define SANDBOX_ANNOT_MAX   1024
 #define STATE_FILE_MAX	    (1u << 20)
-#define EXIT_FILE_MAX	    4096u
+/* ROOT/poold is poold's (docs/pools.md): not a sandbox, and not an id. */
+#define POOLD_STATE_DIR "poold"
+#define EXIT_FILE_MAX	4096u
 /* A reservation whose qctl went away is dropped after this long. */
 #define CREATING_GRACE_NS    (30LL * 1000000000LL)
 #define GUEST_REPLY_TIMEOUT  30000 /* ms: start may wait for a slow exec */
