@@ -164,8 +164,6 @@ static int op_shutdown(const struct qmsg_in *req, struct qmsg_out *reply, struct
 	return 0;
 }
 
-#define LAYER_ANNOTATION "io.quiver.rootfs.overlay"
-
 void pack_assignment(msgpack_packer *pk, const struct sandbox *sb, const struct pool_lease *l,
 		     int64_t rootfs_dev, int64_t rootfs_ino, bool start)
 {
@@ -210,34 +208,25 @@ void pack_assignment(msgpack_packer *pk, const struct sandbox *sb, const struct 
  * sandbox's from now on (nobody sends them in `created`). */
 static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int64_t *ino)
 {
-	struct guest_config *cfg = NULL;
 	struct qerr err = {0};
-	struct stat st;
-	bool layer = false;
-	if (guest_config_load(sb->bundle, &cfg, &err) < 0)
+	const struct bundle_info *bi = bundle_info_get(sb->bundle, &err);
+	if (!bi)
 		return false; /* the cold path reports it */
-	if (warm_check(cfg, &err) < 0 || stat(cfg->root_path, &st) < 0) {
-		qlog_debug("%s: cold start: %s", sb->id, err.msg);
-		guest_config_free(cfg);
+	json_object_update(sb->annotations, bi->annotations);
+	if (!bi->eligible) {
+		qlog_debug("%s: cold start: %s", sb->id, bi->reason);
 		return false;
 	}
-	for (size_t i = 0; i < cfg->n_annotations; i++) {
-		json_object_set_new(sb->annotations, cfg->annotations[i].key,
-				    json_string(cfg->annotations[i].value));
-		layer |= strcmp(cfg->annotations[i].key, LAYER_ANNOTATION) == 0 &&
-			 strcmp(cfg->annotations[i].value, "true") == 0;
-	}
-	guest_config_free(cfg);
-	*dev = (int64_t)st.st_dev;
-	*ino = (int64_t)st.st_ino;
-	if (pool_take(sb->id, layer, l, &err) < 0) {
+	*dev = bi->rootfs_dev;
+	*ino = bi->rootfs_ino;
+	if (pool_take(sb->id, bi->layer, l, &err) < 0) {
 		qlog_debug("%s: cold start: %s", sb->id, err.msg);
 		return false;
 	}
 	sb->pooled = l->any;
 	if (!l->warm)
 		return false;
-	if (layer && !l->upper[0])
+	if (bi->layer && !l->upper[0])
 		qlog_info("%s: no writable layer ready: the rootfs is used as is", sb->id);
 	return true;
 }

@@ -18,9 +18,15 @@ static bool have_sock;
 static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
 	char url[PATH_MAX + 32];
+	/* poold removes its socket when it stops: no socket, no call (and no
+	 * wait for a reply that cannot come) */
+	if (faccessat(vmmd.rootfd, "poold.sock", F_OK, 0) < 0) {
+		if (have_sock)
+			nng_close(sock);
+		have_sock = false;
+		return qerr_set(err, ENOENT, "poold is not running");
+	}
 	if (!have_sock) {
-		if (faccessat(vmmd.rootfd, "poold.sock", F_OK, 0) < 0)
-			return qerr_set(err, ENOENT, "poold is not running");
 		snprintf(url, sizeof(url), "ipc://%s/poold.sock", vmmd.root);
 		int r = qnng_req_dial(&sock, url, POOL_CALL_TIMEOUT_MS, err);
 		if (r < 0)

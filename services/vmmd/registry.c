@@ -159,10 +159,13 @@ int sandbox_save(struct sandbox *sb, struct qerr *err)
 	if (!text)
 		return qerr_set(err, ENOMEM, "state.json: out of memory");
 	snprintf(name, sizeof(name), "%s/state.json", sb->id);
-	/* A reservation is not fsynced: after a machine crash there is
-	 * nothing to recover from it (its supervisor is gone too), and the
-	 * fsync was a fifth of a warm start.  Every later state is. */
-	if (sb->status == SB_CREATING)
+	/* Every write is atomic (tmp + rename), so a crash of vmmd leaves the
+	 * old record or the new one.  Only the final one, with the exit
+	 * status, is also fsynced: after a machine crash the sandbox is gone
+	 * whatever the record said (recovery finds its supervisor dead), but
+	 * how it ended before the crash is worth keeping.  The fsyncs were a
+	 * fifth of a warm start. */
+	if (sb->status != SB_STOPPED)
 		return statefile_write_atomic(vmmd.rootfd, name, text, strlen(text), 0600, err);
 	return statefile_write(vmmd.rootfd, name, text, strlen(text), err);
 }

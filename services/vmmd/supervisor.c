@@ -135,10 +135,12 @@ void supervisor_exited(struct sandbox *sb, bool persist)
 	sb->status = SB_STOPPED;
 	pthread_mutex_unlock(&vmmd.lock);
 	sb->exited_ns = now_ns();
+	/* the event first: a subscriber waiting for the exit need not wait
+	 * for the fsync as well */
+	events_publish("exited", sb);
 	if (persist && sandbox_save(sb, &err) < 0)
 		qlog_error("%s: %s", sb->id, err.msg);
 	qlog_info("%s: supervisor %d exited with %d", sb->id, (int)sb->pid, sb->exit_code);
-	events_publish("exited", sb);
 }
 
 static void pidfd_readable(uv_poll_t *h, int status, int events)

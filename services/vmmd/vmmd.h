@@ -167,6 +167,18 @@ void pool_release_flush(void);
 /* Count of starts by path, for /metrics. */
 void vmmd_metrics_start_path(const char *path);
 
+/* bundle_cache.c: what a warm start needs of a bundle's config.json */
+struct bundle_info {
+	bool eligible;	     /* warm_check passed and the rootfs exists */
+	char reason[256];    /* why not */
+	bool layer;	     /* io.quiver.rootfs.overlay: "true" */
+	json_t *annotations; /* object, owned by the cache */
+	int64_t rootfs_dev, rootfs_ino;
+};
+/* Parsed once per version of config.json; NULL with err on a config that
+ * does not load (the cold path reports it properly). */
+const struct bundle_info *bundle_info_get(const char *bundle, struct qerr *err);
+
 /* create.c: the API's create (no CLI): asynchronous, answered at once */
 int create_async(struct sandbox *sb, const struct pool_lease *l, int64_t rootfs_dev,
 		 int64_t rootfs_ino, bool start, struct qerr *err);
