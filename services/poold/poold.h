@@ -125,6 +125,7 @@ int pool_make_one(enum pool_kind k, struct qerr *err);
 /* warm_pool.c */
 int warm_spawn(struct qerr *err);
 void warm_destroy(struct pool_item *it);
+void warm_remove_premade(const char *sock);
 /* Tell a ready warm S it is taken (and stop watching it). */
 int warm_mark_taken(struct pool_item *it, struct qerr *err);
 void warm_reap_children(void);

@@ -60,6 +60,22 @@ static void unlist(struct pool *p, struct pool_item *it)
 	}
 }
 
+/* The state files a warm supervisor made ahead in <sock>.d (guest/warm.c);
+ * an assigned one has moved them out already. */
+void warm_remove_premade(const char *sock)
+{
+	static const char *const names[] = {"counters", "guest.log", "guest.sock"};
+	char dir[PATH_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s.d", sock);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		unlinkat(fd, names[i], 0);
+	close(fd);
+	rmdir(dir);
+}
+
 void warm_destroy(struct pool_item *it)
 {
 	struct qerr err = {0};
@@ -70,8 +86,10 @@ void warm_destroy(struct pool_item *it)
 		while (waitpid(it->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 	}
-	if (it->path[0])
+	if (it->path[0]) {
 		unlink(it->path);
+		warm_remove_premade(it->path);
+	}
 	if (it->cgroup[0]) {
 		struct cgroups *cg = NULL;
 		if (cgroup_pool_dirs(poold.cg, it->cgroup, &cg, &err) < 0 ||
