@@ -152,7 +152,7 @@ static bool warm_create(const struct create_opts *o, const struct qmsg_in *res, 
 	struct qmsg_in reply;
 	qmsg_out_init(&m);
 	qmsg_begin(&m, "created", 6);
-	qmsg_put_bool(&m, "start", start);
+	qmsg_put_bool(&m, start ? "started" : "start", start);
 	qmsg_put_str(&m, "id", o->id);
 	qmsg_put_int(&m, "pid", pid);
 	qmsg_put_uint(&m, "pid_start", (uint64_t)start_time);
@@ -194,11 +194,14 @@ static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 	bool warm = launcher && !o->console_socket && !o->preserve_fds && !g.systemd_cgroup &&
 		    !getenv("QUIVER_NO_WARM");
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "reserve", warm ? 3 : 2);
+	qmsg_begin(&m, "reserve", warm ? 4 : 2);
 	qmsg_put_str(&m, "id", o->id);
 	qmsg_put_str(&m, "bundle", bundle);
-	if (warm)
+	if (warm) {
+		/* the supervisor starts the workload as soon as it is ready */
 		qmsg_put_bool(&m, "warm", true);
+		qmsg_put_bool(&m, "start", start);
+	}
 	if (vmmd_call(&m, &reply, &err) < 0)
 		die_err(&err);
 	trace_point("reserved");

@@ -297,12 +297,13 @@ static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
 	struct pool_lease l;
 	int64_t dev = 0, ino = 0;
-	bool warm;
+	bool warm, start;
 	int r;
 
 	if ((r = req_id(req, id, err)) < 0 ||
 	    (r = req_bundle(req, bundle, sizeof(bundle), err)) < 0 ||
-	    (r = opt_bool(req, "warm", &warm, err)) < 0)
+	    (r = opt_bool(req, "warm", &warm, err)) < 0 ||
+	    (r = opt_bool(req, "start", &start, err)) < 0)
 		return r;
 	struct sandbox *sb = reserve(id, bundle, warm, &l, &dev, &ino, err);
 	if (!sb)
@@ -319,7 +320,7 @@ static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	qmsg_put_str(reply, "warm_sock", l.sock);
 	qmsg_put_uint(reply, "pid_start", l.pid_start);
 	qmsg_put_key(reply, "assign");
-	pack_assignment(&reply->pk, sb, &l, dev, ino, false);
+	pack_assignment(&reply->pk, sb, &l, dev, ino, start);
 	pool_lease_free(&l);
 	return 0;
 }
