@@ -406,6 +406,7 @@ struct created_fields {
 	size_t ncgroups;
 	json_t *annotations;
 	bool start;
+	bool started; /* a warm supervisor assigned with start: already running */
 };
 
 static void created_fields_free(struct created_fields *f)
@@ -479,6 +480,8 @@ static int read_created(const struct qmsg_in *req, struct created_fields *f, str
 	if (r < 0 && r != -ENOENT)
 		return r;
 	if ((r = read_cgroups(req, f, err)) < 0 || (r = read_annotations(req, f, err)) < 0)
+		return r;
+	if ((r = opt_bool(req, "started", &f->started, err)) < 0)
 		return r;
 	return opt_bool(req, "start", &f->start, err);
 }
@@ -562,7 +565,11 @@ static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	}
 	sb->pid = (pid_t)f.pid;
 	sb->pid_start = (uint64_t)f.pid_start;
-	if ((r = supervisor_watch(sb, err)) < 0) {
+	/* A workload that started by itself may be done already: its
+	 * supervisor is gone, and its exit report tells how it ended. */
+	r = supervisor_watch(sb, err);
+	bool gone = r == -ESRCH && f.started;
+	if (r < 0 && !gone) {
 		sb->pid = 0;
 		sb->pid_start = 0;
 		created_fields_free(&f);
@@ -580,6 +587,14 @@ static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	created_fields_free(&f);
 	sb->created_ns = now_ns();
 	set_status(sb, SB_CREATED);
+	if (f.started) {
+		events_publish("created", sb);
+		sandbox_mark_running(sb);
+		if (gone)
+			supervisor_exited(sb, true);
+		reply_state(reply, sb);
+		return 0;
+	}
 	if (f.start) {
 		/* qctl run: created and started in one round trip, one write. */
 		events_publish("created", sb);
