@@ -174,7 +174,9 @@ system-test: $(PROGRAMS)
 	QUIVER_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
 
 # The full suite: plain build, the sanitized unit tests, fuzz smoke, format
-# check, then the system tests against the real binaries, plain and
+# check, then the system tests against the real binaries: plain, again with
+# a poold on the session's root (every `run` that fits starts from a warm
+# supervisor: the attacks and lifecycle tests cover that path too), and
 # sanitized.  The sanitized system run keeps ASan and UBSan but not LSan:
 # LSan stops the world with ptrace at exit, which the syscall policy denies
 # inside a sandbox (and a leak report would replace the workload's exit
@@ -186,6 +188,7 @@ test: deps
 	$(MAKE) SAN=1 unit-test
 	$(MAKE) fuzz-smoke
 	$(MAKE) system-test
+	QUIVER_TEST_POOLD=1 $(MAKE) system-test
 	ASAN_OPTIONS=detect_leaks=0 $(MAKE) SAN=1 system-test
 
 demo: deps all

@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,6 +170,10 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 	struct w_msg m = {.type = W_ERROR, .code = err.code};
 	snprintf(m.msg, sizeof(m.msg), "%s", err.msg);
 	(void)!write(exec_wr, &m, sizeof(m));
+	/* Started by itself, nobody asks S why: the caller (run) learns it
+	 * here, where runc would have said it. */
+	if (a->autostart)
+		dprintf(2, "%s\n", err.msg);
 	_exit(127);
 }
 
@@ -791,6 +796,10 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	struct sup_args *a = sp->a;
 	struct sup s = *sp;
 	struct qerr err = {0};
+	/* What the rootfs code makes (a missing cwd, mount points) gets the
+	 * modes runc gives it, whatever the umask of whoever started us (poold
+	 * runs with 077). */
+	umask(022);
 	if (setup_ns_and_rootfs(a, &err) < 0)
 		fail_prepare(&s, &err);
 

@@ -379,17 +379,29 @@ static int kill_op(const char *id, int sig, bool all, struct qerr *err)
 	return r;
 }
 
-/* S's exit report (ROOT/ID/exit), for a supervisor we cannot wait for. */
-static int exit_code_from_report(const char *id)
+/* How a supervisor we cannot wait for ended: its exit report
+ * (ROOT/ID/exit), or, when it was killed before it could write one, what
+ * vmmd recorded (the signal it sent). */
+static int exit_code_of(const char *id)
 {
 	char path[PATH_MAX + SANDBOX_ID_MAX + 8];
+	struct qmsg_in reply;
+	struct qerr err;
 	json_error_t je;
+	int64_t code = 255;
 	snprintf(path, sizeof(path), "%s/%s/exit", g.root, id);
 	json_t *o = json_load_file(path, 0, &je);
 	json_t *c = o ? json_object_get(o, "exit_code") : NULL;
-	int code = json_is_integer(c) ? (int)json_integer_value(c) : 255;
+	if (json_is_integer(c))
+		code = json_integer_value(c);
 	json_decref(o);
-	return code;
+	if (json_is_integer(c) || vmmd_call_id("inspect", id, &reply, &err) < 0)
+		return (int)code;
+	const msgpack_object *ex = qmsg_find(reply.root, "exit");
+	if (ex && ex->type == MSGPACK_OBJECT_MAP)
+		qmsg_get_int(ex, "exit_code", 0, 255, &code, NULL);
+	qmsg_in_free(&reply);
+	return (int)code;
 }
 
 int cmd_run(int argc, char **argv)
@@ -443,7 +455,7 @@ int cmd_run(int argc, char **argv)
 			break;
 	}
 	if (launcher < 0) {
-		code = exit_code_from_report(o.id);
+		code = exit_code_of(o.id);
 	} else {
 		while (waitpid(spid, &status, 0) < 0) {
 			if (errno != EINTR) {

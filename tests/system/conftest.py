@@ -475,7 +475,21 @@ def _is_daemon(pid):
     if st[0] in DAEMON_COMMS:
         return True
     cmd = proc_cmdline(pid).split(" ")[0]
-    return os.path.basename(cmd) in DAEMON_COMMS
+    if os.path.basename(cmd) in DAEMON_COMMS:
+        return True
+    return _in_pool(pid)
+
+
+def _in_pool(pid):
+    """A warm supervisor still in poold's pool (its cgroup has a pool name;
+    once assigned to a sandbox it is the sandbox's, and counts)."""
+    if " warm " not in proc_cmdline(pid) + " ":
+        return False
+    for line in proc_cgroup(pid).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and "pids" in parts[1].split(","):
+            return os.path.basename(parts[2]).startswith("@pool-")
+    return False
 
 
 def _descends_from(pid, ancestor, stop_at_daemons=True):
@@ -500,6 +514,9 @@ class Session:
         # Other users of this machine run containers (and Quiver's own unit
         # tests) at the same time: count only what names this session.
         self.markers = [SESSION_TAG, tmp]
+        # With a session poold (QUIVER_TEST_POOLD=1), what its pools hold
+        # comes and goes with refills: it is checked when poold stops.
+        self.pool_state = os.path.join(root, "poold") + "/"
 
     def ours_text(self, s):
         low = s.lower()
@@ -546,6 +563,9 @@ class Session:
         ours_pids = set(after["procs"])
         for kind in ("mounts", "cgroups", "loop", "shm"):
             for item in sorted(after[kind] - before[kind]):
+                if SESSION_POOLD and not include_daemons and (
+                        self.pool_state in item or "/@pool-" in item):
+                    continue
                 if strict or self.ours_text(item):
                     leaks.append("%s: %s" % (kind, item))
         for item in sorted(after["netns"] - before["netns"]):
@@ -594,6 +614,37 @@ def _compile_attack(outdir):
     return out
 
 
+# QUIVER_TEST_POOLD=1: the session's root gets a poold with a small warm
+# pool, so that `qctl run` starts sandboxes from warm supervisors (the
+# attacks and lifecycle tests then cover the warm path too).
+SESSION_POOLD = IS_QUIVER and os.environ.get("QUIVER_TEST_POOLD") == "1"
+
+
+def _start_session_poold(s):
+    conf = os.path.join(s.tmp, "poold.json")
+    with open(conf, "w") as f:
+        json.dump({"refill_per_second": 100,
+                   "pools": {"warm": {"low": 3, "high": 6}, "cgroup": {"low": 3, "high": 6},
+                             "netns": {"low": 2, "high": 6}, "layer": {"low": 0, "high": 0}}}, f)
+    r = subprocess.run([RUNTIME_PATH, "--root", s.root, "pool", "start", "--config", conf],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.exit("qctl pool start: %s" % r.stderr.strip(), 2)
+
+
+def _session_poold_used(root):
+    """A warm pass that never took a warm supervisor covered nothing."""
+    r = subprocess.run([RUNTIME_PATH, "--root", root, "pool", "status", "--json"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        return ["`qctl pool status` exited %d: %s" % (r.returncode, r.stderr.strip())]
+    warm = [p for p in json.loads(r.stdout)["pools"] if p["kind"] == "warm"][0]
+    print("\nsession poold: %d warm hits, %d misses" % (warm["hits"], warm["misses"]))
+    return [] if warm["hits"] > 0 else ["QUIVER_TEST_POOLD=1, but no sandbox started warm"]
+
+
 @pytest.fixture(scope="session")
 def session():
     if RUNTIME_PATH is None:
@@ -611,10 +662,19 @@ def session():
     s.template = os.path.join(tmp, "rootfs-template")
     build_rootfs_template(s.template, s.attack)
     baseline = s.snapshot(include_daemons=True)
+    if SESSION_POOLD:
+        _start_session_poold(s)
     try:
         yield s
     finally:
         problems = []
+        if SESSION_POOLD:
+            problems += _session_poold_used(root)
+            r = subprocess.run([RUNTIME_PATH, "--root", root, "pool", "stop"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                problems.append("`qctl pool stop` exited %d: %s" % (r.returncode, r.stderr.strip()))
         if IS_QUIVER:
             r = subprocess.run([RUNTIME_PATH, "--root", root, "daemons", "stop"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
