@@ -9,7 +9,10 @@ qctl/runc.  crun refuses this hybrid cgroup host, so it runs in a private
 mount namespace with /sys/fs/cgroup/unified unmounted (nothing changes on
 the host).  Each runtime gets its own --root and unique ids.
 
-    sudo /usr/bin/python3 bench/startup.py [--rounds 20] [--qctl PATH] [--only runc,crun] [--plot out.png]
+    sudo /usr/bin/python3 bench/startup.py [--rounds 20] [--qctl PATH] [--only qwarm,crun] [--plot out.png]
+
+qctl is the cold path (QUIVER_NO_WARM=1); qwarm has a poold on its root and
+starts from a warm supervisor (the pool is refilled between rounds, untimed).
 """
 
 import argparse
@@ -77,11 +80,26 @@ CRUN_WRAPPER = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 'umount /sys/fs/cgroup/unified; exec "$0" "$@"', "crun"]
 
 
+def wait_pool_full(qctl, root, seconds=10.0):
+    """Until poold's warm pool is back at its high watermark (not timed)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r = subprocess.run([qctl, "--root", root, "pool", "status", "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+        if r.returncode == 0:
+            warm = [p for p in json.loads(r.stdout)["pools"] if p["kind"] == "warm"][0]
+            if warm["ready"] >= warm["high"]:
+                return
+        time.sleep(0.05)
+    print("warning: the warm pool did not refill within %.0f s" % seconds, file=sys.stderr)
+
+
 class Runner:
-    def __init__(self, name, argv_prefix, root):
+    def __init__(self, name, argv_prefix, root, env=None):
         self.name = name
         self.prefix = argv_prefix
         self.root = root
+        self.env = env
         self.n = 0
         self.times = []
 
@@ -90,7 +108,8 @@ class Runner:
         cid = "bench-%s-%d-%d" % (self.name, os.getpid(), self.n)
         argv = self.prefix + ["--root", self.root, "run", "--bundle", bundle, cid]
         t0 = time.perf_counter()
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           env=self.env)
         dt = time.perf_counter() - t0
         if r.returncode != 0:
             raise SystemExit("%s failed (%d): %s" % (" ".join(argv), r.returncode, r.stderr.decode()[-500:]))
@@ -108,7 +127,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--qctl", default=None, help="qctl binary (default: newest build*/bin/qctl)")
-    ap.add_argument("--only", default=None, help="comma-separated subset of qctl,runc,crun")
+    ap.add_argument("--only", default=None, help="comma-separated subset of qctl,qwarm,runc,crun")
     ap.add_argument("--plot", default=None, help="write a PNG with gnuplot, if installed")
     ap.add_argument("--idle", type=float, default=85.0)
     args = ap.parse_args()
@@ -117,13 +136,27 @@ def main():
     bundle = os.path.join(tmp, "bundle")
     make_bundle(bundle)
     runners = []
-    want = set(args.only.split(",")) if args.only else {"qctl", "runc", "crun"}
+    want = set(args.only.split(",")) if args.only else {"qctl", "qwarm", "runc", "crun"}
     qctl = args.qctl or newest_qctl()
+    if not qctl:
+        want -= {"qctl", "qwarm"}
+        print("no qctl found; measuring the peers only", file=sys.stderr)
+    # qctl: the cold path; qwarm: the same with a poold keeping warm
+    # supervisors on its root (a pool as deep as a round needs, refilled
+    # between rounds).
     if "qctl" in want:
-        if qctl:
-            runners.append(Runner("qctl", [qctl], os.path.join(tmp, "root-qctl")))
-        else:
-            print("no qctl found; measuring the peers only", file=sys.stderr)
+        runners.append(Runner("qctl", [qctl], os.path.join(tmp, "root-qctl"),
+                              env=dict(os.environ, QUIVER_NO_WARM="1")))
+    if "qwarm" in want:
+        wroot = os.path.join(tmp, "root-qwarm")
+        conf = os.path.join(tmp, "poold.json")
+        with open(conf, "w") as f:
+            json.dump({"refill_per_second": 100,
+                       "pools": {"warm": {"low": 4, "high": 4}, "cgroup": {"low": 4, "high": 4},
+                                 "netns": {"low": 4, "high": 4}, "layer": {"low": 0, "high": 0}}}, f)
+        subprocess.run([qctl, "--root", wroot, "pool", "start", "--config", conf], check=True,
+                       stdout=subprocess.DEVNULL)
+        runners.append(Runner("qwarm", [qctl], wroot))
     if "runc" in want:
         runners.append(Runner("runc", ["runc"], os.path.join(tmp, "root-runc")))
     if "crun" in want:
@@ -140,6 +173,8 @@ def main():
         t0 = cpu_times()
         for _ in range(args.rounds):
             for r in runners:
+                if r.name == "qwarm":
+                    wait_pool_full(qctl, r.root)
                 r.times.append(r.once(bundle))
             if wrapper:
                 w0 = time.perf_counter()
@@ -149,9 +184,11 @@ def main():
     finally:
         for r in runners:
             r.cleanup()
-        if any(r.name == "qctl" for r in runners):
-            subprocess.run([qctl, "--root", os.path.join(tmp, "root-qctl"), "daemons", "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for r in runners:
+            if r.name in ("qctl", "qwarm"):
+                for what in (["pool", "stop"], ["daemons", "stop"]):
+                    subprocess.run([qctl, "--root", r.root] + what,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print("# %s, %d interleaved rounds, idle before %.1f%%, during %.1f%%"
@@ -161,10 +198,11 @@ def main():
     for r in runners:
         ms = [t * 1000 for t in r.times]
         print("%-6s %9.1f %9.1f %9.1f" % (r.name, min(ms), statistics.median(ms), max(ms)))
-    for peer in ("crun", "runc"):
-        if "qctl" in by and peer in by:
-            ratios = [a / b for a, b in zip(by["qctl"].times, by[peer].times)]
-            print("median per-round ratio qctl/%s: %.2f" % (peer, statistics.median(ratios)))
+    for q in ("qctl", "qwarm"):
+        for peer in ("crun", "runc"):
+            if q in by and peer in by:
+                ratios = [a / b for a, b in zip(by[q].times, by[peer].times)]
+                print("median per-round ratio %s/%s: %.2f" % (q, peer, statistics.median(ratios)))
     if "runc" in by and "crun" in by:
         ratios = [a / b for a, b in zip(by["runc"].times, by["crun"].times)]
         print("median per-round ratio runc/crun: %.2f" % statistics.median(ratios))
@@ -173,9 +211,10 @@ def main():
         print("crun's wrapper alone (unshare + umount + sh, no crun): median %.1f ms"
               % (statistics.median(wrapper_times) * 1000))
         print("crun minus its wrapper, per round: median %.1f ms" % (statistics.median(net) * 1000))
-        if "qctl" in by:
-            ratios = [a / b for a, b in zip(by["qctl"].times, net)]
-            print("median per-round ratio qctl/(crun minus wrapper): %.2f" % statistics.median(ratios))
+        for q in ("qctl", "qwarm"):
+            if q in by:
+                ratios = [a / b for a, b in zip(by[q].times, net)]
+                print("median per-round ratio %s/(crun minus wrapper): %.2f" % (q, statistics.median(ratios)))
     # The benchmark itself keeps about one core busy: expect at most
     # 100 - 100/ncpu % idle; much less means someone else was running.
     expect = 100.0 - 100.0 / (os.cpu_count() or 1)
