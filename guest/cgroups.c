@@ -53,9 +53,7 @@ const char *cgroups_layout_name(enum cgroups_layout layout)
 
 /* ---- small file helpers ---- */
 
-/* Read up to size-1 bytes, NUL-terminate, strip trailing newlines.
- * Returns the length or -errno. */
-static int read_small(const char *path, char *buf, size_t size)
+int cgroups_read_file(const char *path, char *buf, size_t size)
 {
 	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t len = 0;
@@ -78,8 +76,7 @@ static int read_small(const char *path, char *buf, size_t size)
 	return (int)len;
 }
 
-/* cgroupfs wants one write() per value.  create: tests on a fake root. */
-static int write_value(const char *path, const char *value, bool create)
+int cgroups_write_file(const char *path, const char *value, bool create)
 {
 	int flags = O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
 	cleanup_close int fd = open(path, flags, 0644);
@@ -321,7 +318,7 @@ int cgroups_host_parse(const char *mountinfo_path, const char *self_cgroup_path,
 				 * (hybrid: only those no v1 hierarchy took). */
 				snprintf(ctrlpath, sizeof(ctrlpath), "%s/cgroup.controllers",
 					 m->mountpoint);
-				(void)read_small(ctrlpath, v2ctrls, sizeof(v2ctrls));
+				(void)cgroups_read_file(ctrlpath, v2ctrls, sizeof(v2ctrls));
 				r = add_hierarchy(host, true, m, v2ctrls, path, err);
 			} else if (ctrls[0] && !m->v2 && all_tokens_in(ctrls, m->superopts)) {
 				if (!v1_is_used(ctrls))
@@ -621,7 +618,7 @@ static int cpuset_fill(const struct cgroups *cg, const char *dir, struct qerr *e
 		int r;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
-		r = read_small(path, val, sizeof(val));
+		r = cgroups_read_file(path, val, sizeof(val));
 		if (r > 0)
 			continue;
 		if (r < 0 && !(r == -ENOENT && cg->fake_files))
@@ -629,9 +626,9 @@ static int cpuset_fill(const struct cgroups *cg, const char *dir, struct qerr *e
 		snprintf(parent, sizeof(parent), "%s", dir);
 		*strrchr(parent, '/') = '\0';
 		snprintf(parent + strlen(parent), sizeof(parent) - strlen(parent), "/%s", files[f]);
-		if ((r = read_small(parent, val, sizeof(val))) < 0)
+		if ((r = cgroups_read_file(parent, val, sizeof(val))) < 0)
 			return qerr_sys(err, -r, "cgroups: read %s", parent);
-		if ((r = write_value(path, val, cg->fake_files)) < 0)
+		if ((r = cgroups_write_file(path, val, cg->fake_files)) < 0)
 			return qerr_sys(err, -r, "cgroups: write \"%s\" to %s", val, path);
 	}
 	return 0;
@@ -984,12 +981,12 @@ static int v2_enable(const struct cgroups *cg, size_t i, const char *ctrl, struc
 		/* buf = dir up to p: the ancestor whose subtree_control we write. */
 		snprintf(buf, sizeof(buf), "%.*s", (int)(p - dir), dir);
 		snprintf(path, sizeof(path), "%s/cgroup.subtree_control", buf);
-		r = read_small(path, cur, sizeof(cur));
+		r = cgroups_read_file(path, cur, sizeof(cur));
 		if (r < 0 && !(r == -ENOENT && cg->fake_files))
 			return qerr_sys(err, -r, "cgroups: read %s", path);
 		if (r < 0 || !has_token(cur, ctrl, " ")) {
 			snprintf(val, sizeof(val), "+%s", ctrl);
-			if ((r = write_value(path, val, cg->fake_files)) < 0)
+			if ((r = cgroups_write_file(path, val, cg->fake_files)) < 0)
 				return qerr_sys(err, -r, "cgroups: write \"%s\" to %s", val, path);
 		}
 		if (p == last)
@@ -1053,7 +1050,7 @@ int cgroups_apply_limits(const struct cgroups *cg, const struct guest_resources 
 		if (skip_devices && strncmp(w[k].file, "devices.", 8) == 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", cg->dirs[w[k].hier], w[k].file);
-		r = write_value(path, w[k].value, cg->fake_files && !w[k].optional);
+		r = cgroups_write_file(path, w[k].value, cg->fake_files && !w[k].optional);
 		if (r == -ENOENT && w[k].optional)
 			continue;
 		if (r < 0)
@@ -1072,7 +1069,7 @@ int cgroups_join(const struct cgroups *cg, pid_t pid, struct qerr *err)
 		int r;
 
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dirs[i]);
-		if ((r = write_value(path, val, cg->fake_files)) < 0)
+		if ((r = cgroups_write_file(path, val, cg->fake_files)) < 0)
 			return qerr_sys(err, -r, "cgroups: move pid %d to %s", (int)pid, path);
 	}
 	return 0;
@@ -1165,11 +1162,11 @@ static int kill_stragglers(const char *dir, void *arg)
 	(void)arg;
 	/* v2 (5.14+): the kernel kills everything below, atomically. */
 	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
-	if (write_value(path, "1", false) == 0)
+	if (cgroups_write_file(path, "1", false) == 0)
 		return 0;
 	/* v1: a frozen task cannot die; thaw, then signal each. */
 	snprintf(path, sizeof(path), "%s/freezer.state", dir);
-	(void)write_value(path, "THAWED", false);
+	(void)cgroups_write_file(path, "THAWED", false);
 	return read_pids(dir, kill_one, NULL);
 }
 

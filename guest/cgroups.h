@@ -85,6 +85,12 @@ struct cgroups {
  * or name=systemd, and the cgroup2 hierarchy if mounted. */
 int cgroups_resolve(const struct cgroups_host *host, const char *cgroups_path, const char *id,
 		    bool systemd, struct cgroups **out, struct qerr *err);
+/* A cgroup file: read up to size-1 bytes, NUL-terminated, trailing
+ * newlines and blanks stripped (the length, or -errno); write one value in
+ * one write(), as cgroupfs wants (create: tests on a fake root). */
+int cgroups_read_file(const char *path, char *buf, size_t size);
+int cgroups_write_file(const char *path, const char *value, bool create);
+
 /* The same from directories made elsewhere (poold's pool), each matched
  * to the hierarchy it lies in. */
 int cgroups_from_dirs(const struct cgroups_host *host, char *const *dirs, size_t n,

@@ -33,48 +33,6 @@ struct cgroup_pool {
 
 /* ---- small helpers (the same rules as guest/cgroups.c) ---- */
 
-/* Read up to size-1 bytes, NUL-terminated, trailing newlines stripped.
- * Returns the length or -errno. */
-static int read_small(const char *path, char *buf, size_t size)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t len = 0;
-
-	if (fd < 0)
-		return -errno;
-	while (len < size - 1) {
-		ssize_t n = read(fd, buf + len, size - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = '\0';
-	return (int)len;
-}
-
-/* cgroupfs takes one value per write(). */
-static int write_value(const char *path, const char *value)
-{
-	cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
-	size_t len = strlen(value);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	do
-		n = write(fd, value, len);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == len ? 0 : -EIO;
-}
-
 static bool has_token(const char *list, const char *token, const char *seps)
 {
 	size_t tl = strlen(token);
@@ -171,11 +129,11 @@ static int cpuset_copy(const char *parent, const char *dir, bool only_empty, str
 		if ((r = path_in(path, sizeof(path), dir, files[f], err)) < 0 ||
 		    (r = path_in(from, sizeof(from), parent, files[f], err)) < 0)
 			return r;
-		if (only_empty && read_small(path, val, sizeof(val)) > 0)
+		if (only_empty && cgroups_read_file(path, val, sizeof(val)) > 0)
 			continue;
-		if ((r = read_small(from, val, sizeof(val))) < 0)
+		if ((r = cgroups_read_file(from, val, sizeof(val))) < 0)
 			return qerr_sys(err, -r, "cgroup pool: read %s", from);
-		if ((r = write_value(path, val)) < 0)
+		if ((r = cgroups_write_file(path, val, false)) < 0)
 			return qerr_sys(err, -r, "cgroup pool: write \"%s\" to %s", val, path);
 	}
 	return 0;
@@ -500,7 +458,7 @@ static int check_empty(const char *dir, struct qerr *err)
 
 	if ((r = path_in(path, sizeof(path), dir, "cgroup.procs", err)) < 0)
 		return r;
-	if ((r = read_small(path, buf, sizeof(buf))) < 0)
+	if ((r = cgroups_read_file(path, buf, sizeof(buf))) < 0)
 		return qerr_sys(err, -r, "cgroup pool: read %s", path);
 	if (r > 0)
 		return qerr_set(err, EBUSY, "cgroup pool: %s still has processes", dir);
@@ -575,7 +533,7 @@ static int write_optional(const char *dir, const char *file, const char *value, 
 
 	if ((r = path_in(path, sizeof(path), dir, file, err)) < 0)
 		return r;
-	r = write_value(path, value);
+	r = cgroups_write_file(path, value, false);
 	if (r < 0 && r != -ENOENT)
 		return qerr_sys(err, -r, "cgroup pool: write \"%s\" to %s", value, path);
 	return 0;
@@ -594,7 +552,7 @@ static int reset_device_lines(const char *dir, const struct reset *rs, struct qe
 
 	if ((r = path_in(path, sizeof(path), dir, rs->file, err)) < 0)
 		return r;
-	if ((r = read_small(path, buf, sizeof(buf))) == -ENOENT)
+	if ((r = cgroups_read_file(path, buf, sizeof(buf))) == -ENOENT)
 		return 0;
 	if (r < 0)
 		return qerr_sys(err, -r, "cgroup pool: read %s", path);
@@ -644,7 +602,7 @@ static int reset_devices(const char *parent, const char *dir, struct qerr *err)
 
 	if ((r = path_in(path, sizeof(path), parent, "devices.list", err)) < 0)
 		return r;
-	if ((r = read_small(path, list, sizeof(list))) < 0)
+	if ((r = cgroups_read_file(path, list, sizeof(list))) < 0)
 		return qerr_sys(err, -r, "cgroup pool: read %s", path);
 	if (strcmp(list, "a *:* rwm") == 0)
 		return write_optional(dir, "devices.allow", "a", err);
@@ -666,7 +624,7 @@ static int reset_subtree_control(const char *dir, struct qerr *err)
 
 	if ((r = path_in(path, sizeof(path), dir, "cgroup.subtree_control", err)) < 0)
 		return r;
-	if ((r = read_small(path, buf, sizeof(buf))) < 0)
+	if ((r = cgroups_read_file(path, buf, sizeof(buf))) < 0)
 		return qerr_sys(err, -r, "cgroup pool: read %s", path);
 	for (char *c = strtok_r(buf, " ", &save); c; c = strtok_r(NULL, " ", &save)) {
 		snprintf(val, sizeof(val), "-%.64s", c);
