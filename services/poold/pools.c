@@ -12,7 +12,8 @@
 #include "services/poold/netns_pool.h"
 #include "services/poold/poold.h"
 
-#define RATE_WINDOW_NS (5LL * 1000000000LL)
+#define RATE_WINDOW_NS	(5LL * 1000000000LL)
+#define REFILL_SLICE_NS (2LL * 1000000LL)
 
 static const char *const kind_names[POOL_NKINDS] = {"cgroup", "netns", "layer", "warm"};
 
@@ -163,7 +164,9 @@ void pools_refill(void)
 			continue;
 		if (have < c->low || have == 0)
 			p->refilling = true;
-		while (p->refilling && have < c->high && poold.tokens >= 1) {
+		/* a slice at a time: takes wait behind whatever is being made */
+		while (p->refilling && have < c->high && poold.tokens >= 1 &&
+		       poold_now_ns() - now < REFILL_SLICE_NS) {
 			struct qerr err = {0};
 			poold.tokens -= 1;
 			if (pool_make_one(k, &err) < 0) {

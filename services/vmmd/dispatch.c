@@ -778,7 +778,7 @@ static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		pool_release_later(sb);
 	else if ((r = sandbox_remove_cgroups(sb, err)) < 0)
 		qlog_warn("%s: %s", sb->id, err->msg);
-	if ((r = sandbox_remove_dir(sb->id, err)) < 0)
+	if ((r = sandbox_remove_dir_later(sb->id, err)) < 0)
 		return r;
 	events_publish("deleted", sb);
 	qlog_info("%s: deleted", sb->id);

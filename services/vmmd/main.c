@@ -185,7 +185,7 @@ int main(int argc, char **argv)
 	daemon_ready(&readyfd, 'R');
 	uv_run(vmmd.loop, UV_RUN_DEFAULT);
 
-	pool_release_flush();
+	after_reply_flush();
 	pool_client_close();
 	control_close();
 	events_close();

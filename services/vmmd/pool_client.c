@@ -137,31 +137,23 @@ void pool_client_close(void)
  * vmmd removes the cgroups itself and poold reclaims the rest when it
  * starts again. */
 struct later {
-	struct later *next;
 	char id[SANDBOX_ID_MAX + 1];
 	char *cgroups[SANDBOX_CGROUPS_MAX];
 	size_t ncgroups;
 };
-static struct later *pending;
-static uv_idle_t idle;
-static bool idle_on;
 
-static void run_later(uv_idle_t *h)
+static void release_now(void *arg)
 {
-	uv_idle_stop(h);
-	while (pending) {
-		struct later *l = pending;
-		struct qerr err = {0};
-		pending = l->next;
-		if (pool_release(l->id, &err) < 0) {
-			qlog_warn("%s: poold release: %s; removing its cgroups", l->id, err.msg);
-			if (cgroups_remove(l->cgroups, l->ncgroups, &err) < 0)
-				qlog_warn("%s: %s", l->id, err.msg);
-		}
-		for (size_t i = 0; i < l->ncgroups; i++)
-			free(l->cgroups[i]);
-		free(l);
+	struct later *l = arg;
+	struct qerr err = {0};
+	if (pool_release(l->id, &err) < 0) {
+		qlog_warn("%s: poold release: %s; removing its cgroups", l->id, err.msg);
+		if (cgroups_remove(l->cgroups, l->ncgroups, &err) < 0)
+			qlog_warn("%s: %s", l->id, err.msg);
 	}
+	for (size_t i = 0; i < l->ncgroups; i++)
+		free(l->cgroups[i]);
+	free(l);
 }
 
 void pool_release_later(const struct sandbox *sb)
@@ -176,17 +168,5 @@ void pool_release_later(const struct sandbox *sb)
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		if ((l->cgroups[l->ncgroups] = strdup(sb->cgroups[i])))
 			l->ncgroups++;
-	l->next = pending;
-	pending = l;
-	if (!idle_on) {
-		uv_idle_init(vmmd.loop, &idle);
-		idle_on = true;
-	}
-	uv_idle_start(&idle, run_later);
-}
-
-void pool_release_flush(void)
-{
-	if (idle_on)
-		run_later(&idle);
+	after_reply(release_now, l);
 }

@@ -59,6 +59,7 @@ int recovery_scan(struct qerr *err)
 {
 	cleanup_dir DIR *d = NULL;
 	struct dirent *de;
+	sandbox_remove_gone();
 	int fd = dup(vmmd.rootfd);
 
 	if (fd < 0)

@@ -1,6 +1,7 @@
 /* The registry: every sandbox vmmd knows, and its record ROOT/ID/state.json
  * (written crash-safe through libcommon/statefile, read back bounded). */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -361,4 +362,50 @@ int sandbox_remove_dir(const char *id, struct qerr *err)
 		return qerr_sys(err, errno, "remove %s/%s", vmmd.root, id);
 	fsync(vmmd.rootfd);
 	return 0;
+}
+
+#define GONE_PREFIX ".gone-"
+
+static void remove_gone(void *arg)
+{
+	char *name = arg;
+	struct qerr err;
+	if (sandbox_remove_dir(name, &err) < 0)
+		qlog_warn("%s", err.msg);
+	free(name);
+}
+
+int sandbox_remove_dir_later(const char *id, struct qerr *err)
+{
+	static unsigned long seq;
+	char *name = NULL;
+	if (asprintf(&name, GONE_PREFIX "%s-%d-%lu", id, (int)getpid(), ++seq) < 0)
+		return sandbox_remove_dir(id, err);
+	if (renameat(vmmd.rootfd, id, vmmd.rootfd, name) < 0) {
+		free(name);
+		return errno == ENOENT ? 0 : sandbox_remove_dir(id, err);
+	}
+	after_reply(remove_gone, name);
+	return 0;
+}
+
+void sandbox_remove_gone(void)
+{
+	/* a descriptor of its own: a dup would share (and move) rootfd's
+	 * directory offset */
+	int fd = openat(vmmd.rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		struct qerr err;
+		if (strncmp(de->d_name, GONE_PREFIX, strlen(GONE_PREFIX)) == 0 &&
+		    sandbox_remove_dir(de->d_name, &err) < 0)
+			qlog_warn("%s", err.msg);
+	}
+	closedir(d);
 }

@@ -95,6 +95,11 @@ int sandbox_save(struct sandbox *sb, struct qerr *err);
 int sandbox_load(const char *id, struct sandbox **out, struct qerr *err);
 /* Remove ROOT/ID and everything in it. */
 int sandbox_remove_dir(const char *id, struct qerr *err);
+/* The same, the id free at once: ROOT/ID is renamed to ROOT/.gone-ID-N and
+ * removed after the reply (recovery removes what a crash left). */
+int sandbox_remove_dir_later(const char *id, struct qerr *err);
+/* Recovery: remove the ROOT/.gone-* a crash left. */
+void sandbox_remove_gone(void);
 size_t sandbox_count(void);
 
 /* supervisor.c: the supervisor process, seen through its pidfd */
@@ -161,9 +166,13 @@ void pool_lease_free(struct pool_lease *l);
 /* Give back / destroy what id holds; -errno if poold could not be asked. */
 int pool_release(const char *id, struct qerr *err);
 void pool_client_close(void);
-/* The same after the current reply is sent; flush runs what is queued. */
+/* The same after the current reply is sent. */
 void pool_release_later(const struct sandbox *sb);
-void pool_release_flush(void);
+
+/* deferred.c: run fn(arg) once the current reply is sent; flush runs
+ * what is queued (at exit). */
+void after_reply(void (*fn)(void *), void *arg);
+void after_reply_flush(void);
 /* Count of starts by path, for /metrics. */
 void vmmd_metrics_start_path(const char *path);
 

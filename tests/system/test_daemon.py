@@ -217,3 +217,22 @@ def test_vmmd_is_not_capped_by_a_low_soft_fd_limit(private_root, bundle):
     finally:
         for cid in ids:
             rt("delete", "--force", cid)
+
+
+def test_deleted_dirs_left_by_a_crash_are_removed_at_start(private_root, bundle):
+    """delete renames ROOT/ID to ROOT/.gone-ID-… and removes it after the
+    reply; one that a crash left is removed when vmmd starts again."""
+    root = private_root("gone")
+    rt = Runtime(RUNTIME_PATH, root, IS_QUIVER)
+    cid = rt.new_id("gone")
+    rt.ok("run", "--bundle", bundle.path, cid)
+    assert not os.path.exists(os.path.join(root, cid))
+    assert poll_until(lambda: not [n for n in os.listdir(root) if n.startswith(".gone-")])
+    rt.ok("daemons", "stop")
+    left = os.path.join(root, ".gone-%s-1-1" % cid)
+    os.makedirs(os.path.join(left, "sub"))
+    with open(os.path.join(left, "sub", "state.json"), "w") as f:
+        f.write("{}")
+    rt.ok("list")
+    assert not os.path.exists(left)
+    assert rt.ok("list", "-q").stdout.split() == []
