@@ -4,6 +4,8 @@
  *   loadgen latency --root R --bundle B [-n 50] [--timeout S] [--id-prefix P] [--json]
  *   loadgen burst   --root R --bundle B [-n 200] [--conns 4] [--timeout S] [--id-prefix P]
  *                   [--json]
+ *   loadgen hold    --root R --bundle B [-n 2000] [--conns 4] [--signal 10] [--expect 7]
+ *                   [--signal-conns 1] [--timeout S] [--id-prefix P] [--pause] [--json]
  *
  * latency: N times, one after the other, create {start: true} of a bundle
  *   that runs /bin/true and wait for its "exited" event; the time from
@@ -14,6 +16,15 @@
  *   one request in flight), and the time from the first send to the last
  *   "started" event.  Then every sandbox is deleted (force) and `list` must
  *   show none of them.
+ * hold: as burst (but a failed create does not stop the others), for a
+ *   bundle whose workload waits for a signal and then exits with a known
+ *   code.  Once all are started (and, with --pause, once
+ *   the caller has measured memory and written a line to our stdin), every
+ *   one is sent `kill {signal}`, by K senders that each wait for their
+ *   sandbox's "exited" before signalling the next (K = 1: one at a time, so
+ *   a latency is one idle sandbox's answer, not a queue behind the others).
+ *   Counts the sandboxes that exited with the expected code and the time
+ *   from sending kill to "exited"; then deletes all and times that.
  *
  * Events are read by a thread of their own and timestamped on arrival, so
  * our own reply handling is not in the times.  A "failed" event, an error
@@ -41,27 +52,32 @@
 #define REQ_TIMEOUT_MS 30000 /* delete --force alone may wait 10 s for the kill */
 #define CONNS_MAX      64
 #define N_MAX	       100000
+#define STALL_NS       5000000000LL /* hold: no event for this long, ask vmmd */
 
-enum ev { EV_CREATED, EV_STARTED, EV_EXITED, EV_DELETED, EV_N };
-static const char *const ev_names[EV_N] = {"created", "started", "exited", "deleted"};
+enum ev { EV_CREATED, EV_STARTED, EV_EXITED, EV_DELETED, EV_FAILED, EV_N };
+static const char *const ev_names[EV_N] = {"created", "started", "exited", "deleted", "failed"};
 
 struct sb {
 	int64_t sent, accepted; /* CLOCK_MONOTONIC ns, set by the sender */
+	int64_t killed;		/* hold: when kill was sent */
 	int64_t t[EV_N];	/* 0 until the event arrived */
 	int exit_code;
+	unsigned lost; /* 1 << e: vmmd says e happened, its event never came */
 	bool warm, ok, deleted;
 };
 
 struct stats {
-	double min, median, p90, max;
+	double min, median, p90, p99, max;
 	size_t count;
 };
 
 static struct {
 	const char *root, *bundle;
-	unsigned n, conns;
+	unsigned n, conns, sig_conns;
+	int signal, expect;
 	double timeout;
-	bool json;
+	bool json, pause;
+	bool keep_going; /* hold: a failed create does not stop the others */
 	char prefix[32];
 	struct sb *sbs;
 	nng_socket sub;
@@ -71,6 +87,7 @@ static struct {
 	bool stop;	   /* stop sending: something failed */
 	char problem[512]; /* the first failure, reported at the end */
 	unsigned n_problems;
+	unsigned n_lost[EV_N];
 } lg = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static int64_t now_ns(void)
@@ -189,9 +206,10 @@ static int events_dial(struct qerr *err)
 	return 0;
 }
 
-/* Waits until every accepted sandbox in [lo, hi) has event e, something
- * failed, or the deadline passed; returns how many still lack it. */
-static unsigned wait_event(unsigned lo, unsigned hi, enum ev e, int64_t deadline)
+/* Waits until every accepted sandbox in [lo, hi) has event e (or failed),
+ * something failed (unless !give_up), or the deadline passed; returns how
+ * many still lack it. */
+static unsigned wait_until(unsigned lo, unsigned hi, enum ev e, int64_t deadline, bool give_up)
 {
 	struct timespec ts;
 	unsigned missing;
@@ -203,14 +221,19 @@ static unsigned wait_event(unsigned lo, unsigned hi, enum ev e, int64_t deadline
 	for (;;) {
 		missing = 0;
 		for (unsigned i = lo; i < hi; i++)
-			missing += lg.sbs[i].ok && !lg.sbs[i].t[e];
-		if (!missing || lg.stop)
+			missing += lg.sbs[i].ok && !lg.sbs[i].t[e] && !lg.sbs[i].t[EV_FAILED];
+		if (!missing || (give_up && lg.stop))
 			break;
 		if (pthread_cond_timedwait(&lg.cv, &lg.mu, &ts) == ETIMEDOUT)
 			break;
 	}
 	pthread_mutex_unlock(&lg.mu);
 	return missing;
+}
+
+static unsigned wait_event(unsigned lo, unsigned hi, enum ev e, int64_t deadline)
+{
+	return wait_until(lo, hi, e, deadline, true);
 }
 
 /* ---- requests ---- */
@@ -284,6 +307,24 @@ static int delete_one(nng_socket req, unsigned i, struct qerr *err)
 	return r < 0 ? qerr_prefix(err, "delete %s", id) : 0;
 }
 
+static int kill_one(nng_socket req, unsigned i, struct qerr *err)
+{
+	struct qmsg_out m;
+	struct qmsg_in reply;
+	char id[64];
+	sb_id(i, id, sizeof(id));
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "kill", 2);
+	qmsg_put_str(&m, "id", id);
+	qmsg_put_int(&m, "signal", lg.signal);
+	lg.sbs[i].killed = now_ns();
+	int r = qnng_call(req, &m, &reply, err);
+	qmsg_out_free(&m);
+	if (r == 0)
+		qmsg_in_free(&reply);
+	return r < 0 ? qerr_prefix(err, "kill %s", id) : 0;
+}
+
 /* Why a sandbox lacks an event: its status per vmmd, into buf. */
 static void describe(nng_socket req, unsigned i, char *buf, size_t len)
 {
@@ -298,6 +339,62 @@ static void describe(nng_socket req, unsigned i, char *buf, size_t len)
 	qmsg_get_str(reply.root, "status", status, sizeof(status), &err);
 	qmsg_in_free(&reply);
 	snprintf(buf, len, "%s: status %s", id, status);
+}
+
+/* vmmd's view of sandbox i: its status and, once stopped, its exit code. */
+static int inspect_one(nng_socket req, unsigned i, char *status, size_t len, int *code,
+		       struct qerr *err)
+{
+	struct qmsg_in reply;
+	char id[64];
+	int64_t c = -1;
+	sb_id(i, id, sizeof(id));
+	int r = simple_call(req, "inspect", id, false, &reply, err);
+	if (r < 0)
+		return r;
+	r = qmsg_get_str(reply.root, "status", status, len, err);
+	const msgpack_object *ex = qmsg_find(reply.root, "exit");
+	if (r == 0 && ex && ex->type == MSGPACK_OBJECT_MAP)
+		qmsg_get_int(ex, "exit_code", 0, 255, &c, err);
+	*code = (int)c;
+	qmsg_in_free(&reply);
+	return r;
+}
+
+static void mark_lost(struct sb *s, enum ev e)
+{
+	if (s->t[e])
+		return;
+	s->t[e] = now_ns();
+	s->lost |= 1u << e;
+	lg.n_lost[e]++;
+}
+
+/* vmmd's PUB drops a subscriber's oldest event when that subscriber's
+ * queue (nng's default: 16) is full, which a burst of creates can do.  So
+ * a sandbox that stays silent is asked about: an event that vmmd says
+ * happened is marked lost (counted, kept out of the times).  Returns
+ * whether sandbox i now has event e. */
+static bool recover_event(nng_socket req, unsigned i, enum ev e)
+{
+	char status[32];
+	int code;
+	struct qerr err = {0};
+	if (inspect_one(req, i, status, sizeof(status), &code, &err) < 0)
+		return false;
+	bool stopped = strcmp(status, "stopped") == 0;
+	bool started = stopped || strcmp(status, "running") == 0;
+	struct sb *s = &lg.sbs[i];
+	pthread_mutex_lock(&lg.mu);
+	if (started)
+		mark_lost(s, EV_STARTED);
+	if (stopped && !s->t[EV_EXITED]) {
+		mark_lost(s, EV_EXITED);
+		s->exit_code = code;
+	}
+	bool have = s->t[e] != 0;
+	pthread_mutex_unlock(&lg.mu);
+	return have;
 }
 
 /* How many of our sandboxes vmmd still lists. */
@@ -325,22 +422,46 @@ static int count_listed(nng_socket req, struct qerr *err)
 
 /* ---- senders: K sockets, each taking the next index ---- */
 
+enum phase { PH_CREATE, PH_DELETE, PH_SIGNAL };
+
 struct sender {
 	pthread_t th;
 	nng_socket req;
-	bool deleting;
+	enum phase phase;
+	int64_t deadline; /* PH_SIGNAL: for the "exited" events */
 };
 
 /* Creating stops at the first failure; deleting is the clean-up and goes
- * on whatever happens. */
-static bool take_index(unsigned *i, bool deleting)
+ * on whatever happens, and so does signalling, which counts the answers. */
+static bool take_index(unsigned *i, enum phase ph)
 {
 	pthread_mutex_lock(&lg.mu);
-	bool go = (deleting || !lg.stop) && lg.next < lg.n;
+	bool go = (ph != PH_CREATE || lg.keep_going || !lg.stop) && lg.next < lg.n;
 	if (go)
 		*i = lg.next++;
 	pthread_mutex_unlock(&lg.mu);
 	return go;
+}
+
+/* Only a sandbox that is running is signalled: one that exited early is
+ * counted as such, and waiting for its exit again would measure nothing. */
+static int signal_one(struct sender *w, unsigned i, struct qerr *err)
+{
+	const struct sb *s = &lg.sbs[i];
+	pthread_mutex_lock(&lg.mu);
+	bool running = s->ok && s->t[EV_STARTED] && !s->t[EV_EXITED];
+	pthread_mutex_unlock(&lg.mu);
+	if (!running)
+		return 0;
+	int r = kill_one(w->req, i, err);
+	while (r == 0 && now_ns() < w->deadline) {
+		int64_t until = now_ns() + STALL_NS;
+		if (!wait_until(i, i + 1, EV_EXITED, until < w->deadline ? until : w->deadline,
+				false) ||
+		    recover_event(w->req, i, EV_EXITED))
+			break;
+	}
+	return r;
 }
 
 static void *sender_thread(void *arg)
@@ -348,26 +469,37 @@ static void *sender_thread(void *arg)
 	struct sender *w = arg;
 	struct qerr err = {0};
 	unsigned i;
-	while (take_index(&i, w->deleting)) {
-		if (w->deleting && (!lg.sbs[i].ok || lg.sbs[i].deleted))
-			continue;
-		int r = w->deleting ? delete_one(w->req, i, &err) : create_one(w->req, i, &err);
+	while (take_index(&i, w->phase)) {
+		int r = 0;
+		if (w->phase == PH_CREATE)
+			r = create_one(w->req, i, &err);
+		else if (w->phase == PH_SIGNAL)
+			r = signal_one(w, i, &err);
+		else if (lg.sbs[i].ok && !lg.sbs[i].deleted)
+			r = delete_one(w->req, i, &err);
 		if (r < 0)
 			problem("%s", err.msg);
 	}
 	return NULL;
 }
 
+/* Runs k senders over every index, in one phase. */
+static void run_phase(struct sender *ws, unsigned k, enum phase ph, int64_t deadline)
+{
+	lg.next = 0;
+	for (unsigned j = 0; j < k; j++) {
+		ws[j].phase = ph;
+		ws[j].deadline = deadline;
+		pthread_create(&ws[j].th, NULL, sender_thread, &ws[j]);
+	}
+	for (unsigned j = 0; j < k; j++)
+		pthread_join(ws[j].th, NULL);
+}
+
 /* Runs the senders over every index, creating or deleting. */
 static void run_senders(struct sender *ws, bool deleting)
 {
-	lg.next = 0;
-	for (unsigned k = 0; k < lg.conns; k++) {
-		ws[k].deleting = deleting;
-		pthread_create(&ws[k].th, NULL, sender_thread, &ws[k]);
-	}
-	for (unsigned k = 0; k < lg.conns; k++)
-		pthread_join(ws[k].th, NULL);
+	run_phase(ws, lg.conns, deleting ? PH_DELETE : PH_CREATE, 0);
 }
 
 /* ---- statistics and output ---- */
@@ -378,17 +510,10 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Milliseconds from `sent` to event e (or to the reply, e < 0). */
-static struct stats stats_of(int e, double *buf)
+/* Sorts buf[0..n) and summarises it. */
+static struct stats stats_from(double *buf, size_t n)
 {
 	struct stats st = {0};
-	size_t n = 0;
-	for (unsigned i = 0; i < lg.n; i++) {
-		const struct sb *s = &lg.sbs[i];
-		int64_t t = e < 0 ? s->accepted : s->t[e];
-		if (s->ok && t)
-			buf[n++] = (double)(t - s->sent) / 1e6;
-	}
 	if (!n)
 		return st;
 	qsort(buf, n, sizeof(*buf), cmp_double);
@@ -397,7 +522,21 @@ static struct stats stats_of(int e, double *buf)
 	st.max = buf[n - 1];
 	st.median = n % 2 ? buf[n / 2] : (buf[n / 2 - 1] + buf[n / 2]) / 2;
 	st.p90 = buf[(size_t)((double)n * 0.9 + 0.999999) - 1]; /* nearest rank */
+	st.p99 = buf[(size_t)((double)n * 0.99 + 0.999999) - 1];
 	return st;
+}
+
+/* Milliseconds from `sent` to event e (or to the reply, e < 0). */
+static struct stats stats_of(int e, double *buf)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < lg.n; i++) {
+		const struct sb *s = &lg.sbs[i];
+		int64_t t = e < 0 ? s->accepted : s->t[e];
+		if (s->ok && t && !(e >= 0 && (s->lost & (1u << e))))
+			buf[n++] = (double)(t - s->sent) / 1e6;
+	}
+	return stats_from(buf, n);
 }
 
 static void path_counts(unsigned *warm, unsigned *cold)
@@ -413,8 +552,9 @@ static void path_counts(unsigned *warm, unsigned *cold)
 
 static void json_stats(const char *key, struct stats st, bool comma)
 {
-	printf("\"%s\":{\"count\":%zu,\"min\":%.3f,\"median\":%.3f,\"p90\":%.3f,\"max\":%.3f}%s",
-	       key, st.count, st.min, st.median, st.p90, st.max, comma ? "," : "");
+	printf("\"%s\":{\"count\":%zu,\"min\":%.3f,\"median\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
+	       "\"max\":%.3f}%s",
+	       key, st.count, st.min, st.median, st.p90, st.p99, st.max, comma ? "," : "");
 }
 
 static void text_stats(const char *what, struct stats st)
@@ -462,7 +602,7 @@ static double span_s(int64_t from, int e)
 	int64_t last = 0;
 	for (unsigned i = 0; i < lg.n; i++) {
 		int64_t t = e < 0 ? lg.sbs[i].accepted : lg.sbs[i].t[e];
-		if (lg.sbs[i].ok && t > last)
+		if (lg.sbs[i].ok && t > last && !(e >= 0 && (lg.sbs[i].lost & (1u << e))))
 			last = t;
 	}
 	return last ? (double)(last - from) / 1e9 : 0;
@@ -494,13 +634,111 @@ static void print_burst(int64_t t0, double delete_s)
 	printf("  path: warm %u, cold %u; delete (force) of all: %.3f s\n", warm, cold, delete_s);
 }
 
+/* hold's results, besides the burst's */
+struct hold {
+	int64_t t0, k0;	      /* first create, first kill */
+	int64_t mem_kib[3];   /* MemAvailable: before, all started, after delete */
+	unsigned failed;      /* "failed" events: never started */
+	unsigned early;	      /* exited before the signal */
+	unsigned answered;    /* exited with the expected code */
+	unsigned wrong, none; /* exited otherwise; no "exited" at all */
+	int wrong_code;	      /* one of the wrong codes */
+	double delete_s;
+};
+
+/* MemAvailable in KiB, or -1; as read, without sync (the caller of --pause
+ * does the careful reading). */
+static int64_t mem_available(void)
+{
+	cleanup_fclose FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	long long kib;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lld kB", &kib) == 1)
+			return kib;
+	return -1;
+}
+
+/* Sorts out every signalled sandbox's answer into h. */
+static void count_answers(struct hold *h, double *lat, size_t *nlat)
+{
+	*nlat = 0;
+	pthread_mutex_lock(&lg.mu);
+	for (unsigned i = 0; i < lg.n; i++) {
+		const struct sb *s = &lg.sbs[i];
+		if (!s->killed)
+			continue;
+		if (!s->t[EV_EXITED]) {
+			h->none++;
+			continue;
+		}
+		if (!(s->lost & (1u << EV_EXITED)))
+			lat[(*nlat)++] = (double)(s->t[EV_EXITED] - s->killed) / 1e6;
+		if (s->exit_code == lg.expect) {
+			h->answered++;
+		} else {
+			h->wrong++;
+			h->wrong_code = s->exit_code;
+		}
+	}
+	pthread_mutex_unlock(&lg.mu);
+}
+
+static double mib_per_sandbox(int64_t before, int64_t after, size_t n)
+{
+	return before < 0 || after < 0 || !n ? 0 : (double)(before - after) / 1024.0 / (double)n;
+}
+
+static void print_hold(const struct hold *h, const struct stats *sig)
+{
+	cleanup_free double *buf = calloc(lg.n, sizeof(double));
+	struct stats st = stats_of(EV_STARTED, buf);
+	unsigned warm, cold;
+	path_counts(&warm, &cold);
+	double all = span_s(h->t0, EV_STARTED), acc = span_s(h->t0, -1);
+	double sig_s = sig->count ? span_s(h->k0, EV_EXITED) : 0;
+	double per = mib_per_sandbox(h->mem_kib[0], h->mem_kib[1], st.count);
+	if (lg.json) {
+		printf("{\"mode\":\"hold\",\"n\":%u,\"conns\":%u,\"signal\":%d,\"expect\":%d,"
+		       "\"signal_conns\":%u,\"seconds\":%.4f,\"accepted_seconds\":%.4f,"
+		       "\"signal_seconds\":%.4f,\"delete_seconds\":%.4f,",
+		       lg.n, lg.conns, lg.signal, lg.expect, lg.sig_conns, all, acc, sig_s,
+		       h->delete_s);
+		json_stats("started_ms", st, true);
+		json_stats("signal_exit_ms", *sig, true);
+		printf("\"paths\":{\"warm\":%u,\"cold\":%u},\"failed\":%u,\"early_exits\":%u,"
+		       "\"answered\":%u,"
+		       "\"wrong_code\":%u,\"no_exit\":%u,\"lost_events\":{\"started\":%u,"
+		       "\"exited\":%u},\"mem_available_kib\":[%lld,%lld,%lld]}\n",
+		       warm, cold, h->failed, h->early, h->answered, h->wrong, h->none,
+		       lg.n_lost[EV_STARTED], lg.n_lost[EV_EXITED], (long long)h->mem_kib[0],
+		       (long long)h->mem_kib[1], (long long)h->mem_kib[2]);
+		return;
+	}
+	printf("loadgen hold: %u x create {start} of %s from %u sockets (%s)\n", lg.n, lg.bundle,
+	       lg.conns, lg.root);
+	printf("  all %zu \"started\" after %.3f s (all accepted after %.3f s); path: warm %u, "
+	       "cold %u; %u \"failed\"\n",
+	       st.count, all, acc, warm, cold, h->failed);
+	printf("  MemAvailable (raw, no sync): %.3f MiB less per sandbox once all started\n", per);
+	printf("  signal %d from %u sender(s): %u answered with %d, %u with another code, %u not "
+	       "at all; %u exited before the signal\n",
+	       lg.signal, lg.sig_conns, h->answered, lg.expect, h->wrong, h->none, h->early);
+	printf("  ms from kill to \"exited\": min %.2f, median %.2f, p99 %.2f, max %.2f; all "
+	       "exited %.3f s after the first kill\n",
+	       sig->min, sig->median, sig->p99, sig->max, sig_s);
+	printf("  delete (force) of all: %.3f s; events lost by vmmd: %u \"started\", %u "
+	       "\"exited\"\n",
+	       h->delete_s, lg.n_lost[EV_STARTED], lg.n_lost[EV_EXITED]);
+}
+
 /* ---- modes ---- */
 
 static void report_missing(nng_socket req, enum ev e, unsigned lo, unsigned hi)
 {
 	unsigned shown = 0, missing = 0;
 	for (unsigned i = lo; i < hi; i++) {
-		if (!lg.sbs[i].ok || lg.sbs[i].t[e])
+		if (!lg.sbs[i].ok || lg.sbs[i].t[e] || lg.sbs[i].t[EV_FAILED])
 			continue;
 		char why[QERR_MSG_MAX + 128];
 		missing++;
@@ -540,8 +778,8 @@ static int mode_latency(struct sender *ws)
 	return 0;
 }
 
-/* A long-running workload that exited during the burst. */
-static void report_exits(void)
+/* A long-running workload that exited on its own; returns how many. */
+static unsigned report_exits(const char *when)
 {
 	unsigned n = 0, first = 0;
 	int code = 0;
@@ -555,8 +793,8 @@ static void report_exits(void)
 	}
 	pthread_mutex_unlock(&lg.mu);
 	if (n)
-		problem("%u sandbox(es) exited during the burst, e.g. %u with code %d", n, first,
-			code);
+		problem("%u sandbox(es) exited %s, e.g. %u with code %d", n, when, first, code);
+	return n;
 }
 
 static int mode_burst(struct sender *ws)
@@ -566,7 +804,7 @@ static int mode_burst(struct sender *ws)
 	int64_t deadline = t0 + (int64_t)(lg.timeout * 1e9);
 	if (!lg.stop && wait_event(0, lg.n, EV_STARTED, deadline) && !lg.stop)
 		report_missing(ws[0].req, EV_STARTED, 0, lg.n);
-	report_exits();
+	report_exits("during the burst");
 	int64_t d0 = now_ns();
 	run_senders(ws, true);
 	double delete_s = (double)(now_ns() - d0) / 1e9;
@@ -574,12 +812,99 @@ static int mode_burst(struct sender *ws)
 	return 0;
 }
 
+/* --pause: the caller measures the running sandboxes, then writes a line. */
+static void pause_for_caller(const struct hold *h)
+{
+	char line[64];
+	unsigned started = 0;
+	pthread_mutex_lock(&lg.mu);
+	for (unsigned i = 0; i < lg.n; i++)
+		started += lg.sbs[i].ok && lg.sbs[i].t[EV_STARTED];
+	pthread_mutex_unlock(&lg.mu);
+	if (lg.json)
+		printf("{\"phase\":\"running\",\"started\":%u,\"seconds\":%.4f}\n", started,
+		       span_s(h->t0, EV_STARTED));
+	else
+		printf("loadgen hold: %u started; a line on stdin goes on\n", started);
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		fprintf(stderr, "loadgen: stdin closed; going on\n");
+}
+
+static void report_answers(struct hold *h, double *lat, struct stats *sig)
+{
+	size_t nlat;
+	count_answers(h, lat, &nlat);
+	*sig = stats_from(lat, nlat);
+	if (h->none)
+		problem("%u sandbox(es) did not exit within %.0f s of the signal", h->none,
+			lg.timeout);
+	if (h->wrong)
+		problem("%u sandbox(es) exited with another code than %d, e.g. %d", h->wrong,
+			lg.expect, h->wrong_code);
+}
+
+/* Waits for every "started", asking vmmd about the silent ones whenever
+ * STALL_NS passes without one. */
+static void wait_started(nng_socket req, int64_t deadline)
+{
+	unsigned missing = lg.n + 1, before;
+	while (now_ns() < deadline) {
+		int64_t until = now_ns() + STALL_NS;
+		before = missing;
+		missing =
+		    wait_until(0, lg.n, EV_STARTED, until < deadline ? until : deadline, false);
+		if (!missing)
+			break;
+		if (missing < before)
+			continue;
+		for (unsigned i = 0; i < lg.n; i++)
+			if (lg.sbs[i].ok && !lg.sbs[i].t[EV_STARTED] && !lg.sbs[i].t[EV_FAILED])
+				recover_event(req, i, EV_STARTED);
+		missing = lg.n + 1; /* a full window again before the next round of asking */
+	}
+	if (wait_until(0, lg.n, EV_STARTED, 0, false))
+		report_missing(req, EV_STARTED, 0, lg.n);
+}
+
+static int mode_hold(struct sender *ws)
+{
+	struct hold h = {.mem_kib = {mem_available(), -1, -1}};
+	cleanup_free double *lat = calloc(lg.n, sizeof(double));
+	struct stats sig = {0};
+	h.t0 = now_ns();
+	run_senders(ws, false);
+	wait_started(ws[0].req, h.t0 + (int64_t)(lg.timeout * 1e9));
+	h.mem_kib[1] = mem_available();
+	for (unsigned i = 0; i < lg.n; i++)
+		h.failed += lg.sbs[i].t[EV_FAILED] != 0;
+	if (lg.pause)
+		pause_for_caller(&h);
+	h.early = report_exits("before the signal");
+	/* even after a failure: the ones that run are counted */
+	h.k0 = now_ns();
+	run_phase(ws, lg.sig_conns, PH_SIGNAL, h.k0 + (int64_t)(lg.timeout * 1e9));
+	report_answers(&h, lat, &sig);
+	int64_t d0 = now_ns();
+	run_senders(ws, true);
+	h.delete_s = (double)(now_ns() - d0) / 1e9;
+	h.mem_kib[2] = mem_available();
+	print_hold(&h, &sig);
+	if (lg.n_lost[EV_STARTED] || lg.n_lost[EV_EXITED])
+		problem(
+		    "vmmd's events lost: %u \"started\", %u \"exited\" (vmmd said they happened)",
+		    lg.n_lost[EV_STARTED], lg.n_lost[EV_EXITED]);
+	return 0;
+}
+
 /* ---- main ---- */
 
 static _Noreturn void usage(void)
 {
-	fprintf(stderr, "usage: loadgen latency|burst --root DIR --bundle DIR [-n N] [--conns K] "
-			"[--timeout SECONDS] [--id-prefix P] [--json]\n");
+	fprintf(stderr,
+		"usage: loadgen latency|burst|hold --root DIR --bundle DIR [-n N] [--conns K] "
+		"[--timeout SECONDS] [--id-prefix P] [--json]\n"
+		"       hold: [--signal N] [--expect CODE] [--signal-conns K] [--pause]\n");
 	exit(2);
 }
 
@@ -607,6 +932,18 @@ static void parse_opt(int c, const char **prefix)
 	case 'j':
 		lg.json = true;
 		break;
+	case 's':
+		lg.signal = (int)strtol(optarg, NULL, 10);
+		break;
+	case 'e':
+		lg.expect = (int)strtol(optarg, NULL, 10);
+		break;
+	case 'k':
+		lg.sig_conns = (unsigned)strtoul(optarg, NULL, 10);
+		break;
+	case 'P':
+		lg.pause = true;
+		break;
 	default:
 		usage();
 	}
@@ -620,20 +957,30 @@ static void parse_args(int argc, char **argv, const char *mode)
 					     {"timeout", required_argument, NULL, 't'},
 					     {"id-prefix", required_argument, NULL, 'p'},
 					     {"json", no_argument, NULL, 'j'},
+					     {"signal", required_argument, NULL, 's'},
+					     {"expect", required_argument, NULL, 'e'},
+					     {"signal-conns", required_argument, NULL, 'k'},
+					     {"pause", no_argument, NULL, 'P'},
 					     {NULL, 0, NULL, 0}};
-	bool burst = strcmp(mode, "burst") == 0;
+	bool burst = strcmp(mode, "burst") == 0, hold = strcmp(mode, "hold") == 0;
 	const char *prefix = NULL;
 	int c;
-	lg.n = burst ? 200 : 50;
-	lg.conns = burst ? 4 : 1;
-	lg.timeout = 60;
+	lg.n = hold ? 2000 : burst ? 200 : 50;
+	lg.conns = burst || hold ? 4 : 1;
+	lg.timeout = hold ? 300 : 60;
+	lg.signal = 10; /* SIGUSR1 */
+	lg.expect = 7;
+	lg.sig_conns = 1;
+	lg.keep_going = hold;
 	while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1)
 		parse_opt(c, &prefix);
 	if (optind != argc || !lg.root || !lg.bundle || lg.bundle[0] != '/' || lg.n < 1 ||
 	    lg.n > N_MAX || lg.conns < 1 || lg.conns > CONNS_MAX || lg.timeout <= 0 ||
+	    lg.signal < 1 || lg.signal > 64 || lg.expect < 0 || lg.expect > 255 ||
+	    lg.sig_conns < 1 || lg.sig_conns > CONNS_MAX ||
 	    (prefix && strlen(prefix) + 6 > sizeof(lg.prefix)))
 		usage();
-	if (!burst)
+	if (!burst && !hold)
 		lg.conns = 1;
 	if (prefix)
 		snprintf(lg.prefix, sizeof(lg.prefix), "%s", prefix);
@@ -646,7 +993,8 @@ int main(int argc, char **argv)
 	struct sender ws[CONNS_MAX];
 	struct qerr err = {0};
 	pthread_t evt;
-	if (argc < 2 || (strcmp(argv[1], "latency") != 0 && strcmp(argv[1], "burst") != 0))
+	if (argc < 2 || (strcmp(argv[1], "latency") != 0 && strcmp(argv[1], "burst") != 0 &&
+			 strcmp(argv[1], "hold") != 0))
 		usage();
 	parse_args(argc - 1, argv + 1, argv[1]);
 	lg.sbs = calloc(lg.n, sizeof(*lg.sbs));
@@ -654,15 +1002,18 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "loadgen: out of memory\n"), 1;
 	if (events_dial(&err) < 0)
 		return fprintf(stderr, "loadgen: events: %s\n", err.msg), 1;
-	for (unsigned k = 0; k < lg.conns; k++)
+	unsigned nsock = lg.conns > lg.sig_conns ? lg.conns : lg.sig_conns;
+	for (unsigned k = 0; k < nsock; k++)
 		if (req_dial(&ws[k].req, &err) < 0)
 			return fprintf(stderr, "loadgen: %s\n", err.msg), 1;
 	pthread_create(&evt, NULL, event_thread, NULL);
 
 	if (argv[1][0] == 'l')
 		mode_latency(ws);
-	else
+	else if (argv[1][0] == 'b')
 		mode_burst(ws);
+	else
+		mode_hold(ws);
 
 	int left = count_listed(ws[0].req, &err);
 	if (left < 0)
@@ -671,7 +1022,7 @@ int main(int argc, char **argv)
 		problem("%d of our sandboxes still listed after delete", left);
 	nng_close(lg.sub);
 	pthread_join(evt, NULL);
-	for (unsigned k = 0; k < lg.conns; k++)
+	for (unsigned k = 0; k < nsock; k++)
 		nng_close(ws[k].req);
 	free(lg.sbs);
 	if (lg.n_problems) {

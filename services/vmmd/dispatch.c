@@ -220,7 +220,8 @@ static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int
 	*dev = bi->rootfs_dev;
 	*ino = bi->rootfs_ino;
 	if (pool_take(sb->id, bi->layer, l, &err) < 0) {
-		qlog_debug("%s: cold start: %s", sb->id, err.msg);
+		qlog_warn("%s: cold start: poold: %s", sb->id, err.msg);
+		sb->pooled = l->any;
 		return false;
 	}
 	sb->pooled = l->any;

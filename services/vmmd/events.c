@@ -8,6 +8,8 @@
 #include "libcommon/log.h"
 #include "services/vmmd/vmmd.h"
 
+#define EVENTS_QUEUE 8192 /* nng's maximum */
+
 static bool events_open;
 
 int events_listen(struct qerr *err)
@@ -18,9 +20,15 @@ int events_listen(struct qerr *err)
 	snprintf(url, sizeof(url), "ipc://%s/events.sock", vmmd.root);
 	unlinkat(vmmd.rootfd, "events.sock", 0);
 	r = qnng_pub_listen(&vmmd.pub, url, err);
-	if (r == 0)
-		events_open = true;
-	return r;
+	if (r < 0)
+		return r;
+	/* nng keeps 16 messages per subscriber by default and drops the
+	 * oldest: a burst of creates publishes three events each. */
+	int rv = nng_socket_set_int(vmmd.pub, NNG_OPT_SENDBUF, EVENTS_QUEUE);
+	if (rv != 0)
+		qlog_warn("events: queue of %d: %s", EVENTS_QUEUE, nng_strerror(rv));
+	events_open = true;
+	return 0;
 }
 
 void events_publish(const char *type, const struct sandbox *sb)
