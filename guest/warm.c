@@ -309,7 +309,7 @@ static bool peer_is_root(int conn)
 	return getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.uid == 0;
 }
 
-static _Noreturn void warm_wait(int owner, int lfd, int devnull)
+static _Noreturn void warm_wait(const char *sock, int owner, int lfd, int devnull)
 {
 	bool taken = false;
 	time_t deadline = 0;
@@ -351,7 +351,9 @@ static _Noreturn void warm_wait(int owner, int lfd, int devnull)
 				close(conn);
 				continue;
 			}
+			/* one assignment per supervisor: the socket's name goes */
 			close(lfd);
+			unlink(sock);
 			if (owner >= 0)
 				close(owner);
 			take_assignment(conn, devnull);
@@ -415,7 +417,7 @@ static int warm_supervisor(void *arg)
 		_exit(1);
 	for (int i = 0; i <= 2; i++)
 		dup2(devnull, i);
-	warm_wait(o->sync_fd, lfd, devnull);
+	warm_wait(o->sock, o->sync_fd, lfd, devnull);
 }
 
 /* ---- G ---- */

@@ -552,6 +552,13 @@ def test_warm_hit_runs_the_workload(poold_factory, bundle_factory):
     p.rt.ok("delete", "--force", cid2)
     assert wait_gone(spid)
     assert_groups_released(p, cid2, v2_name)
+    # an assigned supervisor's socket and premade state files are gone: what
+    # is left in ROOT/poold/warm belongs to the supervisors still pooled
+    p.settled()
+    left = sorted(os.listdir(os.path.join(p.state, "warm")))
+    socks = [n for n in left if n.endswith(".sock")]
+    assert len(socks) == len(p.pooled_warm()), left
+    assert sorted(n for n in left if n.endswith(".d")) == sorted(n + ".d" for n in socks), left
 
 
 # ---------------------------------------------------------------------------
