@@ -858,6 +858,8 @@ int layer_pool_close_store(struct layer_pool *p, struct qerr *err)
 	p->template_fd = p->root_fd = -1;
 	for (int i = 0; i < UMOUNT_TRIES; i++) {
 		r = mount_root_stat(p->root, &stx);
+		if (r == -ENOENT)
+			return 0; /* closed before: the mount point is gone too */
 		if (r < 0)
 			return qerr_sys(err, -r, "%s", p->root);
 		/* Every mount namespace made while the store was mounted (warm
