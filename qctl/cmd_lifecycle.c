@@ -392,10 +392,11 @@ static int exit_code_of(const char *id)
 	snprintf(path, sizeof(path), "%s/%s/exit", g.root, id);
 	json_t *o = json_load_file(path, 0, &je);
 	json_t *c = o ? json_object_get(o, "exit_code") : NULL;
-	if (json_is_integer(c))
+	bool reported = json_is_integer(c);
+	if (reported)
 		code = json_integer_value(c);
 	json_decref(o);
-	if (json_is_integer(c) || vmmd_call_id("inspect", id, &reply, &err) < 0)
+	if (reported || vmmd_call_id("inspect", id, &reply, &err) < 0)
 		return (int)code;
 	const msgpack_object *ex = qmsg_find(reply.root, "exit");
 	if (ex && ex->type == MSGPACK_OBJECT_MAP)
