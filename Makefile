@@ -159,11 +159,13 @@ FUZZ_SECONDS ?= 20
 fuzz-smoke: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 		name=$$(basename $$f); seeds=tests/fuzz/seeds/$${name#fuzz_}; \
-		work=$$(mktemp -d); [ -d "$$seeds" ] && cp -r "$$seeds"/. "$$work"/ || true; \
+		work=$$(mktemp -d); scratch=$$(mktemp -d); \
+		[ -d "$$seeds" ] && cp -r "$$seeds"/. "$$work"/ || true; \
 		echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 "$$work" >$(BUILD)/fuzz/$$name.log 2>&1 \
-			|| { tail -40 $(BUILD)/fuzz/$$name.log; rm -rf "$$work"; exit 1; }; \
-		rm -rf "$$work"; \
+		TMPDIR="$$scratch" $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 "$$work" \
+			>$(BUILD)/fuzz/$$name.log 2>&1 \
+			|| { tail -40 $(BUILD)/fuzz/$$name.log; rm -rf "$$work" "$$scratch"; exit 1; }; \
+		rm -rf "$$work" "$$scratch"; \
 	done
 
 unit-test: $(UNIT_BINS)

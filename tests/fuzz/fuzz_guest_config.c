@@ -9,12 +9,16 @@
 
 #include "guest/oci_config.h"
 
-static char bundle[] = "/tmp/quiver-fuzz-config-XXXXXX";
+/* Under $TMPDIR: `make fuzz-smoke` points it at a directory it removes. */
+static char bundle[4096];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(bundle, sizeof(bundle), "%s/quiver-fuzz-config-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(bundle))
 		abort();
 	char rootfs[sizeof(bundle) + 16];
