@@ -95,8 +95,7 @@ int cgroups_write_file(const char *path, const char *value, bool create)
 	return 0;
 }
 
-/* Is token in a list separated by any of seps? */
-static bool has_token(const char *list, const char *token, const char *seps)
+bool cgroups_has_token(const char *list, const char *token, const char *seps)
 {
 	size_t tl = strlen(token);
 
@@ -122,7 +121,7 @@ static bool all_tokens_in(const char *want, const char *have)
 			return false;
 		memcpy(tok, p, n);
 		tok[n] = '\0';
-		if (!has_token(have, tok, ","))
+		if (!cgroups_has_token(have, tok, ","))
 			return false;
 		p += n;
 		if (*p)
@@ -208,7 +207,7 @@ static char *own_under_root(const char *path, const char *root)
 static bool v1_is_used(const char *controllers)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(used_v1); i++)
-		if (has_token(controllers, used_v1[i], ","))
+		if (cgroups_has_token(controllers, used_v1[i], ","))
 			return true;
 	return false;
 }
@@ -604,7 +603,7 @@ int cgroups_from_dirs(const struct cgroups_host *host, char *const *dirs, size_t
 
 static bool is_v1_cpuset(const struct cgroups *cg, size_t i)
 {
-	return !cg->v2[i] && has_token(cg->controllers[i], "cpuset", ",");
+	return !cg->v2[i] && cgroups_has_token(cg->controllers[i], "cpuset", ",");
 }
 
 /* A new v1 cpuset starts with empty cpus and mems, and no task can join it
@@ -721,10 +720,10 @@ struct render {
 static int find_hier(const struct cgroups *cg, const char *ctrl)
 {
 	for (size_t i = 0; i < cg->n; i++)
-		if (!cg->v2[i] && has_token(cg->controllers[i], ctrl, ","))
+		if (!cg->v2[i] && cgroups_has_token(cg->controllers[i], ctrl, ","))
 			return (int)i;
 	for (size_t i = 0; i < cg->n; i++)
-		if (cg->v2[i] && has_token(cg->controllers[i], ctrl, " "))
+		if (cg->v2[i] && cgroups_has_token(cg->controllers[i], ctrl, " "))
 			return (int)i;
 	return -1;
 }
@@ -937,7 +936,7 @@ int cgroups_render(const struct cgroups *cg, const struct guest_resources *res,
 	 * there, device access is limited only by what the rootfs's /dev holds. */
 	h = -1;
 	for (size_t i = 0; i < cg->n; i++)
-		if (!cg->v2[i] && has_token(cg->controllers[i], "devices", ","))
+		if (!cg->v2[i] && cgroups_has_token(cg->controllers[i], "devices", ","))
 			h = (int)i;
 	if (h >= 0) {
 		char rule[64];
@@ -984,7 +983,7 @@ static int v2_enable(const struct cgroups *cg, size_t i, const char *ctrl, struc
 		r = cgroups_read_file(path, cur, sizeof(cur));
 		if (r < 0 && !(r == -ENOENT && cg->fake_files))
 			return qerr_sys(err, -r, "cgroups: read %s", path);
-		if (r < 0 || !has_token(cur, ctrl, " ")) {
+		if (r < 0 || !cgroups_has_token(cur, ctrl, " ")) {
 			snprintf(val, sizeof(val), "+%s", ctrl);
 			if ((r = cgroups_write_file(path, val, cg->fake_files)) < 0)
 				return qerr_sys(err, -r, "cgroups: write \"%s\" to %s", val, path);
@@ -1029,7 +1028,8 @@ int cgroups_apply_limits(const struct cgroups *cg, const struct guest_resources 
 	if (res && res->has_devices) {
 		bool v1_devices = false;
 		for (size_t i = 0; i < cg->n; i++)
-			v1_devices |= !cg->v2[i] && has_token(cg->controllers[i], "devices", ",");
+			v1_devices |=
+			    !cg->v2[i] && cgroups_has_token(cg->controllers[i], "devices", ",");
 		if (!v1_devices)
 			qlog_warn("cgroups: linux.resources.devices ignored: device filtering on "
 				  "cgroup v2 (eBPF) is not implemented yet");

@@ -90,6 +90,8 @@ int cgroups_resolve(const struct cgroups_host *host, const char *cgroups_path, c
  * one write(), as cgroupfs wants (create: tests on a fake root). */
 int cgroups_read_file(const char *path, char *buf, size_t size);
 int cgroups_write_file(const char *path, const char *value, bool create);
+/* Is token in a list separated by any of seps ("cpu,cpuacct", "a b")? */
+bool cgroups_has_token(const char *list, const char *token, const char *seps);
 
 /* The same from directories made elsewhere (poold's pool), each matched
  * to the hierarchy it lies in. */

@@ -33,21 +33,6 @@ struct cgroup_pool {
 
 /* ---- small helpers (the same rules as guest/cgroups.c) ---- */
 
-static bool has_token(const char *list, const char *token, const char *seps)
-{
-	size_t tl = strlen(token);
-
-	for (const char *p = list; *p;) {
-		size_t n = strcspn(p, seps);
-		if (n == tl && strncmp(p, token, n) == 0)
-			return true;
-		p += n;
-		if (*p)
-			p++;
-	}
-	return false;
-}
-
 static int path_in(char *buf, size_t size, const char *dir, const char *name, struct qerr *err)
 {
 	int n = snprintf(buf, size, "%s/%s", dir, name);
@@ -59,7 +44,7 @@ static int path_in(char *buf, size_t size, const char *dir, const char *name, st
 
 static bool is_v1(const struct pool_hier *h, const char *ctrl)
 {
-	return !h->v2 && has_token(h->controllers, ctrl, ",");
+	return !h->v2 && cgroups_has_token(h->controllers, ctrl, ",");
 }
 
 /* "@pool-" and 1 or more of [A-Za-z0-9_-], short enough for our buffers. */

@@ -656,12 +656,7 @@ static int do_start(struct sandbox *sb, struct qmsg_out *reply, struct qerr *err
 	qmsg_in_free(&r_in);
 	if (wpid > 0)
 		sb->init_pid = (pid_t)wpid;
-	sb->started_ns = now_ns();
-	set_status(sb, SB_RUNNING);
-	save_or_log(sb);
-	vmmd_metrics_started(sb);
-	events_publish("started", sb);
-	run_post_hooks(sb, true);
+	sandbox_mark_running(sb);
 	qmsg_begin(reply, "started", 1);
 	qmsg_put_int(reply, "pid", sb->pid);
 	return 0;
