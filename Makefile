@@ -52,6 +52,7 @@ COMMON_SRC := $(wildcard libcommon/*.c)
 GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
 VMMD_SRC   := $(wildcard services/vmmd/*.c)
 POOLD_SRC  := $(filter-out services/poold/main.c,$(wildcard services/poold/*.c))
+IOD_SRC    := $(filter-out services/iod/main.c,$(wildcard services/iod/*.c))
 QCTL_SRC   := $(wildcard qctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -61,8 +62,9 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIBCOMMON := $(BUILD)/libcommon.a
 LIBGUEST  := $(BUILD)/libguest.a
 LIBPOOLD  := $(BUILD)/libpoold.a
+LIBIOD    := $(BUILD)/libiod.a
 BIN       := $(BUILD)/bin
-PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold
+PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold $(BIN)/quiver-iod
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # bench/loadgen.c drives vmmd's API (bench/api.py); cgroup_alloc.c is
 # compiled by its own script.
@@ -85,6 +87,10 @@ $(LIBGUEST): $(call obj,$(GUEST_SRC))
 	rm -f $@ && ar rcs $@ $^
 
 $(LIBPOOLD): $(call obj,$(POOLD_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBIOD): $(call obj,$(IOD_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -120,6 +126,10 @@ $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 $(BIN)/quiver-poold: $(call obj,services/poold/main.c) $(LIBPOOLD) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+
+$(BIN)/quiver-iod: $(call obj,services/iod/main.c) $(LIBIOD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -202,7 +212,7 @@ DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libnng-dev libmsgpack-dev libuv1-dev liburing-dev libcgroup-dev libseccomp-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
-	xfsprogs
+	xfsprogs fio
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \

@@ -60,7 +60,9 @@ struct policy_call {
 };
 
 /* An emulation handler: 0 with *val set (the syscall's return value), or a
- * negative errno the workload gets. */
+ * negative errno the workload gets, or one of these: */
+#define POLICY_RC_ANSWERED 1 /* the handler answered itself (ADDFD with SEND) */
+#define POLICY_RC_CONTINUE 2 /* let the kernel run the call (no path of the workload's) */
 typedef int (*policy_emulate_fn)(const struct policy_call *call, int64_t *val);
 
 struct policy_entry {
@@ -125,6 +127,10 @@ int policy_print(FILE *out, const char *format, struct qerr *err);
 
 /* Emulation handlers (sys_*.c). */
 int sys_sysinfo(const struct policy_call *call, int64_t *val);
+/* The file-path calls iod serves (sys_iod.c) when the sandbox has iod:
+ * their PASS entries then trap, and sys_iod answers. */
+bool sys_iod_serves(int nr);
+int sys_iod(const struct policy_call *call, int64_t *val);
 
 /* Access to the workload's memory (sys_uaccess.c), by process_vm_readv/
  * writev on the notification's pid.  The notification must still be valid

@@ -37,6 +37,7 @@
 #include "libcommon/statefile.h"
 #include "guest/guest.h"
 #include "guest/hooks.h"
+#include "guest/iod_client.h"
 #include "guest/trap.h"
 
 #define MAX_CONNS     16
@@ -74,6 +75,7 @@ struct sup {
 	int conns[MAX_CONNS];
 	int listeners[MAX_LISTENERS];
 	struct trap_ctx trap;
+	struct iod_client iodc; /* with io.quiver.iod: the sandbox's ring to iod */
 	int exec_errno;
 	char exec_msg[QERR_MSG_MAX];
 };
@@ -747,6 +749,42 @@ static void sup_init(struct sup *s, struct sup_args *a)
 
 static _Noreturn void serve(struct sup *s, int devnull);
 
+/* The annotation io.quiver.iod: "on" sends the workload's file-path calls
+ * to iod (docs/iod.md).  1 on, 0 off, -errno with err filled. */
+static int want_iod(const struct guest_config *cfg, struct qerr *err)
+{
+	for (size_t i = 0; i < cfg->n_annotations; i++) {
+		const char *v = cfg->annotations[i].value;
+
+		if (strcmp(cfg->annotations[i].key, "io.quiver.iod") != 0)
+			continue;
+		if (strcmp(v, "off") == 0)
+			return 0;
+		if (strcmp(v, "on") == 0)
+			break;
+		if (strcmp(v, "offload-all") == 0)
+			return qerr_set(err, ENOTSUP,
+					"annotation io.quiver.iod: \"offload-all\" is not "
+					"implemented yet (use \"on\")");
+		return qerr_set(err, EINVAL,
+				"annotation io.quiver.iod: \"%s\" is not \"on\" or \"off\"", v);
+	}
+	for (size_t i = 0; i < cfg->n_annotations; i++)
+		if (strcmp(cfg->annotations[i].key, "io.quiver.iod") == 0)
+			goto on;
+	return 0;
+on:
+	if (cfg->clone_flags & CLONE_NEWUSER)
+		return qerr_set(err, ENOTSUP,
+				"annotation io.quiver.iod: sandboxes with a user namespace are not "
+				"served by iod yet");
+	/* The supervisor reads the workload's cwd, fds and credentials there. */
+	if (access("/proc/self/status", R_OK) < 0)
+		return qerr_set(err, EINVAL,
+				"annotation io.quiver.iod: the sandbox needs /proc mounted");
+	return 1;
+}
+
 int supervisor_main(void *arg)
 {
 	struct sup_args *a = arg;
@@ -802,6 +840,15 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	umask(022);
 	if (setup_ns_and_rootfs(a, &err) < 0)
 		fail_prepare(&s, &err);
+	s.iodc.conn = s.iodc.rundir = s.iodc.rootfd = -1;
+	int iod_on = want_iod(a->cfg, &err);
+	if (iod_on < 0 ||
+	    (iod_on && iod_client_open(&s.iodc, a->state_dirfd, a->opts->id, &err) < 0))
+		fail_prepare(&s, &err);
+	if (iod_on) {
+		trap_use_iod(true);
+		s.trap.iod = &s.iodc;
+	}
 
 	/* Every catchable signal is read from a signalfd; W unblocks them. */
 	sigset_t all;

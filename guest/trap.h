@@ -5,6 +5,7 @@
 #define QUIVER_GUEST_TRAP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "libcommon/err.h"
 #include "guest/counters.h"
@@ -31,6 +32,10 @@ int trap_oci_seccomp_check(json_t *oci_seccomp, struct qerr *err);
  * trap_install does all of it in one call, for tests (returns the listener). */
 int trap_oci_compile(json_t *oci_seccomp, void **out, struct qerr *err);
 int trap_install_quiver(struct qerr *err);
+/* Which of Quiver's two filters trap_install_quiver loads: the plain one,
+ * or (iod true) the one where the calls iod serves trap too.  Set in S
+ * before W is forked. */
+void trap_use_iod(bool iod);
 int trap_oci_load(void *compiled, struct qerr *err);
 void trap_oci_free(void *compiled);
 int trap_install(json_t *oci_seccomp, struct qerr *err);
@@ -49,6 +54,8 @@ void trap_free_filter(void *filter);
 int trap_export_c(FILE *out, struct qerr *err);
 int trap_check_embedded(struct qerr *err);
 
+struct iod_client;
+
 /* What the supervisor knows about its sandbox when it serves a syscall. */
 struct trap_ctx {
 	struct guest_counters *counters;
@@ -56,6 +63,7 @@ struct trap_ctx {
 	/* The memory cgroup's usage file (v1 memory.usage_in_bytes, v2
 	 * memory.current), for sysinfo's freeram; NULL: unknown. */
 	const char *memory_usage_path;
+	struct iod_client *iod; /* the sandbox's iod connection, or NULL */
 };
 
 /* Serve every notification pending on listener (non-blocking).  Returns 0,

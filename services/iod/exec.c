@@ -1,0 +1,787 @@
+/* One request, from its ring entry to its completion.
+ *
+ * Every path is resolved under the sandbox's root with openat2(
+ * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), as the workload: a request runs
+ * with the credentials it carries (an io_uring personality per set of
+ * credentials; fscreds_enter around the steps done as plain syscalls).
+ * Nothing is ever looked up by name except one component in a directory
+ * that openat2 resolved:
+ *
+ *   resolve-then-act  open, stat, access, readlink, chmod, chown, utimens,
+ *		truncate, chdir, statfs, getxattr, listxattr: openat2 the whole
+ *		path (O_PATH, O_NOFOLLOW for the l- variants), then act on the fd
+ *		(AT_EMPTY_PATH, or iod's own /proc/self/fd/N)
+ *   parent-then-name  mkdir, mknod, unlink, rename, link, symlink: openat2
+ *		the parent directory, then the *at call on the last name (one
+ *		component, which these calls never follow)
+ *
+ * A job goes through stages; in io_uring mode a stage's steps are SQEs and
+ * the job waits for their CQEs, in sync mode they run at once.  Steps that
+ * io_uring has no opcode for (readlinkat, fchmodat2, fchownat, utimensat,
+ * faccessat2, fstatfs, truncate, mknodat, getxattrat, listxattrat) are
+ * plain syscalls in both modes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libcommon/fscreds.h"
+#include "libcommon/log.h"
+#include "services/iod/iod.h"
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464
+#endif
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
+
+#define URING_ENTRIES	256
+#define PERSONALITIES	64
+#define RESOLVE_SANDBOX (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+struct job {
+	struct job *next; /* on its sandbox's overflow list */
+	struct sbx *sb;
+	int stage;
+	int pending; /* SQEs in flight */
+	bool done;
+	const char *dotpath; /* the path whose last name is ".", ".." or none (the root) */
+	int fd[2];	     /* what the first stage resolved */
+	int64_t res[2];
+	int personality; /* 0: none (sync mode or registration failed) */
+	struct timespec t0;
+	struct open_how how[2];
+	char *name[2]; /* last components, in split[] */
+	char split[2][PATH_MAX + 2];
+	struct statx stx;
+	union {
+		struct iod_req req;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} in;
+	union {
+		struct iod_resp resp;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} out;
+};
+
+static struct {
+	struct iod_creds creds;
+	int id;
+	uint64_t used;
+} pers[PERSONALITIES];
+static uint64_t pers_clock;
+static unsigned overflowing; /* sandboxes with completions waiting */
+
+int exec_uring_fd(void)
+{
+	return iod.uring_ok ? iod.uring.ring_fd : -1;
+}
+
+int exec_init(struct qerr *err)
+{
+	int r;
+
+	if (iod.mode == IOD_MODE_SYNC)
+		return 0;
+	r = io_uring_queue_init(URING_ENTRIES, &iod.uring, 0);
+	if (r < 0)
+		return qerr_sys(err, -r, "io_uring_queue_init");
+	iod.uring_ok = true;
+	return 0;
+}
+
+void exec_fini(void)
+{
+	if (!iod.uring_ok)
+		return;
+	for (int i = 0; i < PERSONALITIES; i++)
+		if (pers[i].id > 0)
+			io_uring_unregister_personality(&iod.uring, pers[i].id);
+	io_uring_queue_exit(&iod.uring);
+	iod.uring_ok = false;
+}
+
+/* The personality for these credentials, registered on first use; 0 when
+ * none can be had (the job then runs its steps as plain syscalls). */
+static int personality_for(const struct iod_creds *c)
+{
+	int victim = 0, id;
+
+	for (int i = 0; i < PERSONALITIES; i++) {
+		if (pers[i].id > 0 && fscreds_equal(&pers[i].creds, c)) {
+			pers[i].used = ++pers_clock;
+			return pers[i].id;
+		}
+		if (pers[i].used < pers[victim].used)
+			victim = i;
+	}
+	if (fscreds_enter(c) < 0)
+		return 0;
+	id = io_uring_register_personality(&iod.uring);
+	fscreds_leave();
+	if (id <= 0) {
+		qlog_warn("io_uring personality: %s", strerror(-id));
+		return 0;
+	}
+	if (pers[victim].id > 0)
+		io_uring_unregister_personality(&iod.uring, pers[victim].id);
+	pers[victim].creds = *c;
+	pers[victim].id = id;
+	pers[victim].used = ++pers_clock;
+	return id;
+}
+
+/* ---- completing ---- */
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void job_free(struct job *j)
+{
+	struct sbx *sb = j->sb;
+
+	for (int i = 0; i < 2; i++)
+		if (j->fd[i] >= 0)
+			close(j->fd[i]);
+	free(j);
+	sb->inflight--;
+	sbx_maybe_free(sb);
+}
+
+/* 0 when the fd went to the guest (then ours is closed). */
+static int send_fd(struct sbx *sb, uint64_t user_data, int fd)
+{
+	struct iod_fdmsg m = {.user_data = user_data};
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	memset(u.buf, 0, sizeof(u.buf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		return -errno ? -errno : -EIO;
+	return 0;
+}
+
+static void push_or_queue(struct job *j)
+{
+	struct sbx *sb = j->sb;
+	int r;
+
+	if (sb->dead || sb->broken) {
+		job_free(j);
+		return;
+	}
+	if (!sb->overflow) {
+		r = ring_cq_push(&sb->ring, &j->out);
+		if (r == 0) {
+			if (ring_notify_peer(&sb->ring) < 0)
+				sb->broken = true;
+			job_free(j);
+			return;
+		}
+		if (r != -EAGAIN) {
+			sb->broken = true;
+			job_free(j);
+			return;
+		}
+		overflowing++;
+		sb->overflow_tail = &sb->overflow;
+	}
+	j->next = NULL;
+	*sb->overflow_tail = j;
+	sb->overflow_tail = &j->next;
+}
+
+void exec_flush_overflow(struct sbx *sb)
+{
+	bool pushed = false;
+
+	while (sb->overflow) {
+		struct job *j = sb->overflow;
+
+		if (!sb->dead && !sb->broken) {
+			int r = ring_cq_push(&sb->ring, &j->out);
+			if (r == -EAGAIN)
+				break;
+			if (r < 0)
+				sb->broken = true;
+			else
+				pushed = true;
+		}
+		sb->overflow = j->next;
+		if (!sb->overflow)
+			overflowing--;
+		job_free(j);
+		if (!sb->overflow)
+			break;
+	}
+	if (pushed && ring_notify_peer(&sb->ring) < 0)
+		sb->broken = true;
+}
+
+bool exec_has_overflow(void)
+{
+	return overflowing > 0;
+}
+
+/* Finish: res (>= 0 or -errno) plus data_len bytes already in out.data. */
+static void complete(struct job *j, int64_t res, uint32_t data_len)
+{
+	struct iod_resp *o = &j->out.resp;
+	unsigned op = j->in.req.hdr.opcode;
+
+	j->done = true;
+	o->hdr.opcode = (uint16_t)op;
+	o->hdr.flags = 0;
+	o->hdr.user_data = j->in.req.hdr.user_data;
+	if (op == IOD_OP_OPEN && res >= 0) {
+		int fd = (int)res, r = send_fd(j->sb, o->hdr.user_data, fd);
+
+		close(fd);
+		if (r < 0) {
+			res = -EIO;
+		} else {
+			res = 0;
+			o->hdr.flags = IOD_RESP_FD;
+		}
+		data_len = 0;
+	}
+	o->res = res;
+	o->data_len = data_len;
+	o->hdr.len = (uint32_t)(offsetof(struct iod_resp, data) - sizeof(o->hdr)) + data_len;
+	iod_metrics_op(op, res, since(&j->t0));
+	j->sb->ops++;
+	push_or_queue(j);
+}
+
+/* ---- steps ---- */
+
+static struct io_uring_sqe *sqe_for(struct job *j, int slot)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&iod.uring);
+
+	if (!sqe) {
+		exec_submit();
+		sqe = io_uring_get_sqe(&iod.uring);
+	}
+	if (!sqe)
+		return NULL;
+	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)j | (uintptr_t)slot));
+	sqe->personality = (uint16_t)j->personality;
+	iod.sq_pending++;
+	j->pending++;
+	return sqe;
+}
+
+static bool use_uring(const struct job *j)
+{
+	return iod.uring_ok && j->personality > 0;
+}
+
+/* Run fn under the job's credentials. */
+#define AS_WORKLOAD(j, expr)                                                                       \
+	({                                                                                         \
+		long rv_;                                                                          \
+		if (fscreds_enter(&(j)->in.req.creds) < 0) {                                       \
+			rv_ = -EPERM;                                                              \
+		} else {                                                                           \
+			rv_ = (expr);                                                              \
+			rv_ = rv_ < 0 ? -errno : rv_;                                              \
+			fscreds_leave();                                                           \
+		}                                                                                  \
+		rv_;                                                                               \
+	})
+
+static void step_openat2(struct job *j, int slot, const char *path, uint64_t flags, uint64_t mode)
+{
+	struct open_how *how = &j->how[slot];
+
+	/* O_PATH takes no other flags (openat2 is strict); a terminal opened
+	 * without O_NOCTTY could become iod's controlling terminal. */
+	if (!(flags & O_PATH))
+		flags |= O_NOCTTY;
+	*how =
+	    (struct open_how){.flags = flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_SANDBOX};
+	if (use_uring(j)) {
+		struct io_uring_sqe *sqe = sqe_for(j, slot);
+		if (sqe) {
+			io_uring_prep_openat2(sqe, j->sb->rootfd, path, how);
+			return;
+		}
+	}
+	j->res[slot] = AS_WORKLOAD(j, syscall(SYS_openat2, j->sb->rootfd, path, how, sizeof(*how)));
+}
+
+/* Split path into split[slot] = parent and name[slot] = the last component
+ * (with its trailing slash, if any: the *at call then insists on a
+ * directory).  false when there is no plain last name. */
+static bool split_path(struct job *j, int slot, const char *path)
+{
+	char *p = j->split[slot], *end, *last;
+	size_t n = strlen(path);
+	bool slash = false;
+
+	if (n > PATH_MAX)
+		n = PATH_MAX;
+	memcpy(p, path, n);
+	p[n] = '\0';
+	while (n > 1 && p[n - 1] == '/') {
+		p[--n] = '\0';
+		slash = true;
+	}
+	end = p + n;
+	last = strrchr(p, '/');
+	last = last ? last + 1 : p;
+	if (last == end || strcmp(last, ".") == 0 || strcmp(last, "..") == 0)
+		return false;
+	/* The name moves one byte right, to make room for the parent's NUL. */
+	memmove(last + 1, last, (size_t)(end - last) + 1);
+	if (slash) {
+		end[1] = '/';
+		end[2] = '\0';
+	}
+	*last = '\0';
+	j->name[slot] = last + 1;
+	if (p[0] == '\0') { /* "name": relative to the root */
+		p[0] = '.';
+		p[1] = '\0';
+	}
+	return true;
+}
+
+static bool is_split_op(unsigned op)
+{
+	return op == IOD_OP_MKDIR || op == IOD_OP_MKNOD || op == IOD_OP_UNLINK ||
+	       op == IOD_OP_RENAME || op == IOD_OP_LINK || op == IOD_OP_SYMLINK;
+}
+
+/* The errno the kernel gives these calls on ".", ".." or "/" as the last
+ * name (the path up to it resolved). */
+static int dot_errno(const struct iod_req *r, const char *which)
+{
+	size_t n = strlen(which), blen;
+	const char *b;
+
+	while (n > 1 && which[n - 1] == '/')
+		n--;
+	for (b = which + n; b > which && b[-1] != '/';)
+		b--;
+	blen = (size_t)(which + n - b);
+	switch (r->hdr.opcode) {
+	case IOD_OP_UNLINK:
+		if (!(r->at_flags & AT_REMOVEDIR))
+			return EISDIR;
+		if (blen == 0) /* the root */
+			return EBUSY;
+		return blen == 2 ? ENOTEMPTY : EINVAL;
+	case IOD_OP_RENAME:
+		return EBUSY;
+	default:
+		return EEXIST;
+	}
+}
+
+static void stage_resolve(struct job *j)
+{
+	const struct iod_req *r = &j->in.req;
+	const char *path = r->paths, *path2 = iod_req_path2(r);
+	unsigned op = r->hdr.opcode;
+	uint64_t nofollow = (r->at_flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0;
+
+	if (path[0] == '\0' || (path2 && path2[0] == '\0')) {
+		complete(j, -ENOENT, 0);
+		return;
+	}
+	if (is_split_op(op)) {
+		/* symlink's first path is the link's text: only path2 is a place. */
+		int first = op == IOD_OP_SYMLINK ? 1 : 0;
+		bool follow_old = op == IOD_OP_LINK && (r->at_flags & AT_SYMLINK_FOLLOW);
+
+		for (int s = first; s < (path2 ? 2 : 1); s++) {
+			const char *p = s ? path2 : path;
+
+			if (s == 0 && follow_old) {
+				step_openat2(j, 0, p, O_PATH, 0);
+				continue;
+			}
+			if (!split_path(j, s, p)) {
+				j->dotpath = p;
+				step_openat2(j, s, p, O_PATH | O_DIRECTORY, 0);
+				continue;
+			}
+			step_openat2(j, s, j->split[s], O_PATH | O_DIRECTORY, 0);
+		}
+		if (first)
+			j->res[0] = 0;
+		return;
+	}
+	switch (op) {
+	case IOD_OP_OPEN: {
+		uint64_t flags = r->flags & ~(uint64_t)O_CLOEXEC, mode = 0;
+
+		if (flags & (O_CREAT | __O_TMPFILE))
+			mode = r->mode & 07777 & ~r->creds.umask;
+		/* In sync mode a FIFO's open must not block iod: open it
+		 * non-blocking, then give the workload the flags it asked. */
+		if (!use_uring(j) && !(flags & O_PATH))
+			flags |= O_NONBLOCK;
+		step_openat2(j, 0, path, flags, mode);
+		break;
+	}
+	case IOD_OP_READLINK:
+		step_openat2(j, 0, path, O_PATH | O_NOFOLLOW, 0);
+		break;
+	case IOD_OP_CHDIR:
+		step_openat2(j, 0, path, O_PATH | O_DIRECTORY, 0);
+		break;
+	default:
+		step_openat2(j, 0, path, O_PATH | nofollow, 0);
+		break;
+	}
+}
+
+static void fd_path(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+static void stage_act(struct job *j)
+{
+	const struct iod_req *r = &j->in.req;
+	unsigned op = r->hdr.opcode;
+	unsigned char *data = j->out.resp.data;
+	struct io_uring_sqe *sqe = NULL;
+	char proc[64];
+	long rv;
+	int fd0, fd1;
+
+	/* Take ownership of what resolved, first error wins. */
+	for (int s = 0; s < 2; s++)
+		if (j->res[s] > 0 && !(op == IOD_OP_OPEN && s == 0))
+			j->fd[s] = (int)j->res[s];
+	for (int s = 0; s < 2; s++) {
+		if (j->res[s] < 0) {
+			complete(j, j->res[s], 0);
+			return;
+		}
+	}
+	fd0 = j->fd[0];
+	fd1 = j->fd[1];
+	if (j->dotpath) {
+		complete(j, -dot_errno(r, j->dotpath), 0);
+		return;
+	}
+	switch (op) {
+	case IOD_OP_OPEN: {
+		int fd = (int)j->res[0];
+
+		if (!use_uring(j) && !(r->flags & O_NONBLOCK) && !(r->flags & O_PATH)) {
+			int fl = fcntl(fd, F_GETFL);
+			if (fl >= 0)
+				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+		}
+		complete(j, fd, 0);
+		return;
+	}
+	case IOD_OP_STAT:
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			io_uring_prep_statx(sqe, fd0, "",
+					    AT_EMPTY_PATH | (r->at_flags & AT_STATX_SYNC_TYPE),
+					    (unsigned)r->arg0, &j->stx);
+			j->res[0] = 0;
+			return;
+		}
+		rv = AS_WORKLOAD(j,
+				 statx(fd0, "", AT_EMPTY_PATH | (r->at_flags & AT_STATX_SYNC_TYPE),
+				       (unsigned)r->arg0, &j->stx));
+		j->res[0] = rv;
+		return; /* stage_done copies it out */
+	case IOD_OP_ACCESS:
+		rv = AS_WORKLOAD(
+		    j, syscall(SYS_faccessat2, fd0, "", (int)r->mode, AT_EMPTY_PATH | AT_EACCESS));
+		break;
+	case IOD_OP_CHDIR:
+		rv = AS_WORKLOAD(
+		    j, syscall(SYS_faccessat2, fd0, "", X_OK, AT_EMPTY_PATH | AT_EACCESS));
+		break;
+	case IOD_OP_READLINK: {
+		size_t n = r->arg0 < IOD_RESP_DATA_MAX ? (size_t)r->arg0 : IOD_RESP_DATA_MAX;
+
+		rv = AS_WORKLOAD(j, readlinkat(fd0, "", (char *)data, n));
+		complete(j, rv, rv > 0 ? (uint32_t)rv : 0);
+		return;
+	}
+	case IOD_OP_CHMOD:
+		rv = AS_WORKLOAD(
+		    j, syscall(SYS_fchmodat2, fd0, "", (mode_t)(r->mode & 07777), AT_EMPTY_PATH));
+		break;
+	case IOD_OP_CHOWN:
+		rv = AS_WORKLOAD(j,
+				 fchownat(fd0, "", (uid_t)r->arg0, (gid_t)r->arg1, AT_EMPTY_PATH));
+		break;
+	case IOD_OP_UTIMENS: {
+		struct timespec ts[2] = {{.tv_sec = r->times[0], .tv_nsec = r->times[1]},
+					 {.tv_sec = r->times[2], .tv_nsec = r->times[3]}};
+
+		rv = AS_WORKLOAD(
+		    j, utimensat(fd0, "", (r->flags & IOD_UTIME_NULL) ? NULL : ts, AT_EMPTY_PATH));
+		break;
+	}
+	case IOD_OP_TRUNCATE:
+		fd_path(fd0, proc, sizeof(proc));
+		rv = AS_WORKLOAD(j, truncate(proc, (off_t)r->arg0));
+		break;
+	case IOD_OP_STATFS: {
+		struct statfs sfs;
+
+		rv = AS_WORKLOAD(j, fstatfs(fd0, &sfs));
+		if (rv == 0) {
+			memcpy(data, &sfs, sizeof(sfs));
+			complete(j, 0, sizeof(sfs));
+			return;
+		}
+		break;
+	}
+	case IOD_OP_GETXATTR: {
+		struct {
+			uint64_t value;
+			uint32_t size, flags;
+		} xa = {.value = (uintptr_t)data,
+			.size =
+			    r->arg0 < IOD_RESP_DATA_MAX ? (uint32_t)r->arg0 : IOD_RESP_DATA_MAX};
+
+		rv = AS_WORKLOAD(j, syscall(SYS_getxattrat, fd0, "", AT_EMPTY_PATH,
+					    iod_req_path2(r), &xa, sizeof(xa)));
+		if (rv == -ENOSYS) {
+			fd_path(fd0, proc, sizeof(proc));
+			rv = AS_WORKLOAD(j, getxattr(proc, iod_req_path2(r), data, xa.size));
+		}
+		complete(j, rv, rv > 0 && r->arg0 ? (uint32_t)rv : 0);
+		return;
+	}
+	case IOD_OP_LISTXATTR: {
+		size_t n = r->arg0 < IOD_RESP_DATA_MAX ? (size_t)r->arg0 : IOD_RESP_DATA_MAX;
+
+		rv = AS_WORKLOAD(j, syscall(SYS_listxattrat, fd0, "", AT_EMPTY_PATH, data, n));
+		if (rv == -ENOSYS) {
+			fd_path(fd0, proc, sizeof(proc));
+			rv = AS_WORKLOAD(j, listxattr(proc, (char *)data, n));
+		}
+		complete(j, rv, rv > 0 && r->arg0 ? (uint32_t)rv : 0);
+		return;
+	}
+	case IOD_OP_MKDIR:
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			io_uring_prep_mkdirat(sqe, fd0, j->name[0],
+					      r->mode & 07777 & ~r->creds.umask);
+			return;
+		}
+		rv = AS_WORKLOAD(j, mkdirat(fd0, j->name[0], r->mode & 07777 & ~r->creds.umask));
+		break;
+	case IOD_OP_MKNOD: {
+		mode_t type = r->mode & S_IFMT;
+
+		if (type != 0 && type != S_IFREG && type != S_IFIFO) {
+			rv = -EPERM;
+			break;
+		}
+		rv = AS_WORKLOAD(
+		    j, mknodat(fd0, j->name[0], type | (r->mode & 07777 & ~r->creds.umask), 0));
+		break;
+	}
+	case IOD_OP_UNLINK:
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			io_uring_prep_unlinkat(sqe, fd0, j->name[0],
+					       (int)(r->at_flags & AT_REMOVEDIR));
+			return;
+		}
+		rv = AS_WORKLOAD(j, unlinkat(fd0, j->name[0], (int)(r->at_flags & AT_REMOVEDIR)));
+		break;
+	case IOD_OP_RENAME:
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			io_uring_prep_renameat(sqe, fd0, j->name[0], fd1, j->name[1], r->flags);
+			return;
+		}
+		rv = AS_WORKLOAD(j, renameat2(fd0, j->name[0], fd1, j->name[1], r->flags));
+		break;
+	case IOD_OP_LINK: {
+		/* Following: link what openat2 resolved, through our own
+		 * /proc/self/fd (a magic link of iod's, never the sandbox's). */
+		bool follow = r->at_flags & AT_SYMLINK_FOLLOW;
+		int olddir = follow ? AT_FDCWD : fd0;
+		const char *oldname = follow ? proc : j->name[0];
+
+		if (follow)
+			fd_path(fd0, proc, sizeof(proc));
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			/* liburing copies nothing: proc must live in the job. */
+			if (follow) {
+				memcpy(j->split[0], proc, strlen(proc) + 1);
+				oldname = j->split[0];
+			}
+			io_uring_prep_linkat(sqe, olddir, oldname, fd1, j->name[1],
+					     follow ? AT_SYMLINK_FOLLOW : 0);
+			return;
+		}
+		rv = AS_WORKLOAD(
+		    j, linkat(olddir, oldname, fd1, j->name[1], follow ? AT_SYMLINK_FOLLOW : 0));
+		break;
+	}
+	case IOD_OP_SYMLINK:
+		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+			io_uring_prep_symlinkat(sqe, r->paths, fd1, j->name[1]);
+			return;
+		}
+		rv = AS_WORKLOAD(j, symlinkat(r->paths, fd1, j->name[1]));
+		break;
+	default:
+		rv = -ENOSYS;
+		break;
+	}
+	complete(j, rv, 0);
+}
+
+static void stage_done(struct job *j)
+{
+	if (j->in.req.hdr.opcode == IOD_OP_STAT && j->res[0] == 0) {
+		memcpy(j->out.resp.data, &j->stx, sizeof(j->stx));
+		complete(j, 0, sizeof(j->stx));
+		return;
+	}
+	complete(j, j->res[0] < 0 ? j->res[0] : 0, 0);
+}
+
+/* Run stages until one waits for io_uring or the job completes. */
+static void advance(struct job *j)
+{
+	while (!j->done && j->pending == 0) {
+		switch (j->stage++) {
+		case 0:
+			stage_resolve(j);
+			break;
+		case 1:
+			stage_act(j);
+			break;
+		default:
+			stage_done(j);
+			break;
+		}
+	}
+}
+
+static void start(struct sbx *sb, struct job *j)
+{
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
+	j->sb = sb;
+	j->fd[0] = j->fd[1] = -1;
+	sb->inflight++;
+	if (iod.uring_ok)
+		j->personality = personality_for(&j->in.req.creds);
+	advance(j);
+}
+
+void exec_drain(struct sbx *sb)
+{
+	for (unsigned n = 0; n < iod.budget && !sb->dead && !sb->broken; n++) {
+		struct job *j;
+		int r;
+
+		/* Never more in flight than the CQ can take. */
+		if (sb->inflight >= IOD_RING_ENTRIES || sb->overflow)
+			break;
+		j = calloc(1, sizeof(*j));
+		if (!j) {
+			qlog_warn("sandbox %s: out of memory", sb->id);
+			break;
+		}
+		r = ring_sq_pop(&sb->ring, &j->in, iod_req_valid, NULL);
+		if (r == -EAGAIN) {
+			free(j);
+			break;
+		}
+		if (r == -EBADMSG) {
+			/* Consumed but malformed: answer it, so the guest is
+			 * not left waiting, and count it. */
+			j->sb = sb;
+			j->fd[0] = j->fd[1] = -1;
+			sb->inflight++;
+			clock_gettime(CLOCK_MONOTONIC, &j->t0);
+			if (j->in.req.hdr.opcode == 0 || j->in.req.hdr.opcode >= IOD_OP_MAX_)
+				j->in.req.hdr.opcode = IOD_OP_STAT;
+			complete(j, -EINVAL, 0);
+			continue;
+		}
+		if (r < 0) {
+			free(j);
+			qlog_warn("sandbox %s: ring: %s; dropping it", sb->id, strerror(-r));
+			sb->broken = true;
+			break;
+		}
+		start(sb, j);
+	}
+}
+
+void exec_submit(void)
+{
+	int r;
+
+	if (!iod.uring_ok || iod.sq_pending == 0)
+		return;
+	r = io_uring_submit(&iod.uring);
+	if (r > 0)
+		iod_metrics_batch((unsigned)r);
+	if (r < 0)
+		qlog_warn("io_uring_submit: %s", strerror(-r));
+	iod.sq_pending = 0;
+}
+
+void exec_reap(void)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!iod.uring_ok)
+		return;
+	while (io_uring_peek_cqe(&iod.uring, &cqe) == 0) {
+		uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
+		struct job *j = (struct job *)(ud & ~(uintptr_t)1);
+		int slot = (int)(ud & 1);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&iod.uring, cqe);
+		if (!j)
+			continue;
+		j->res[slot] = res;
+		if (--j->pending == 0)
+			advance(j);
+	}
+}

@@ -1,0 +1,470 @@
+/* quiver-iod start-up and loop.
+ *
+ *	quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug]
+ *		   [--metrics ADDR] [--mode uring|sync] [--budget N]
+ *
+ * ROOT is vmmd's (default /run/quiver); iod serves ROOT/iod.sock.  Each
+ * guest connects once per sandbox (libcommon/iod_proto.h): it hands over
+ * the sandbox's root fd, iod creates the ring pair and hands it back.  One
+ * epoll loop: the listening socket, connections, every sandbox's SQ
+ * eventfd, the io_uring fd and a signalfd.  Each turn takes up to --budget
+ * requests from each sandbox with work (so one busy sandbox cannot starve
+ * the others), submits the turn's steps to io_uring in one batch, and
+ * pushes completions as they come. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/daemon.h"
+#include "libcommon/launch_proto.h"
+#include "libcommon/log.h"
+#include "libcommon/statefile.h"
+#include "services/iod/iod.h"
+
+#define DEFAULT_ROOT   "/run/quiver"
+#define DEFAULT_BUDGET 4
+
+enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ };
+
+struct iod iod = {.rootfd = -1, .listen_fd = -1, .epfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct iod_ev ev_listen = {EV_LISTEN, NULL}, ev_signal = {EV_SIGNAL, NULL},
+		     ev_uring = {EV_URING, NULL};
+
+static _Noreturn void usage(void)
+{
+	fprintf(stderr, "usage: quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug] "
+			"[--metrics ADDR] [--mode uring|sync] [--budget N]\n");
+	exit(2);
+}
+
+static void ep_add(int fd, uint32_t events, struct iod_ev *ev)
+{
+	struct epoll_event e = {.events = events, .data.ptr = ev};
+
+	if (epoll_ctl(iod.epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+		fatal("epoll_ctl add %d", fd);
+}
+
+/* ---- sandboxes ---- */
+
+static void sbx_unlink(struct sbx *sb)
+{
+	pthread_mutex_lock(&iod.lock);
+	for (struct sbx **pp = &iod.sandboxes; *pp; pp = &(*pp)->next) {
+		if (*pp == sb) {
+			*pp = sb->next;
+			iod.n_sandboxes--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&iod.lock);
+}
+
+/* The connection is gone (or the ring broke): stop listening to it; the
+ * memory goes when the last job is done. */
+static void sbx_kill(struct sbx *sb, const char *why)
+{
+	if (sb->dead)
+		return;
+	qlog_info("sandbox %s detached (%s, %llu ops)", sb->id, why, (unsigned long long)sb->ops);
+	sb->dead = true;
+	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
+	if (sb->ring.sq_efd >= 0)
+		epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->ring.sq_efd, NULL);
+	exec_flush_overflow(sb); /* frees what waits there */
+	sbx_maybe_free(sb);
+}
+
+void sbx_maybe_free(struct sbx *sb)
+{
+	if (!sb->dead || sb->inflight > 0)
+		return;
+	sbx_unlink(sb);
+	ring_destroy(&sb->ring);
+	close(sb->conn);
+	if (sb->rootfd >= 0)
+		close(sb->rootfd);
+	free(sb);
+}
+
+static void welcome(int conn, int error, struct ring *r)
+{
+	struct iod_welcome w = {.version = IOD_PROTO_VERSION,
+				.error = error,
+				.entries = IOD_RING_ENTRIES,
+				.entry_size = IOD_ENTRY_SIZE};
+	int fds[3];
+
+	if (r) {
+		fds[0] = r->memfd;
+		fds[1] = r->sq_efd;
+		fds[2] = r->cq_efd;
+	}
+	if (send_with_fds(conn, &w, sizeof(w), fds, r ? 3 : 0) < 0)
+		qlog_warn("welcome: %s", strerror(errno));
+}
+
+static void on_hello(struct iod_ev *ev)
+{
+	struct sbx *sb = ev->sb;
+	struct iod_hello h;
+	struct msghdr mh = {0};
+	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct ring_params p = {.entries = IOD_RING_ENTRIES, .entry_size = IOD_ENTRY_SIZE};
+	struct stat st;
+	ssize_t n;
+	int rootfd = -1, r;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	n = recvmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (rootfd < 0)
+					rootfd = fd;
+				else
+					close(fd);
+			}
+		}
+	}
+	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
+	if (n != (ssize_t)sizeof(h) || h.version != IOD_PROTO_VERSION ||
+	    (mh.msg_flags & MSG_CTRUNC) || memchr(h.id, '\0', sizeof(h.id)) == NULL || rootfd < 0 ||
+	    fstat(rootfd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		qlog_warn("connection: bad hello");
+		welcome(sb->conn, EPROTO, NULL);
+		goto drop;
+	}
+	memcpy(sb->id, h.id, sizeof(sb->id));
+	sb->rootfd = rootfd;
+	rootfd = -1;
+	r = ring_create(&sb->ring, RING_SERVER, &p);
+	if (r < 0) {
+		qlog_warn("sandbox %s: ring: %s", sb->id, strerror(-r));
+		welcome(sb->conn, -r, NULL);
+		goto drop;
+	}
+	welcome(sb->conn, 0, &sb->ring);
+	close(sb->ring.memfd);
+	sb->ring.memfd = -1;
+	sb->ev_conn = (struct iod_ev){EV_CONN, sb};
+	sb->ev_sq = (struct iod_ev){EV_SQ, sb};
+	ep_add(sb->conn, EPOLLIN | EPOLLRDHUP, &sb->ev_conn);
+	ep_add(ring_wait_fd(&sb->ring), EPOLLIN, &sb->ev_sq);
+	ring_wait_prepare(&sb->ring);
+	pthread_mutex_lock(&iod.lock);
+	sb->next = iod.sandboxes;
+	iod.sandboxes = sb;
+	iod.n_sandboxes++;
+	pthread_mutex_unlock(&iod.lock);
+	qlog_info("sandbox %s attached", sb->id);
+	exec_drain(sb); /* anything queued before the welcome was read */
+	return;
+drop:
+	if (rootfd >= 0)
+		close(rootfd);
+	if (sb->rootfd >= 0)
+		close(sb->rootfd);
+	ring_destroy(&sb->ring);
+	close(sb->conn);
+	free(sb);
+}
+
+static void on_listen(void)
+{
+	for (;;) {
+		int c = accept4(iod.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct sbx *sb;
+		struct ucred cr;
+		socklen_t len = sizeof(cr);
+
+		if (c < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				qlog_warn("accept: %s", strerror(errno));
+			return;
+		}
+		/* Only root's guests: the socket is 0600 in a 0700 directory,
+		 * and this says so again. */
+		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != 0) {
+			close(c);
+			continue;
+		}
+		sb = calloc(1, sizeof(*sb));
+		if (!sb) {
+			close(c);
+			continue;
+		}
+		sb->conn = c;
+		sb->rootfd = -1;
+		sb->ring.memfd = sb->ring.sq_efd = sb->ring.cq_efd = -1;
+		sb->ev_conn = (struct iod_ev){EV_HELLO, sb};
+		ep_add(c, EPOLLIN | EPOLLRDHUP, &sb->ev_conn);
+	}
+}
+
+/* ---- loop ---- */
+
+static int listen_on(const char *name, struct qerr *err)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd;
+
+	if ((size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", iod.root, name) >=
+	    sizeof(a.sun_path))
+		return qerr_set(err, ENAMETOOLONG, "%s/%s: path too long", iod.root, name);
+	unlink(a.sun_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return qerr_sys(err, errno, "socket");
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(a.sun_path, 0600) < 0 ||
+	    listen(fd, 256) < 0) {
+		int e = errno;
+		close(fd);
+		return qerr_sys(err, e, "listen on %s", a.sun_path);
+	}
+	return fd;
+}
+
+static void loop(int sigfd)
+{
+	struct epoll_event evs[64];
+
+	while (!iod.stopping) {
+		bool hot = false, overflow = exec_has_overflow();
+		int n;
+
+		for (struct sbx *sb = iod.sandboxes; sb && !hot; sb = sb->next)
+			hot = !sb->dead && sb->inflight < IOD_RING_ENTRIES && !sb->overflow &&
+			      ring_wait_prepare(&sb->ring) > 0;
+		n = epoll_wait(iod.epfd, evs, 64, hot ? 0 : overflow ? 1 : -1);
+		if (n < 0 && errno != EINTR)
+			fatal("epoll_wait");
+		for (int i = 0; i < n; i++) {
+			struct iod_ev *ev = evs[i].data.ptr;
+
+			switch (ev->kind) {
+			case EV_LISTEN:
+				on_listen();
+				break;
+			case EV_SIGNAL: {
+				struct signalfd_siginfo si;
+				if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+					iod.stopping = true;
+				break;
+			}
+			case EV_HELLO:
+				on_hello(ev);
+				break;
+			case EV_CONN:
+				/* Nothing is expected after the hello. */
+				sbx_kill(ev->sb, "connection closed");
+				break;
+			case EV_SQ:
+				ring_wait_finish(&ev->sb->ring);
+				break;
+			case EV_URING:
+				break;
+			}
+		}
+		exec_reap();
+		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
+			next = sb->next;
+			if (!sb->dead)
+				exec_drain(sb);
+		}
+
+		/* A completion may start the job's next step: submit until
+		 * nothing new is queued. */
+		do {
+			exec_submit();
+			exec_reap();
+		} while (iod.sq_pending > 0);
+		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
+			next = sb->next;
+			if (sb->overflow)
+				exec_flush_overflow(sb);
+			if (sb->broken)
+				sbx_kill(sb, "ring broken");
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"root", required_argument, NULL, 'r'},    {"foreground", no_argument, NULL, 'f'},
+	    {"log", required_argument, NULL, 'l'},     {"debug", no_argument, NULL, 'd'},
+	    {"metrics", required_argument, NULL, 'm'}, {"mode", required_argument, NULL, 'M'},
+	    {"budget", required_argument, NULL, 'b'},  {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	};
+	const char *root = DEFAULT_ROOT, *logpath = NULL, *metrics = NULL;
+	enum qlog_level level = QLOG_INFO;
+	bool foreground = false;
+	int c, readyfd = -1, sigfd;
+	cleanup_close int lockfd = -1;
+	char logbuf[PATH_MAX + 16], pidbuf[32];
+	struct qerr err = {0};
+	sigset_t ss;
+	struct rlimit rl;
+
+	iod.budget = DEFAULT_BUDGET;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			root = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'l':
+			logpath = optarg;
+			break;
+		case 'd':
+			level = QLOG_DEBUG;
+			break;
+		case 'm':
+			metrics = optarg;
+			break;
+		case 'M':
+			if (strcmp(optarg, "uring") == 0)
+				iod.mode = IOD_MODE_URING;
+			else if (strcmp(optarg, "sync") == 0)
+				iod.mode = IOD_MODE_SYNC;
+			else {
+				fprintf(stderr, "quiver-iod: --mode: \"%s\" is not uring or sync\n",
+					optarg);
+				return 1;
+			}
+			break;
+		case 'b': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (long)IOD_RING_ENTRIES) {
+				fprintf(stderr, "quiver-iod: --budget: \"%s\" is not 1..%u\n",
+					optarg, IOD_RING_ENTRIES);
+				return 1;
+			}
+			iod.budget = (unsigned)v;
+			break;
+		}
+		case 'V':
+			printf("quiver-iod %s\n", IOD_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	if (daemon_mkdir_p(root, 0700) < 0 || !realpath(root, iod.root)) {
+		fprintf(stderr, "quiver-iod: runtime directory %s: %s\n", root, strerror(errno));
+		return 1;
+	}
+	if (!foreground)
+		readyfd = daemon_detach();
+	iod.rootfd = open(iod.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (iod.rootfd < 0)
+		fatal("open %s", iod.root);
+	lockfd = openat(iod.rootfd, "iod.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0)
+		fatal("open %s/iod.lock", iod.root);
+	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock %s/iod.lock", iod.root);
+		daemon_ready(&readyfd, 'B');
+		return 0;
+	}
+	if (!logpath) {
+		snprintf(logbuf, sizeof(logbuf), "%s/iod.log", iod.root);
+		logpath = logbuf;
+	}
+	if (qlog_init("quiver-iod", strcmp(logpath, "-") == 0 ? NULL : logpath, QLOG_TEXT, level,
+		      &err) < 0)
+		fatalx("%s", err.msg);
+	if (!foreground)
+		daemon_stdio_to_null();
+	/* Every sandbox costs iod a few fds (connection, root, eventfds) and
+	 * every request in flight one or two more. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (exec_init(&err) < 0)
+		fatalx("%s", err.msg);
+	iod.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (iod.epfd < 0)
+		fatal("epoll_create1");
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	sigfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0)
+		fatal("signalfd");
+	iod.listen_fd = listen_on(IOD_SOCK_NAME, &err);
+	if (iod.listen_fd < 0)
+		fatalx("%s", err.msg);
+	ep_add(iod.listen_fd, EPOLLIN, &ev_listen);
+	ep_add(sigfd, EPOLLIN, &ev_signal);
+	if (exec_uring_fd() >= 0)
+		ep_add(exec_uring_fd(), EPOLLIN, &ev_uring);
+	if (metrics && iod_metrics_start(metrics, &err) < 0)
+		fatalx("metrics on %s: %s", metrics, err.msg);
+	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
+	if (statefile_write_mode(iod.rootfd, "iod.pid", pidbuf, strlen(pidbuf), 0644, &err) < 0)
+		fatalx("%s", err.msg);
+	/* Modes of what iod creates for a workload are the workload's umask,
+	 * applied by exec.c: the process's own must not mask them again. */
+	umask(0);
+	qlog_info("serving %s (pid %d), %s mode, budget %u", iod.root, (int)getpid(),
+		  iod.mode == IOD_MODE_SYNC ? "sync" : "io_uring", iod.budget);
+	daemon_ready(&readyfd, 'R');
+
+	loop(sigfd);
+
+	close(iod.listen_fd);
+	unlinkat(iod.rootfd, IOD_SOCK_NAME, 0);
+	while (iod.sandboxes) {
+		struct sbx *sb = iod.sandboxes;
+		sbx_kill(sb, "iod stopping");
+		if (iod.sandboxes == sb) { /* jobs in flight: cancel with the ring */
+			sb->inflight = 0;
+			sbx_maybe_free(sb);
+		}
+	}
+	exec_fini();
+	iod_metrics_stop();
+	unlinkat(iod.rootfd, "iod.pid", 0);
+	unlinkat(iod.rootfd, "iod.metrics", 0);
+	qlog_info("stopped");
+	return 0;
+}
