@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guest/guest.h"
@@ -15,15 +16,38 @@
 #include "libcommon/log.h"
 
 #define WAIT_SLICE_MS 200
+/* Poll the CQ this long before sleeping: iod usually answers within a few
+ * microseconds, and a sleep and wake-up cost more than that here. */
+#define SPIN_NS 50000
 
+static void watch(struct iod_client *c, int fd, bool add)
+{
+	if (c->watch && fd >= 0)
+		c->watch(c->watch_arg, fd, add);
+}
+
+/* iod is gone (or misbehaved): fail what is pending, drop the ring. */
 static void detach(struct iod_client *c)
 {
+	if (c->attached) {
+		watch(c, ring_wait_fd(&c->ring), false);
+		watch(c, c->conn, false);
+	}
 	if (c->conn >= 0)
 		close(c->conn);
 	c->conn = -1;
 	if (c->attached)
 		ring_destroy(&c->ring);
 	c->attached = false;
+	for (unsigned i = 0; i < IOD_RING_ENTRIES; i++) {
+		struct iod_pending p = c->pend[i];
+
+		if (!p.ud)
+			continue;
+		c->pend[i].ud = 0;
+		c->npend--;
+		p.done(p.arg, NULL, -1);
+	}
 }
 
 /* connect(2) has no *at form: go to the directory, connect to the name. */
@@ -90,6 +114,9 @@ static int attach(struct iod_client *c, struct qerr *err)
 		return qerr_sys(err, -r, "iod: ring");
 	}
 	c->attached = true;
+	watch(c, ring_wait_fd(&c->ring), true);
+	watch(c, c->conn, true);
+	ring_wait_prepare(&c->ring);
 	return 0;
 }
 
@@ -145,91 +172,185 @@ static int take_fd(struct iod_client *c, uint64_t user_data)
 	}
 }
 
-int iod_client_call(struct iod_client *c, struct iod_req *req, struct iod_resp *resp, int *fd,
-		    bool (*valid)(void *), void *arg)
+int iod_client_submit(struct iod_client *c, struct iod_req *req, iod_done_fn done, void *arg)
 {
 	struct qerr err = {0};
-	uint64_t ud;
-	int r;
+	unsigned slot = 0;
 
-	*fd = -1;
 	if (!c->attached) {
 		if (attach(c, &err) < 0)
 			return -EIO;
 		c->reconnects++;
 		qlog_info("iod: re-attached");
 	}
-	ud = ++c->seq;
-	req->hdr.user_data = ud;
+	if (c->npend >= IOD_RING_ENTRIES)
+		return -EAGAIN;
+	while (c->pend[slot].ud)
+		slot++;
+	req->hdr.user_data = ++c->seq;
 	req->hdr.flags = 0;
 	req->hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(req->hdr)) +
 		       req->path_len + req->path2_len;
-	r = ring_sq_push(&c->ring, req);
-	if (r < 0 || ring_notify_peer(&c->ring) < 0) {
-		/* Full: iod stopped taking requests (it takes at most as many
-		 * as the CQ holds, and we wait for each). */
+	if (ring_sq_push(&c->ring, req) < 0 || ring_notify_peer(&c->ring) < 0) {
+		/* Full although we never have more in flight than it holds:
+		 * iod stopped taking requests. */
 		detach(c);
 		return -EIO;
 	}
+	c->pend[slot] = (struct iod_pending){.ud = req->hdr.user_data, .done = done, .arg = arg};
+	c->npend++;
+	return 0;
+}
+
+static bool spinning(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if ((t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec) >= SPIN_NS)
+		return false;
+	__builtin_ia32_pause();
+	return true;
+}
+
+/* One completion off the CQ: 1 handled, 0 none, -1 iod misbehaved. */
+static int one(struct iod_client *c)
+{
+	union {
+		struct iod_resp resp;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} o;
+	int r = ring_cq_pop(&c->ring, &o, iod_resp_valid, NULL);
+
+	if (r == -EAGAIN)
+		return 0;
+	if (r < 0)
+		return -1;
+	for (unsigned i = 0; i < IOD_RING_ENTRIES; i++) {
+		struct iod_pending p = c->pend[i];
+		int fd = -1;
+
+		if (p.ud != o.resp.hdr.user_data)
+			continue;
+		if ((o.resp.hdr.flags & IOD_RESP_FD) && (fd = take_fd(c, p.ud)) < 0)
+			return -1;
+		c->pend[i].ud = 0;
+		c->npend--;
+		p.done(p.arg, &o.resp, fd);
+		return 1;
+	}
+	return -1; /* a completion nobody asked for */
+}
+
+static bool hung_up(struct iod_client *c)
+{
+	struct pollfd p = {.fd = c->conn, .events = POLLRDHUP};
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+void iod_client_dispatch(struct iod_client *c, bool spin)
+{
+	struct timespec t0;
+
+	if (!c->attached)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ring_wait_finish(&c->ring);
 	for (;;) {
+		int r = one(c);
+
+		if (r < 0) {
+			detach(c);
+			return;
+		}
+		if (r > 0)
+			continue;
+		if (spin && c->npend > 0 && spinning(&t0))
+			continue;
+		if (ring_wait_prepare(&c->ring) > 0)
+			continue;
+		break;
+	}
+	if (!spin && hung_up(c)) {
+		/* Completions pushed before iod died were taken above. */
+		qlog_warn("iod: connection lost; %u calls fail with EIO", c->npend);
+		detach(c);
+	}
+}
+
+/* iod_client_call's completion: copied to the caller's buffer, or
+ * dropped when the caller gave up (resp NULL in the struct). */
+struct waiter {
+	bool done, failed;
+	struct iod_resp *resp;
+	int fd;
+};
+
+static void wake_waiter(void *arg, const struct iod_resp *resp, int fd)
+{
+	struct waiter *w = arg;
+
+	w->done = true;
+	if (!resp) {
+		w->failed = true;
+		return;
+	}
+	memcpy(w->resp, resp, offsetof(struct iod_resp, data) + resp->data_len);
+	w->fd = fd;
+}
+
+static void drop_late(void *arg, const struct iod_resp *resp, int fd)
+{
+	(void)arg;
+	(void)resp;
+	if (fd >= 0)
+		close(fd);
+}
+
+int iod_client_call(struct iod_client *c, struct iod_req *req, struct iod_resp *resp, int *fd,
+		    bool (*valid)(void *), void *arg)
+{
+	struct waiter w = {.resp = resp, .fd = -1};
+	uint64_t ud;
+	int r;
+
+	*fd = -1;
+	r = iod_client_submit(c, req, wake_waiter, &w);
+	if (r < 0)
+		return -EIO;
+	ud = req->hdr.user_data;
+	iod_client_dispatch(c, true);
+	while (!w.done) {
 		struct pollfd p[2] = {{.fd = ring_wait_fd(&c->ring), .events = POLLIN},
 				      {.fd = c->conn, .events = POLLRDHUP}};
 
-		r = ring_cq_pop(&c->ring, resp, iod_resp_valid, NULL);
-		if (r == 0 || r == -EBADMSG) {
-			if (resp->hdr.user_data != ud)
-				goto stale;
-			if (r == -EBADMSG) {
-				detach(c);
-				return -EIO;
-			}
-			if (resp->hdr.flags & IOD_RESP_FD) {
-				int f = take_fd(c, ud);
-				if (f < 0) {
-					detach(c);
-					return -EIO;
-				}
-				*fd = f;
-			}
-			return 0;
-		}
-		if (r != -EAGAIN) {
-			detach(c);
-			return -EIO;
-		}
-		r = ring_wait_prepare(&c->ring);
-		if (r > 0)
-			continue;
 		r = poll(p, 2, WAIT_SLICE_MS);
 		if (r < 0 && errno != EINTR) {
 			detach(c);
-			return -EIO;
+			break;
 		}
-		if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-			/* iod is gone: a completion it pushed before dying
-			 * still counts. */
-			ring_wait_finish(&c->ring);
-			if (ring_cq_pop(&c->ring, resp, iod_resp_valid, NULL) == 0 &&
-			    resp->hdr.user_data == ud && !(resp->hdr.flags & IOD_RESP_FD)) {
-				detach(c);
-				return 0;
-			}
-			detach(c);
-			return -EIO;
-		}
-		if (p[0].revents & POLLIN)
-			ring_wait_finish(&c->ring);
-		if (r == 0 && valid && !valid(arg)) {
-			/* The caller is gone; its completion will be stale. */
+		iod_client_dispatch(c, false);
+		if (!w.done && r == 0 && valid && !valid(arg)) {
+			/* The caller is gone: its completion will be dropped. */
+			for (unsigned i = 0; i < IOD_RING_ENTRIES; i++)
+				if (c->pend[i].ud == ud)
+					c->pend[i].done = drop_late;
 			return -ENOENT;
 		}
-		continue;
-	stale:
-		/* A completion of a call given up on: drop it, and its fd. */
-		if (resp->hdr.flags & IOD_RESP_FD) {
-			int f = take_fd(c, resp->hdr.user_data);
-			if (f >= 0)
-				close(f);
-		}
+	}
+	if (!w.done || w.failed)
+		return -EIO;
+	*fd = w.fd;
+	return 0;
+}
+
+void iod_client_set_watch(struct iod_client *c, void (*fn)(void *, int, bool), void *arg)
+{
+	c->watch = fn;
+	c->watch_arg = arg;
+	if (c->attached) {
+		watch(c, ring_wait_fd(&c->ring), true);
+		watch(c, c->conn, true);
 	}
 }

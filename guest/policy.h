@@ -130,6 +130,10 @@ int sys_sysinfo(const struct policy_call *call, int64_t *val);
 /* The file-path calls iod serves (sys_iod.c) when the sandbox has iod:
  * their PASS entries then trap, and sys_iod answers. */
 bool sys_iod_serves(int nr);
+/* Calls that can change what sys_iod caches of a task's credentials: with
+ * iod they trap, the cache is forgotten, and the kernel runs them. */
+bool sys_iod_watches(int nr);
+void sys_iod_forget_creds(void);
 int sys_iod(const struct policy_call *call, int64_t *val);
 
 /* Access to the workload's memory (sys_uaccess.c), by process_vm_readv/

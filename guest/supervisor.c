@@ -44,7 +44,7 @@
 #define MAX_LISTENERS 64
 #define IDLE_SHED_MS  2000
 
-enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE };
+enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE, EV_IOD };
 
 /* Messages on S<->W's socketpair. */
 /* W_LISTENER carries W's seccomp listener (SCM_RIGHTS), sent before any OCI
@@ -89,6 +89,21 @@ static int ep_add(struct sup *s, enum ev_kind k, int fd)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_data(k, fd)};
 	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* iod's fds (its CQ eventfd and connection), as the client attaches and
+ * detaches. */
+static void iod_watch(void *arg, int fd, bool add)
+{
+	struct sup *s = arg;
+
+	if (add) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP,
+					 .data.u64 = ev_data(EV_IOD, fd)};
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+	} else {
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	}
 }
 
 static void ep_del_close(struct sup *s, int fd)
@@ -266,8 +281,19 @@ static bool is_seccomp_listener(int fd)
 	return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0 && errno == ENOENT;
 }
 
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS _IOW('!', 4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1ull
+#endif
+
 static int add_listener(struct sup *s, int fd)
 {
+	/* The trapped task and we take turns: ask the scheduler to switch
+	 * straight to the other side (6.6+; older kernels say EINVAL, which
+	 * only costs the speed-up). */
+	(void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
 	for (int i = 0; i < MAX_LISTENERS; i++) {
 		if (s->listeners[i] < 0) {
 			if (ep_add(s, EV_LISTENER, fd) < 0)
@@ -897,6 +923,8 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 		qerr_sys(&err, errno, "epoll_ctl");
 		fail_prepare(&s, &err);
 	}
+	if (iod_on)
+		iod_client_set_watch(&s.iodc, iod_watch, &s);
 
 	bool busy = false; /* events since the stack was last shed */
 	for (;;) {
@@ -939,6 +967,9 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				 * a hangup means W died (SIGCHLD handles it) */
 				if (fd == s.exec_rd && s.state == ST_STARTING)
 					execpipe_readable(&s);
+				break;
+			case EV_IOD:
+				iod_client_dispatch(&s.iodc, false);
 				break;
 			case EV_LISTENER: {
 				struct qerr terr = {0};

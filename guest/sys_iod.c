@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,12 +419,120 @@ static int decode(const struct policy_call *c, struct fcall *f)
 
 /* ---- the task ---- */
 
+/* The trapped task is still waiting in this call, so its tid still names it. */
+static bool notif_alive_id(const struct policy_call *c)
+{
+	uint64_t id = c->id;
+
+	return ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
 struct task {
 	pid_t tid, tgid;
 	struct fscreds_task creds;
 };
 
+/* Credentials are read from /proc/<tid>/status once per thread and kept
+ * while that thread lives (a pidfd on it says when it is gone, so a reused
+ * tid is never taken for its predecessor) and until a call that can change
+ * credentials traps (sys_iod_watches: set*id, setgroups, capset, umask,
+ * execve), which forgets them all. */
+#define TASK_CACHE    64
+#define PIDFD_THREAD_ O_EXCL
+
+static struct {
+	pid_t tid;
+	int pidfd;
+	uint64_t used;
+	struct task t;
+} cache[TASK_CACHE];
+static uint64_t cache_clock;
+
+static void forget(int i)
+{
+	if (cache[i].pidfd > 0)
+		close(cache[i].pidfd);
+	cache[i].pidfd = 0;
+	cache[i].tid = 0;
+	cache[i].used = 0;
+}
+
+void sys_iod_forget_creds(void)
+{
+	for (int i = 0; i < TASK_CACHE; i++)
+		if (cache[i].tid)
+			forget(i);
+}
+
+bool sys_iod_watches(int nr)
+{
+	switch (nr) {
+	case SYS_setuid:
+	case SYS_setgid:
+	case SYS_setreuid:
+	case SYS_setregid:
+	case SYS_setresuid:
+	case SYS_setresgid:
+	case SYS_setfsuid:
+	case SYS_setfsgid:
+	case SYS_setgroups:
+	case SYS_capset:
+	case SYS_umask:
+	case SYS_execve:
+	case SYS_execveat:
+		return true;
+	}
+	return false;
+}
+
+static int read_task_status(const struct policy_call *c, struct task *t);
+
+static bool alive(int pidfd)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 0;
+}
+
 static int read_task(const struct policy_call *c, struct task *t)
+{
+	int victim = 0, r;
+
+	for (int i = 0; i < TASK_CACHE; i++) {
+		if (cache[i].tid == c->pid) {
+			if (alive(cache[i].pidfd)) {
+				cache[i].used = ++cache_clock;
+				*t = cache[i].t;
+				return 0;
+			}
+			forget(i);
+		}
+		if (cache[i].used < cache[victim].used)
+			victim = i;
+	}
+	r = read_task_status(c, t);
+	if (r < 0)
+		return r;
+	if (cache[victim].tid)
+		forget(victim);
+	cache[victim].pidfd = (int)syscall(SYS_pidfd_open, c->pid, PIDFD_THREAD_);
+	if (cache[victim].pidfd <= 0) {
+		cache[victim].pidfd = 0;
+		return 0;
+	}
+	/* The status was read before the pidfd was opened: if the tid was
+	 * reused in between, the pidfd is the new task's.  Check again. */
+	if (!notif_alive_id(c)) {
+		forget(victim);
+		return -ENOENT;
+	}
+	cache[victim].tid = c->pid;
+	cache[victim].used = ++cache_clock;
+	cache[victim].t = *t;
+	return 0;
+}
+
+static int read_task_status(const struct policy_call *c, struct task *t)
 {
 	char path[64], buf[4096];
 	const char *p;
@@ -485,7 +594,58 @@ static int proc_link(char *out, size_t size, const char *link)
 	if (out[0] != '/')
 		return -ENOTDIR; /* a pipe, a socket, an anon inode */
 	if (n > 10 && strcmp(out + n - 10, " (deleted)") == 0)
-		return -ENOENT;
+		return -ESTALE; /* the caller decides: ENOENT for a path */
+	return 0;
+}
+
+/* The call being served, for proc_link_as. */
+static struct {
+	struct iod_client *ic;
+	const struct policy_call *c;
+	const struct task *t;
+} cur;
+
+static bool notif_alive(void *arg);
+
+/* proc_link for a link of process pid.  Our own readlink for the caller's
+ * own process; for any other, iod reads it as the workload, so that
+ * procfs's ptrace check (pid 1 is this supervisor) is the workload's. */
+static int proc_link_as(int pid, char *out, size_t size, const char *link)
+{
+	union {
+		struct iod_req req;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} in;
+	union {
+		struct iod_resp resp;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} o;
+	size_t l = strlen(link) + 1;
+	int fd = -1, r;
+
+	if (pid == cur.t->tgid)
+		return proc_link(out, size, link);
+	memset(&in.req, 0, sizeof(in.req));
+	in.req.hdr.opcode = IOD_OP_READLINK;
+	in.req.arg0 = size - 1;
+	in.req.path_len = (uint32_t)l;
+	memcpy(in.req.paths, link, l);
+	fscreds_for_op(&cur.t->creds, false, &in.req.creds);
+	r = iod_client_call(cur.ic, &in.req, &o.resp, &fd, notif_alive, (void *)cur.c);
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		return r == -ENOENT ? -ENOENT : -EIO;
+	if (o.resp.res < 0)
+		return (int)o.resp.res;
+	if (o.resp.data_len >= size || o.resp.data_len != (uint64_t)o.resp.res)
+		return -ENAMETOOLONG;
+	memcpy(out, o.resp.data, o.resp.data_len);
+	out[o.resp.data_len] = '\0';
+	if (out[0] != '/')
+		return -ENOTDIR;
+	if (o.resp.data_len > 10 && strcmp(out + o.resp.data_len - 10, " (deleted)") == 0)
+		return -ESTALE;
 	return 0;
 }
 
@@ -549,8 +709,15 @@ static int proc_rewrite(char *path, size_t size, const struct task *t, bool foll
 	tid = pid;
 	if (strncmp(rest, "/task/", 6) == 0 && !number(rest + 6, &tid, &rest))
 		return 0;
-	/* /proc/<pid>/root and /cwd: the sandbox's root, that task's cwd. */
+	/* Every link below is read with proc_link_as: another process's root,
+	 * cwd and fds are behind the kernel's ptrace check, which must be the
+	 * workload's, not ours.  /proc/<pid>/root: the sandbox's root (no
+	 * process here can chroot), once the check passed. */
 	if (strncmp(rest, "/root", 5) == 0 && (rest[5] == '/' || rest[5] == '\0')) {
+		snprintf(tmp, sizeof(tmp), "/proc/%d/task/%d/root", pid, tid);
+		r = proc_link_as(pid, base, sizeof(base), tmp);
+		if (r < 0)
+			return r == -ESTALE ? -ENOENT : r;
 		if (rest[5] == '\0' || rest[6] == '\0') {
 			snprintf(tmp, sizeof(tmp), "/");
 		} else {
@@ -561,28 +728,33 @@ static int proc_rewrite(char *path, size_t size, const struct task *t, bool foll
 	}
 	if (strncmp(rest, "/cwd", 4) == 0 && (rest[4] == '/' || rest[4] == '\0')) {
 		snprintf(tmp, sizeof(tmp), "/proc/%d/task/%d/cwd", pid, tid);
-		r = proc_link(base, sizeof(base), tmp);
+		r = proc_link_as(pid, base, sizeof(base), tmp);
 		if (r < 0)
-			return r;
+			return r == -ESTALE ? -ENOENT : r;
 		return join(path, size, base, rest[4] ? rest + 5 : "");
 	}
 	if (strncmp(rest, "/exe", 4) == 0 && rest[4] == '\0' && follow) {
 		snprintf(tmp, sizeof(tmp), "/proc/%d/exe", pid);
-		r = proc_link(base, sizeof(base), tmp);
+		r = proc_link_as(pid, base, sizeof(base), tmp);
 		if (r < 0)
-			return r;
+			return r == -ESTALE ? -ENOENT : r;
 		snprintf(path, size, "%s", base);
 		return 0;
 	}
 	if (strncmp(rest, "/fd/", 4) == 0 && number(rest + 4, &fd, &rest)) {
+		if (*rest == '\0' && !follow)
+			return 0; /* readlink, lstat: iod's O_PATH|O_NOFOLLOW */
+		snprintf(tmp, sizeof(tmp), "/proc/%d/fd/%d", pid, fd);
+		r = proc_link_as(pid, base, sizeof(base), tmp);
 		if (*rest == '\0') {
-			if (!follow)
-				return 0; /* readlink, lstat: iod's O_PATH|O_NOFOLLOW */
+			/* Re-opened from the fd itself: a pipe or socket
+			 * (ENOTDIR) or a deleted file (ESTALE) is fine, as
+			 * long as the link could be read as the workload. */
+			if (r < 0 && r != -ENOTDIR && r != -ESTALE)
+				return r;
 			*fd_out = fd;
 			return pid;
 		}
-		snprintf(tmp, sizeof(tmp), "/proc/%d/fd/%d", pid, fd);
-		r = proc_link(base, sizeof(base), tmp);
 		if (r < 0)
 			return r;
 		return join(path, size, base, rest + 1);
@@ -616,7 +788,7 @@ static int sandbox_path(const struct policy_call *c, const struct task *t, int d
 			return -EBADF;
 	}
 	if (r < 0)
-		return r;
+		return r == -ESTALE ? -ENOENT : r;
 	return join(out, size, base, p);
 }
 
@@ -807,14 +979,79 @@ static int read_times(const struct policy_call *c, const struct fcall *f, struct
 
 static bool notif_alive(void *arg)
 {
-	const struct policy_call *c = arg;
-	uint64_t id = c->id;
+	return notif_alive_id(arg);
+}
 
-	return ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+/* The answer to a call from its completion: 0 with *val, -errno, or
+ * POLICY_RC_ANSWERED (an fd was injected) / POLICY_RC_CONTINUE. */
+static int answer_from(const struct policy_call *c, const struct fcall *f,
+		       const struct iod_resp *resp, int fd, int64_t *val)
+{
+	int rc;
+
+	*val = 0;
+	if (resp->res < 0) {
+		if (fd >= 0)
+			close(fd);
+		return (int)resp->res;
+	}
+	if (fd >= 0) {
+		rc = inject(c, fd, f->flags & O_CLOEXEC);
+		close(fd);
+		return rc;
+	}
+	*val = resp->res;
+	switch (f->out) {
+	case OUT_STAT:
+		if (resp->data_len < sizeof(struct statx))
+			return -EIO;
+		*val = 0;
+		return put_stat(c, f->out_addr, (const struct statx *)resp->data);
+	case OUT_STATX:
+		if (resp->data_len < sizeof(struct statx))
+			return -EIO;
+		*val = 0;
+		return sys_copy_to_user(c, f->out_addr, resp->data, sizeof(struct statx));
+	case OUT_STATFS:
+		if (resp->data_len < sizeof(struct statfs))
+			return -EIO;
+		*val = 0;
+		return sys_copy_to_user(c, f->out_addr, resp->data, sizeof(struct statfs));
+	case OUT_BUF:
+		if (resp->data_len > f->out_size)
+			return -EIO;
+		if (resp->data_len && f->out_size)
+			return sys_copy_to_user(c, f->out_addr, resp->data, resp->data_len);
+		return 0;
+	case OUT_NONE:
+		break;
+	}
+	if (f->op == IOD_OP_CHDIR)
+		return POLICY_RC_CONTINUE;
+	return 0;
+}
+
+/* A call answered when its completion comes (iod_client_submit). */
+struct pending_call {
+	struct policy_call c;
+	struct fcall f;
+};
+
+static void finish_call(void *arg, const struct iod_resp *resp, int fd)
+{
+	struct pending_call *pc = arg;
+	int64_t val = 0;
+	int rc = resp ? answer_from(&pc->c, &pc->f, resp, fd, &val) : -EIO;
+
+	if (rc != POLICY_RC_ANSWERED)
+		trap_respond(pc->c.listener, pc->c.id, rc < 0 ? -rc : 0, val,
+			     rc == POLICY_RC_CONTINUE);
+	free(pc);
 }
 
 int sys_iod(const struct policy_call *c, int64_t *val)
 {
+	struct pending_call *pc;
 	struct iod_client *ic = c->ctx ? c->ctx->iod : NULL;
 	union {
 		struct iod_req req;
@@ -834,6 +1071,9 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 	*val = 0;
 	if (!ic)
 		return -ENOSYS;
+	cur.ic = ic;
+	cur.c = c;
+	cur.t = &t;
 	rc = decode(c, &f);
 	if (rc < 0)
 		return rc;
@@ -914,46 +1154,28 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 	}
 	fscreds_for_op(&t.creds, f.real_creds, &r->creds);
 
-	rc = iod_client_call(ic, r, &out.resp, &fd, notif_alive, (void *)c);
-	if (rc < 0)
-		return rc == -ENOENT ? -ENOENT : -EIO;
-	if (out.resp.res < 0) {
-		if (fd >= 0)
-			close(fd);
-		return (int)out.resp.res;
+	pc = malloc(sizeof(*pc));
+	if (!pc)
+		return -ENOMEM;
+	pc->c = *c;
+	pc->f = f;
+	rc = iod_client_submit(ic, r, finish_call, pc);
+	if (rc == -EAGAIN) {
+		/* Every slot is taken (by opens blocked in iod, say): wait
+		 * for this one instead. */
+		free(pc);
+		rc = iod_client_call(ic, r, &out.resp, &fd, notif_alive, (void *)c);
+		if (rc < 0)
+			return rc == -ENOENT ? -ENOENT : -EIO;
+		return answer_from(c, &f, &out.resp, fd, val);
 	}
-	if (fd >= 0) {
-		rc = inject(c, fd, f.flags & O_CLOEXEC);
-		close(fd);
-		return rc;
+	if (rc < 0) {
+		free(pc);
+		return -EIO;
 	}
-	*val = out.resp.res;
-	switch (f.out) {
-	case OUT_STAT:
-		if (out.resp.data_len < sizeof(struct statx))
-			return -EIO;
-		*val = 0;
-		return put_stat(c, f.out_addr, (const struct statx *)out.resp.data);
-	case OUT_STATX:
-		if (out.resp.data_len < sizeof(struct statx))
-			return -EIO;
-		*val = 0;
-		return sys_copy_to_user(c, f.out_addr, out.resp.data, sizeof(struct statx));
-	case OUT_STATFS:
-		if (out.resp.data_len < sizeof(struct statfs))
-			return -EIO;
-		*val = 0;
-		return sys_copy_to_user(c, f.out_addr, out.resp.data, sizeof(struct statfs));
-	case OUT_BUF:
-		if (out.resp.data_len > f.out_size)
-			return -EIO;
-		if (out.resp.data_len && f.out_size)
-			return sys_copy_to_user(c, f.out_addr, out.resp.data, out.resp.data_len);
-		return 0;
-	case OUT_NONE:
-		break;
-	}
-	if (f.op == IOD_OP_CHDIR)
-		return POLICY_RC_CONTINUE;
-	return 0;
+	/* Usually iod answers within microseconds: wait that long here, so
+	 * that the answer goes out now rather than after another turn of the
+	 * supervisor's loop. */
+	iod_client_dispatch(ic, true);
+	return POLICY_RC_ANSWERED;
 }

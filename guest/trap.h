@@ -66,6 +66,11 @@ struct trap_ctx {
 	struct iod_client *iod; /* the sandbox's iod connection, or NULL */
 };
 
+/* Answer notification id later than trap_serve (an iod completion): err a
+ * positive errno or 0 with val, or cont: let the kernel run the call.  The
+ * task may be gone (ENOENT), which is not an error. */
+void trap_respond(int listener, uint64_t id, int err, int64_t val, bool cont);
+
 /* Serve every notification pending on listener (non-blocking).  Returns 0,
  * or -EPIPE when the listener has no processes left (remove it). */
 int trap_serve(struct trap_ctx *ctx, int listener, struct qerr *err);

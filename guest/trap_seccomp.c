@@ -555,7 +555,9 @@ int trap_build_filter(void **out, struct qerr *err)
 		switch (e->action) {
 		case POLICY_PASS:
 			/* With iod, what it serves traps (the default action). */
-			rc = use_iod && sys_iod_serves(e->nr) ? 0 : add_checked(ctx, e);
+			rc = use_iod && (sys_iod_serves(e->nr) || sys_iod_watches(e->nr))
+				 ? 0
+				 : add_checked(ctx, e);
 			break;
 		case POLICY_DENY:
 			rc = e->in_kernel ? seccomp_rule_add(ctx, SCMP_ACT_ERRNO(e->err), e->nr, 0)
@@ -864,6 +866,12 @@ static int answer(const struct policy_call *call, bool native, int64_t *val, boo
 			}
 			return rc < 0 ? -rc : 0;
 		}
+		if (call->ctx && call->ctx->iod && sys_iod_watches(call->nr)) {
+			*denied = false;
+			sys_iod_forget_creds();
+			*special = POLICY_RC_CONTINUE;
+			return 0;
+		}
 		/* BPF allowed the safe arguments, so a checked call here has
 		 * failed its check; if the C predicate disagrees, that is a
 		 * bug, and the answer stays no: never CONTINUE. */
@@ -875,6 +883,22 @@ static int answer(const struct policy_call *call, bool native, int64_t *val, boo
 		return rc < 0 ? -rc : 0;
 	}
 	return EPERM;
+}
+
+void trap_respond(int listener, uint64_t id, int err, int64_t val, bool cont)
+{
+	union {
+		struct seccomp_notif_resp r;
+		unsigned char raw[128];
+	} resp;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.r.id = id;
+	resp.r.error = err ? -err : 0;
+	resp.r.val = err ? 0 : val;
+	resp.r.flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
+	while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
+		;
 }
 
 int trap_serve(struct trap_ctx *ctx, int listener, struct qerr *err)

@@ -113,7 +113,6 @@ void fscreds_for_op(const struct fscreds_task *t, bool real, struct iod_creds *o
 		out->cap_eff = t->ruid == 0 ? t->cap_prm : 0;
 	else
 		out->cap_eff = t->cap_eff;
-	out->cap_eff &= FSCREDS_CAPS;
 	out->umask = t->umask;
 	out->ngroups = t->ngroups;
 	memcpy(out->groups, t->groups, sizeof(out->groups[0]) * t->ngroups);
@@ -121,8 +120,7 @@ void fscreds_for_op(const struct fscreds_task *t, bool real, struct iod_creds *o
 
 bool fscreds_equal(const struct iod_creds *a, const struct iod_creds *b)
 {
-	return a->fsuid == b->fsuid && a->fsgid == b->fsgid &&
-	       (a->cap_eff & FSCREDS_CAPS) == (b->cap_eff & FSCREDS_CAPS) &&
+	return a->fsuid == b->fsuid && a->fsgid == b->fsgid && a->cap_eff == b->cap_eff &&
 	       a->ngroups == b->ngroups &&
 	       memcmp(a->groups, b->groups, sizeof(a->groups[0]) * a->ngroups) == 0;
 }
@@ -173,7 +171,7 @@ int fscreds_enter(const struct iod_creds *c)
 {
 	struct __user_cap_data_struct d[2];
 	gid_t groups[IOD_GROUPS_MAX];
-	uint64_t eff = c->cap_eff & FSCREDS_CAPS;
+	uint64_t eff = c->cap_eff;
 
 	if (save_own() < 0 || c->ngroups > IOD_GROUPS_MAX)
 		return -EPERM;
@@ -186,6 +184,8 @@ int fscreds_enter(const struct iod_creds *c)
 	/* setfs*id return the old value and never fail visibly: check. */
 	if ((uint32_t)setfsgid((gid_t)-1) != c->fsgid || (uint32_t)setfsuid((uid_t)-1) != c->fsuid)
 		goto fail;
+	/* Never more than this thread may have. */
+	eff &= (uint64_t)own.caps[0].permitted | (uint64_t)own.caps[1].permitted << 32;
 	memcpy(d, own.caps, sizeof(d));
 	d[0].effective = (uint32_t)eff;
 	d[1].effective = (uint32_t)(eff >> 32);

@@ -3,10 +3,12 @@
  * few paths it opens itself).
  *
  * Only what the kernel consults for path permission checks is carried:
- * fsuid, fsgid, the supplementary groups and the file-related effective
- * capabilities (FSCREDS_CAPS).  Switching is per thread (raw syscalls: glibc
- * would broadcast setgroups to every thread of the process), and needs
- * CAP_SETUID, CAP_SETGID and CAP_SETPCAP-free capset on the way in. */
+ * fsuid, fsgid, the supplementary groups and the effective capabilities —
+ * all of them, not only the file ones: procfs's ptrace checks compare the
+ * caller's effective set with the target's permitted set, so a cut set
+ * would be refused what the workload itself is allowed.  Switching is per thread (raw syscalls:
+ * glibc would broadcast setgroups to every thread of the process), and needs CAP_SETUID, CAP_SETGID
+ * and CAP_SETPCAP-free capset on the way in. */
 #ifndef QUIVER_FSCREDS_H
 #define QUIVER_FSCREDS_H
 
@@ -15,13 +17,6 @@
 #include <sys/types.h>
 
 #include "libcommon/iod_proto.h"
-
-/* The capabilities that matter to file operations; everything else is
- * dropped while acting for a workload. */
-#define FSCREDS_CAPS                                                                               \
-	((1ull << 0) /* CHOWN */ | (1ull << 1) /* DAC_OVERRIDE */ |                                \
-	 (1ull << 2) /* DAC_READ_SEARCH */ | (1ull << 3) /* FOWNER */ | (1ull << 4) /* FSETID */ | \
-	 (1ull << 9) /* LINUX_IMMUTABLE */ | (1ull << 27) /* MKNOD */)
 
 /* A task's credentials as /proc/<tid>/status shows them. */
 struct fscreds_task {

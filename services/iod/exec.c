@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
@@ -52,6 +53,7 @@
 #define URING_ENTRIES	256
 #define PERSONALITIES	64
 #define RESOLVE_SANDBOX (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+#define RESOLVE_RETRIES 64
 
 struct job {
 	struct job *next; /* on its sandbox's overflow list */
@@ -63,6 +65,10 @@ struct job {
 	int fd[2];	     /* what the first stage resolved */
 	int64_t res[2];
 	int personality; /* 0: none (sync mode or registration failed) */
+	int retries;	 /* of the resolution, after a scoped ".." raced */
+	bool created;	 /* open: the file did not exist, O_CREAT made it */
+	bool unblock;	 /* open: O_NONBLOCK was added (sync mode, FIFO) */
+	char reopen[64]; /* open: /proc/self/fd/N of the resolved file */
 	struct timespec t0;
 	struct open_how how[2];
 	char *name[2]; /* last components, in split[] */
@@ -163,8 +169,7 @@ static void job_free(struct job *j)
 		if (j->fd[i] >= 0)
 			close(j->fd[i]);
 	free(j);
-	sb->inflight--;
-	sbx_maybe_free(sb);
+	sb->inflight--; /* the loop frees a dead sandbox once this is 0 */
 }
 
 /* 0 when the fd went to the guest (then ours is closed). */
@@ -281,7 +286,7 @@ static void complete(struct job *j, int64_t res, uint32_t data_len)
 	o->hdr.len = (uint32_t)(offsetof(struct iod_resp, data) - sizeof(o->hdr)) + data_len;
 	iod_metrics_op(op, res, since(&j->t0));
 	j->sb->ops++;
-	push_or_queue(j);
+	/* advance() hands it on: the job must outlive the stage function. */
 }
 
 /* ---- steps ---- */
@@ -297,10 +302,16 @@ static struct io_uring_sqe *sqe_for(struct job *j, int slot)
 	if (!sqe)
 		return NULL;
 	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)j | (uintptr_t)slot));
-	sqe->personality = (uint16_t)j->personality;
 	iod.sq_pending++;
 	j->pending++;
 	return sqe;
+}
+
+/* After the prep helper, which zeroes sqe->personality: the step runs with
+ * the workload's credentials, never iod's. */
+static void as_workload(struct io_uring_sqe *sqe, const struct job *j)
+{
+	sqe->personality = (uint16_t)j->personality;
 }
 
 static bool use_uring(const struct job *j)
@@ -336,6 +347,7 @@ static void step_openat2(struct job *j, int slot, const char *path, uint64_t fla
 		struct io_uring_sqe *sqe = sqe_for(j, slot);
 		if (sqe) {
 			io_uring_prep_openat2(sqe, j->sb->rootfd, path, how);
+			as_workload(sqe, j);
 			return;
 		}
 	}
@@ -446,18 +458,13 @@ static void stage_resolve(struct job *j)
 		return;
 	}
 	switch (op) {
-	case IOD_OP_OPEN: {
-		uint64_t flags = r->flags & ~(uint64_t)O_CLOEXEC, mode = 0;
-
-		if (flags & (O_CREAT | __O_TMPFILE))
-			mode = r->mode & 07777 & ~r->creds.umask;
-		/* In sync mode a FIFO's open must not block iod: open it
-		 * non-blocking, then give the workload the flags it asked. */
-		if (!use_uring(j) && !(flags & O_PATH))
-			flags |= O_NONBLOCK;
-		step_openat2(j, 0, path, flags, mode);
+	case IOD_OP_OPEN:
+		/* open(2) ignores other flags with O_PATH; openat2 refuses them.
+		 * Anything else is first resolved without opening it, so that
+		 * nothing is opened before it is known not to be a device the
+		 * sandbox may not use (stage_act). */
+		step_openat2(j, 0, path, O_PATH | (r->flags & (O_DIRECTORY | O_NOFOLLOW)), 0);
 		break;
-	}
 	case IOD_OP_READLINK:
 		step_openat2(j, 0, path, O_PATH | O_NOFOLLOW, 0);
 		break;
@@ -468,6 +475,125 @@ static void stage_resolve(struct job *j)
 		step_openat2(j, 0, path, O_PATH | nofollow, 0);
 		break;
 	}
+}
+
+/* The device nodes a sandbox may open: the OCI defaults (null, zero, full,
+ * random, urandom, tty, ptmx and the pty slaves).  iod is not in the
+ * sandbox's device cgroup, so it checks itself: anything else, EPERM, as
+ * the cgroup would answer. */
+static bool device_allowed(const struct stat *st)
+{
+	unsigned ma = major(st->st_rdev), mi = minor(st->st_rdev);
+
+	if (!S_ISCHR(st->st_mode) && !S_ISBLK(st->st_mode))
+		return true;
+	if (S_ISBLK(st->st_mode))
+		return false;
+	return (ma == 1 && (mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9)) ||
+	       (ma == 5 && (mi == 0 || mi == 2)) || (ma >= 136 && ma <= 143);
+}
+
+/* open, after the O_PATH resolution: check what it is, then open that very
+ * inode (iod's own /proc/self/fd/N, so a rename in between changes
+ * nothing), or create it when it was missing and O_CREAT says so. */
+static void open_act(struct job *j)
+{
+	const struct iod_req *r = &j->in.req;
+	uint64_t flags = r->flags & ~(uint64_t)(O_CLOEXEC | O_NOFOLLOW);
+	struct io_uring_sqe *sqe;
+	struct stat st;
+
+	if (j->res[0] == -ENOENT && (r->flags & O_CREAT) && !(r->flags & O_PATH)) {
+		uint64_t mode = r->mode & 07777 & ~r->creds.umask;
+
+		j->created = true;
+		if (!use_uring(j))
+			flags |= O_NONBLOCK; /* it may have become a FIFO since */
+		step_openat2(j, 1, r->paths, flags, mode);
+		return;
+	}
+	if (j->res[0] < 0) {
+		complete(j, j->res[0], 0);
+		return;
+	}
+	j->fd[0] = (int)j->res[0];
+	if (fstat(j->fd[0], &st) < 0) {
+		complete(j, -errno, 0);
+		return;
+	}
+	if (!device_allowed(&st)) {
+		complete(j, -EPERM, 0);
+		return;
+	}
+	if (r->flags & O_PATH) {
+		/* The guest cannot hand an O_PATH file to the workload
+		 * (SECCOMP_IOCTL_NOTIF_ADDFD takes only real files): a
+		 * directory or a regular file is opened read-only instead;
+		 * anything else cannot be had (docs/iod.md). */
+		if (S_ISDIR(st.st_mode))
+			flags = O_RDONLY | O_DIRECTORY;
+		else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))
+			flags = O_RDONLY | (S_ISCHR(st.st_mode) ? O_NONBLOCK : 0);
+		else {
+			complete(j, S_ISLNK(st.st_mode) ? -ELOOP : -ENXIO, 0);
+			return;
+		}
+	}
+	if (S_ISLNK(st.st_mode)) { /* O_NOFOLLOW met a symlink */
+		complete(j, -ELOOP, 0);
+		return;
+	}
+	if (!device_allowed(&st)) {
+		complete(j, -EPERM, 0);
+		return;
+	}
+	if ((r->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+		complete(j, -EEXIST, 0);
+		return;
+	}
+	flags &= ~(uint64_t)(O_CREAT | O_EXCL);
+	/* A FIFO's open waits for the other end: in sync mode it must not
+	 * block iod, so it is opened non-blocking and the flag cleared after
+	 * (a writer without a reader then gets ENXIO: docs/iod.md). */
+	if (!use_uring(j) && S_ISFIFO(st.st_mode) && !(flags & O_NONBLOCK)) {
+		flags |= O_NONBLOCK;
+		j->unblock = true;
+	}
+	snprintf(j->reopen, sizeof(j->reopen), "/proc/self/fd/%d", j->fd[0]);
+	if (use_uring(j) && (sqe = sqe_for(j, 1)) != NULL) {
+		io_uring_prep_openat(sqe, AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY),
+				     0);
+		as_workload(sqe, j);
+		return;
+	}
+	j->res[1] =
+	    AS_WORKLOAD(j, openat(AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY)));
+}
+
+static void open_done(struct job *j)
+{
+	int fd = (int)j->res[1];
+	struct stat st;
+
+	if (j->res[1] < 0) {
+		complete(j, j->res[1], 0);
+		return;
+	}
+	if (j->created) {
+		/* Created, or found after all (a race): the same checks. */
+		if (fstat(fd, &st) < 0 || !device_allowed(&st)) {
+			close(fd);
+			complete(j, -EPERM, 0);
+			return;
+		}
+		j->unblock = !use_uring(j) && !(j->in.req.flags & O_NONBLOCK);
+	}
+	if (j->unblock) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	complete(j, fd, 0);
 }
 
 static void fd_path(int fd, char *buf, size_t len)
@@ -485,9 +611,27 @@ static void stage_act(struct job *j)
 	long rv;
 	int fd0, fd1;
 
+	/* openat2 with RESOLVE_IN_ROOT answers EAGAIN when a rename or mount
+	 * anywhere on the machine raced its walk of "..": it cannot prove the
+	 * walk stayed inside.  The kernel's own lookups just retry; so do we. */
+	if ((j->res[0] == -EAGAIN || j->res[1] == -EAGAIN) && j->retries < RESOLVE_RETRIES) {
+		for (int s = 0; s < 2; s++)
+			if (j->res[s] > 0)
+				close((int)j->res[s]);
+		j->res[0] = j->res[1] = 0;
+		j->dotpath = NULL;
+		j->retries++;
+		j->stage = 1; /* back here when the new resolution is done */
+		stage_resolve(j);
+		return;
+	}
+	if (op == IOD_OP_OPEN) {
+		open_act(j);
+		return;
+	}
 	/* Take ownership of what resolved, first error wins. */
 	for (int s = 0; s < 2; s++)
-		if (j->res[s] > 0 && !(op == IOD_OP_OPEN && s == 0))
+		if (j->res[s] > 0)
 			j->fd[s] = (int)j->res[s];
 	for (int s = 0; s < 2; s++) {
 		if (j->res[s] < 0) {
@@ -502,22 +646,12 @@ static void stage_act(struct job *j)
 		return;
 	}
 	switch (op) {
-	case IOD_OP_OPEN: {
-		int fd = (int)j->res[0];
-
-		if (!use_uring(j) && !(r->flags & O_NONBLOCK) && !(r->flags & O_PATH)) {
-			int fl = fcntl(fd, F_GETFL);
-			if (fl >= 0)
-				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-		}
-		complete(j, fd, 0);
-		return;
-	}
 	case IOD_OP_STAT:
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_statx(sqe, fd0, "",
 					    AT_EMPTY_PATH | (r->at_flags & AT_STATX_SYNC_TYPE),
 					    (unsigned)r->arg0, &j->stx);
+			as_workload(sqe, j);
 			j->res[0] = 0;
 			return;
 		}
@@ -604,6 +738,7 @@ static void stage_act(struct job *j)
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_mkdirat(sqe, fd0, j->name[0],
 					      r->mode & 07777 & ~r->creds.umask);
+			as_workload(sqe, j);
 			return;
 		}
 		rv = AS_WORKLOAD(j, mkdirat(fd0, j->name[0], r->mode & 07777 & ~r->creds.umask));
@@ -623,6 +758,7 @@ static void stage_act(struct job *j)
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_unlinkat(sqe, fd0, j->name[0],
 					       (int)(r->at_flags & AT_REMOVEDIR));
+			as_workload(sqe, j);
 			return;
 		}
 		rv = AS_WORKLOAD(j, unlinkat(fd0, j->name[0], (int)(r->at_flags & AT_REMOVEDIR)));
@@ -630,6 +766,7 @@ static void stage_act(struct job *j)
 	case IOD_OP_RENAME:
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_renameat(sqe, fd0, j->name[0], fd1, j->name[1], r->flags);
+			as_workload(sqe, j);
 			return;
 		}
 		rv = AS_WORKLOAD(j, renameat2(fd0, j->name[0], fd1, j->name[1], r->flags));
@@ -651,6 +788,7 @@ static void stage_act(struct job *j)
 			}
 			io_uring_prep_linkat(sqe, olddir, oldname, fd1, j->name[1],
 					     follow ? AT_SYMLINK_FOLLOW : 0);
+			as_workload(sqe, j);
 			return;
 		}
 		rv = AS_WORKLOAD(
@@ -660,6 +798,7 @@ static void stage_act(struct job *j)
 	case IOD_OP_SYMLINK:
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_symlinkat(sqe, r->paths, fd1, j->name[1]);
+			as_workload(sqe, j);
 			return;
 		}
 		rv = AS_WORKLOAD(j, symlinkat(r->paths, fd1, j->name[1]));
@@ -673,6 +812,10 @@ static void stage_act(struct job *j)
 
 static void stage_done(struct job *j)
 {
+	if (j->in.req.hdr.opcode == IOD_OP_OPEN) {
+		open_done(j);
+		return;
+	}
 	if (j->in.req.hdr.opcode == IOD_OP_STAT && j->res[0] == 0) {
 		memcpy(j->out.resp.data, &j->stx, sizeof(j->stx));
 		complete(j, 0, sizeof(j->stx));
@@ -681,7 +824,8 @@ static void stage_done(struct job *j)
 	complete(j, j->res[0] < 0 ? j->res[0] : 0, 0);
 }
 
-/* Run stages until one waits for io_uring or the job completes. */
+/* Run stages until one waits for io_uring or the job completes; a
+ * completed job goes to its sandbox's CQ (and is freed). */
 static void advance(struct job *j)
 {
 	while (!j->done && j->pending == 0) {
@@ -697,6 +841,8 @@ static void advance(struct job *j)
 			break;
 		}
 	}
+	if (j->done)
+		push_or_queue(j);
 }
 
 static void start(struct sbx *sb, struct job *j)
@@ -710,8 +856,10 @@ static void start(struct sbx *sb, struct job *j)
 	advance(j);
 }
 
-void exec_drain(struct sbx *sb)
+unsigned exec_drain(struct sbx *sb)
 {
+	unsigned taken = 0;
+
 	for (unsigned n = 0; n < iod.budget && !sb->dead && !sb->broken; n++) {
 		struct job *j;
 		int r;
@@ -739,6 +887,8 @@ void exec_drain(struct sbx *sb)
 			if (j->in.req.hdr.opcode == 0 || j->in.req.hdr.opcode >= IOD_OP_MAX_)
 				j->in.req.hdr.opcode = IOD_OP_STAT;
 			complete(j, -EINVAL, 0);
+			push_or_queue(j);
+			taken++;
 			continue;
 		}
 		if (r < 0) {
@@ -747,8 +897,10 @@ void exec_drain(struct sbx *sb)
 			sb->broken = true;
 			break;
 		}
+		taken++;
 		start(sb, j);
 	}
+	return taken;
 }
 
 void exec_submit(void)
@@ -765,13 +917,15 @@ void exec_submit(void)
 	iod.sq_pending = 0;
 }
 
-void exec_reap(void)
+unsigned exec_reap(void)
 {
 	struct io_uring_cqe *cqe;
+	unsigned n = 0;
 
 	if (!iod.uring_ok)
-		return;
+		return 0;
 	while (io_uring_peek_cqe(&iod.uring, &cqe) == 0) {
+		n++;
 		uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
 		struct job *j = (struct job *)(ud & ~(uintptr_t)1);
 		int slot = (int)(ud & 1);
@@ -784,4 +938,5 @@ void exec_reap(void)
 		if (--j->pending == 0)
 			advance(j);
 	}
+	return n;
 }

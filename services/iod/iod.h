@@ -57,7 +57,8 @@ struct iod {
 	pthread_mutex_t lock; /* guards the list for the metrics thread */
 	struct sbx *sandboxes;
 	unsigned n_sandboxes;
-	unsigned budget; /* requests taken per sandbox per loop turn */
+	unsigned budget;  /* requests taken per sandbox per loop turn */
+	unsigned spin_us; /* after work, poll the rings this long before sleeping */
 };
 
 extern struct iod iod;
@@ -66,10 +67,10 @@ extern struct iod iod;
 int exec_init(struct qerr *err);
 void exec_fini(void);
 /* Take what the sandbox's SQ holds (up to the budget) and start it. */
-void exec_drain(struct sbx *sb);
+unsigned exec_drain(struct sbx *sb); /* how many it took */
 /* Submit what the drains prepared; reap io_uring completions. */
 void exec_submit(void);
-void exec_reap(void);
+unsigned exec_reap(void); /* CQEs reaped */
 /* Retry completions that found the CQ full. */
 void exec_flush_overflow(struct sbx *sb);
 bool exec_has_overflow(void);

@@ -1,7 +1,7 @@
 /* quiver-iod start-up and loop.
  *
  *	quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug]
- *		   [--metrics ADDR] [--mode uring|sync] [--budget N]
+ *		   [--metrics ADDR] [--mode uring|sync] [--budget N] [--spin-us N]
  *
  * ROOT is vmmd's (default /run/quiver); iod serves ROOT/iod.sock.  Each
  * guest connects once per sandbox (libcommon/iod_proto.h): it hands over
@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
@@ -34,8 +35,9 @@
 #include "libcommon/statefile.h"
 #include "services/iod/iod.h"
 
-#define DEFAULT_ROOT   "/run/quiver"
-#define DEFAULT_BUDGET 4
+#define DEFAULT_ROOT	"/run/quiver"
+#define DEFAULT_BUDGET	4
+#define DEFAULT_SPIN_US 50
 
 enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ };
 
@@ -47,7 +49,7 @@ static struct iod_ev ev_listen = {EV_LISTEN, NULL}, ev_signal = {EV_SIGNAL, NULL
 static _Noreturn void usage(void)
 {
 	fprintf(stderr, "usage: quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug] "
-			"[--metrics ADDR] [--mode uring|sync] [--budget N]\n");
+			"[--metrics ADDR] [--mode uring|sync] [--budget N] [--spin-us N]\n");
 	exit(2);
 }
 
@@ -85,13 +87,15 @@ static void sbx_kill(struct sbx *sb, const char *why)
 	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
 	if (sb->ring.sq_efd >= 0)
 		epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->ring.sq_efd, NULL);
-	exec_flush_overflow(sb); /* frees what waits there */
-	sbx_maybe_free(sb);
 }
 
+/* Only from the loop, between turns: no job of the sandbox is being run. */
 void sbx_maybe_free(struct sbx *sb)
 {
-	if (!sb->dead || sb->inflight > 0)
+	if (!sb->dead)
+		return;
+	exec_flush_overflow(sb); /* drops what waits there */
+	if (sb->inflight > 0)
 		return;
 	sbx_unlink(sb);
 	ring_destroy(&sb->ring);
@@ -251,18 +255,34 @@ static int listen_on(const char *name, struct qerr *err)
 	return fd;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void loop(int sigfd)
 {
 	struct epoll_event evs[64];
+	uint64_t last_work = 0;
 
 	while (!iod.stopping) {
 		bool hot = false, overflow = exec_has_overflow();
+		/* Right after work, poll without sleeping for a while: on this
+		 * kind of machine a wake-up costs more than the request, and the
+		 * guest's next request usually follows within microseconds.
+		 * While polling the rings are not armed, so guests do not write
+		 * the eventfd either. */
+		bool spinning = now_ns() - last_work < (uint64_t)iod.spin_us * 1000u;
+		unsigned work = 0;
 		int n;
 
-		for (struct sbx *sb = iod.sandboxes; sb && !hot; sb = sb->next)
+		for (struct sbx *sb = iod.sandboxes; sb && !hot && !spinning; sb = sb->next)
 			hot = !sb->dead && sb->inflight < IOD_RING_ENTRIES && !sb->overflow &&
 			      ring_wait_prepare(&sb->ring) > 0;
-		n = epoll_wait(iod.epfd, evs, 64, hot ? 0 : overflow ? 1 : -1);
+		n = epoll_wait(iod.epfd, evs, 64, hot || spinning ? 0 : overflow ? 1 : -1);
 		if (n < 0 && errno != EINTR)
 			fatal("epoll_wait");
 		for (int i = 0; i < n; i++) {
@@ -292,25 +312,28 @@ static void loop(int sigfd)
 				break;
 			}
 		}
-		exec_reap();
+		work += exec_reap();
 		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
 			next = sb->next;
 			if (!sb->dead)
-				exec_drain(sb);
+				work += exec_drain(sb);
 		}
 
 		/* A completion may start the job's next step: submit until
 		 * nothing new is queued. */
 		do {
 			exec_submit();
-			exec_reap();
+			work += exec_reap();
 		} while (iod.sq_pending > 0);
+		if (work)
+			last_work = now_ns();
 		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
 			next = sb->next;
 			if (sb->overflow)
 				exec_flush_overflow(sb);
 			if (sb->broken)
 				sbx_kill(sb, "ring broken");
+			sbx_maybe_free(sb);
 		}
 	}
 }
@@ -335,6 +358,7 @@ int main(int argc, char **argv)
 	struct rlimit rl;
 
 	iod.budget = DEFAULT_BUDGET;
+	iod.spin_us = DEFAULT_SPIN_US;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -372,6 +396,17 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			iod.budget = (unsigned)v;
+			break;
+		}
+		case 's': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 100000) {
+				fprintf(stderr, "quiver-iod: --spin-us: \"%s\" is not 0..100000\n",
+					optarg);
+				return 1;
+			}
+			iod.spin_us = (unsigned)v;
 			break;
 		}
 		case 'V':
@@ -456,7 +491,8 @@ int main(int argc, char **argv)
 	while (iod.sandboxes) {
 		struct sbx *sb = iod.sandboxes;
 		sbx_kill(sb, "iod stopping");
-		if (iod.sandboxes == sb) { /* jobs in flight: cancel with the ring */
+		sbx_maybe_free(sb);
+		if (iod.sandboxes == sb) { /* jobs in flight: cancelled with the ring */
 			sb->inflight = 0;
 			sbx_maybe_free(sb);
 		}
