@@ -54,6 +54,7 @@
 #define PERSONALITIES	64
 #define RESOLVE_SANDBOX (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 #define RESOLVE_RETRIES 64
+#define IOWQ_BOUNDED_WORKERS 512
 
 struct job {
 	struct job *next; /* on its sandbox's overflow list */
@@ -107,6 +108,15 @@ int exec_init(struct qerr *err)
 	if (r < 0)
 		return qerr_sys(err, -r, "io_uring_queue_init");
 	iod.uring_ok = true;
+	/* Path lookups that cannot finish without blocking go to io-wq's
+	 * bounded workers, by default 4 per CPU: eight FIFO opens waiting
+	 * for a writer would stop every sandbox's lookups.  Each sandbox
+	 * holds at most IOD_RING_ENTRIES; allow many more workers. */
+	unsigned workers[2] = {IOWQ_BOUNDED_WORKERS, 0};
+	r = io_uring_register_iowq_max_workers(&iod.uring, workers);
+	if (r < 0)
+		qlog_warn("io_uring: cannot raise io-wq's workers to %u: %s", IOWQ_BOUNDED_WORKERS,
+			  strerror(-r));
 	return 0;
 }
 
