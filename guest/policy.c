@@ -657,6 +657,17 @@ const char *policy_action_name(enum policy_action a)
 	return "?";
 }
 
+const char *policy_entry_note(const struct policy_entry *e)
+{
+	if (e->later == POLICY_LATER_IO)
+		return sys_iod_serves(e->nr)	? "IO: iod with io.quiver.iod=on"
+		       : sys_iod_watches(e->nr) ? "IO: not routed yet; traps with iod"
+						: "IO: not routed yet (issue 4)";
+	if (e->later == POLICY_LATER_NONE && sys_iod_watches(e->nr))
+		return "traps with iod (credentials)";
+	return policy_later_note(e->later);
+}
+
 const char *policy_later_note(enum policy_later l)
 {
 	switch (l) {
@@ -732,7 +743,7 @@ static int print_table(FILE *out)
 			snprintf(act, sizeof(act), "PASS if args ok, else DENY(%s)",
 				 errno_name(e->err));
 		fprintf(out, "%-4d %-24s %-40s %-18s %s\n", e->nr, e->name, act,
-			policy_later_note(e->later), e->why);
+			policy_entry_note(e), e->why);
 	}
 	fprintf(out, "default: %s\n", default_text);
 	return 0;
@@ -770,7 +781,7 @@ static int print_markdown(FILE *out)
 		fprintf(out, "| %d | `%s` | ", e->nr, e->name);
 		md_cell(out, act);
 		fputs(" | ", out);
-		md_cell(out, policy_later_note(e->later));
+		md_cell(out, policy_entry_note(e));
 		fputs(" | ", out);
 		md_cell(out, e->why);
 		fputs(" |\n", out);
@@ -840,8 +851,8 @@ static int print_json(FILE *out, struct qerr *err)
 		}
 		if (e->in_kernel)
 			json_object_set_new(o, "in_kernel", json_true());
-		if (e->later != POLICY_LATER_NONE)
-			json_object_set_new(o, "later", json_string(policy_later_note(e->later)));
+		if (*policy_entry_note(e))
+			json_object_set_new(o, "later", json_string(policy_entry_note(e)));
 		json_object_set_new(o, "why", json_string(e->why));
 		json_array_append_new(arr, o);
 	}

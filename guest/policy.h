@@ -105,6 +105,8 @@ const char *policy_check_describe(enum policy_check check);
 
 const char *policy_action_name(enum policy_action a);
 const char *policy_later_note(enum policy_later l); /* "" for none */
+/* The note for one entry: where it goes with iod, or policy_later_note. */
+const char *policy_entry_note(const struct policy_entry *e);
 
 /* What the entry does today, as one phrase: "PASS", "DENY(EPERM)",
  * "DENY(ENOSYS) in-kernel", "PASS if <check>, else DENY(EINVAL)". */
