@@ -18,7 +18,8 @@
 #define WAIT_SLICE_MS 200
 /* Poll the CQ this long before sleeping: iod usually answers within a few
  * microseconds, and a sleep and wake-up cost more than that here. */
-#define SPIN_NS 50000
+#define SPIN_NS	    50000
+#define SPIN_MIN_NS 2000
 
 static void watch(struct iod_client *c, int fd, bool add)
 {
@@ -202,12 +203,15 @@ int iod_client_submit(struct iod_client *c, struct iod_req *req, iod_done_fn don
 	return 0;
 }
 
-static bool spinning(const struct timespec *t0)
+/* The spin adapts: halved each time it ends without the answer (a busy
+ * host, where spinning only takes the CPU iod needs), doubled back when it
+ * gets it. */
+static bool spinning(const struct iod_client *c, const struct timespec *t0)
 {
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	if ((t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec) >= SPIN_NS)
+	if ((t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec) >= c->spin_ns)
 		return false;
 	__builtin_ia32_pause();
 	return true;
@@ -257,6 +261,8 @@ void iod_client_dispatch(struct iod_client *c, bool spin)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ring_wait_finish(&c->ring);
+	if (!c->spin_ns)
+		c->spin_ns = SPIN_NS;
 	for (;;) {
 		int r = one(c);
 
@@ -264,10 +270,15 @@ void iod_client_dispatch(struct iod_client *c, bool spin)
 			detach(c);
 			return;
 		}
-		if (r > 0)
+		if (r > 0) {
+			if (spin && c->spin_ns < SPIN_NS)
+				c->spin_ns *= 2;
 			continue;
-		if (spin && c->npend > 0 && spinning(&t0))
+		}
+		if (spin && c->npend > 0 && spinning(c, &t0))
 			continue;
+		if (spin && c->npend > 0 && c->spin_ns > SPIN_MIN_NS)
+			c->spin_ns /= 2;
 		if (ring_wait_prepare(&c->ring) > 0)
 			continue;
 		break;

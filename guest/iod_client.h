@@ -37,6 +37,7 @@ struct iod_client {
 	char id[128];
 	uint64_t seq;
 	uint64_t reconnects;
+	long spin_ns; /* how long dispatch(spin) polls now (adaptive) */
 	struct iod_pending pend[IOD_RING_ENTRIES];
 	unsigned npend;
 	/* Told about the fds to watch after each (re)attach and before each

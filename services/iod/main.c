@@ -35,9 +35,10 @@
 #include "libcommon/statefile.h"
 #include "services/iod/iod.h"
 
-#define DEFAULT_ROOT	"/run/quiver"
-#define DEFAULT_BUDGET	4
-#define DEFAULT_SPIN_US 50
+#define DEFAULT_ROOT	   "/run/quiver"
+#define DEFAULT_BUDGET	   4
+#define DEFAULT_SPIN_US	   50
+#define SPIN_MAX_SANDBOXES 4
 
 enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ };
 
@@ -273,9 +274,12 @@ static void loop(int sigfd)
 		/* Right after work, poll without sleeping for a while: on this
 		 * kind of machine a wake-up costs more than the request, and the
 		 * guest's next request usually follows within microseconds.
+		 * Not with many sandboxes attached: there the guests need the
+		 * CPU, and requests keep iod awake anyway.
 		 * While polling the rings are not armed, so guests do not write
 		 * the eventfd either. */
-		bool spinning = now_ns() - last_work < (uint64_t)iod.spin_us * 1000u;
+		bool spinning = iod.n_sandboxes <= SPIN_MAX_SANDBOXES &&
+				now_ns() - last_work < (uint64_t)iod.spin_us * 1000u;
 		unsigned work = 0;
 		int n;
 
