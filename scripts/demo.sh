@@ -10,6 +10,8 @@ id="demo-$$"
 cleanup() {
 	"$QCTL" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
 	"$QCTL" --root "$root" delete --force "$id-warm" >/dev/null 2>&1 || true
+	"$QCTL" --root "$root" delete --force "$id-iod" >/dev/null 2>&1 || true
+	[ -s "$root/iod.pid" ] && kill "$(cat "$root/iod.pid")" 2>/dev/null || true
 	"$QCTL" --root "$root" pool stop >/dev/null 2>&1 || true
 	"$QCTL" --root "$root" daemons stop >/dev/null 2>&1 || true
 	rm -rf "$work"
@@ -19,7 +21,7 @@ trap cleanup EXIT
 bundle="$work/bundle"
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/tmp"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
-for applet in sh echo cat id hostname ls ps uname mount unshare true sleep; do
+for applet in sh echo cat id hostname ls ps uname mount unshare true sleep mkdir ln readlink; do
 	ln -s busybox "$bundle/rootfs/bin/$applet"
 done
 ( cd "$bundle" && "$QCTL" spec )
@@ -84,4 +86,29 @@ grep -q "warm guest assigned" "$work/warm.trace"
 [ "$warm_status" -eq 7 ]
 "$QCTL" --root "$root" pool status
 "$QCTL" --root "$root" pool stop
+
+echo "== quiver-iod: the same bundle with io.quiver.iod=on; its file-path calls go to iod"
+"$BIN/quiver-iod" --root "$root" --metrics 127.0.0.1:0
+/usr/bin/python3 - "$bundle/config.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["root"]["readonly"] = False
+cfg["process"]["args"] = ["sh", "-c",
+    "mkdir -p /tmp/d /etc && echo \"the sandbox's own /etc\" >/etc/marker && "
+    "ln -s /../../../etc /tmp/d/up && echo \"/tmp/d/up -> $(readlink /tmp/d/up):\" && "
+    "ls /tmp/d/up/ && cat /tmp/d/up/marker"]
+cfg.setdefault("annotations", {})["io.quiver.iod"] = "on"
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
+"$QCTL" --root "$root" run --bundle "$bundle" "$id-iod"
+echo "== iod's /metrics (ops served):"
+/usr/bin/python3 - "$(cat "$root/iod.metrics")" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+ops = {l.split('"')[1]: float(l.split()[-1]) for l in text.splitlines()
+       if l.startswith("quiver_iod_ops_total{")}
+print("   " + ", ".join("%s %d" % (k, v) for k, v in sorted(ops.items()) if v))
+sys.exit(0 if ops.get("open", 0) > 0 and ops.get("stat", 0) > 0 else 1)
+PY
+kill "$(cat "$root/iod.pid")"
 echo "== demo OK"
