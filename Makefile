@@ -157,6 +157,11 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOUR
 $(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lpthread
+# fuzz_iod_*.c get iod's sources but main.c (the target defines `iod` and
+# sbx_maybe_free) and liburing.
+$(BUILD)/fuzz/fuzz_iod_%: tests/fuzz/fuzz_iod_%.c $(COMMON_SRC) $(IOD_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lpthread
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lpthread

@@ -42,7 +42,13 @@
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
 #endif
-#define RESOLVE_NO_MAGICLINKS_ 0x02
+#define OPEN_FLAGS_KNOWN                                                                           \
+	(O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |     \
+	 O_ASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |     \
+	 O_SYNC | O_PATH | __O_TMPFILE)
+#define RESOLVE_KNOWN                                                                              \
+	(RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH |         \
+	 RESOLVE_IN_ROOT | RESOLVE_CACHED)
 
 enum out_kind { OUT_NONE, OUT_STAT, OUT_STATX, OUT_BUF, OUT_STATFS };
 enum times_kind { T_NONE, T_UTIMBUF, T_TIMEVAL, T_TIMESPEC };
@@ -146,14 +152,25 @@ static int decode(const struct policy_call *c, struct fcall *f)
 				return -E2BIG;
 			if (sys_copy_from_user(c, &how, a[2], sizeof(how)) < 0)
 				return -EFAULT;
-			/* Resolution flags of the workload's own are not
-			 * carried to iod yet: callers fall back to openat. */
-			if (how.resolve & ~(uint64_t)RESOLVE_NO_MAGICLINKS_)
-				return -ENOSYS;
-			if (how.flags >> 32 || how.mode >> 32)
+			/* openat2 is strict where open(2) is lenient. */
+			if (how.flags & ~(uint64_t)OPEN_FLAGS_KNOWN ||
+			    how.mode & ~(uint64_t)07777 ||
+			    (how.mode && !(how.flags & (O_CREAT | __O_TMPFILE))) ||
+			    how.resolve & ~(uint64_t)RESOLVE_KNOWN)
 				return -EINVAL;
+			if ((how.flags & O_PATH) &&
+			    (how.flags &
+			     ~(uint64_t)(O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)))
+				return -EINVAL;
+			/* A scope of the caller's own (beneath or in a dirfd)
+			 * is not carried to iod yet: callers fall back to
+			 * openat on ENOSYS. */
+			if (how.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT))
+				return -ENOSYS;
 			f->flags = (uint32_t)how.flags;
 			f->mode = (uint32_t)how.mode;
+			f->arg1 = how.resolve &
+				  (RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 		} else {
 			f->flags = (uint32_t)a[i + 1];
 			f->mode = (uint32_t)a[i + 2];
@@ -1142,9 +1159,7 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 		return rc;
 	if (f.op == IOD_OP_OPEN) {
 		/* open(2) ignores unknown flags; openat2 refuses them. */
-		r->flags &= O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND |
-			    O_NONBLOCK | O_DSYNC | O_ASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY |
-			    O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_SYNC | O_PATH | __O_TMPFILE;
+		r->flags &= OPEN_FLAGS_KNOWN;
 		r->flags |= O_LARGEFILE;
 	}
 	if (f.op == IOD_OP_MKNOD) {

@@ -43,12 +43,6 @@
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
 #endif
-#ifndef SYS_getxattrat
-#define SYS_getxattrat 464
-#endif
-#ifndef SYS_listxattrat
-#define SYS_listxattrat 465
-#endif
 
 #define URING_ENTRIES	     256
 #define PERSONALITIES	     64
@@ -346,13 +340,18 @@ static bool use_uring(const struct job *j)
 static void step_openat2(struct job *j, int slot, const char *path, uint64_t flags, uint64_t mode)
 {
 	struct open_how *how = &j->how[slot];
+	uint64_t extra = 0;
+
+	/* What the workload's own openat2 asked, on top of ours. */
+	if (j->in.req.hdr.opcode == IOD_OP_OPEN)
+		extra = j->in.req.arg1 & (RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS);
 
 	/* O_PATH takes no other flags (openat2 is strict); a terminal opened
 	 * without O_NOCTTY could become iod's controlling terminal. */
 	if (!(flags & O_PATH))
 		flags |= O_NOCTTY;
-	*how =
-	    (struct open_how){.flags = flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_SANDBOX};
+	*how = (struct open_how){
+	    .flags = flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_SANDBOX | extra};
 	if (use_uring(j)) {
 		struct io_uring_sqe *sqe = sqe_for(j, slot);
 		if (sqe) {
@@ -681,6 +680,14 @@ static void stage_act(struct job *j)
 	case IOD_OP_READLINK: {
 		size_t n = r->arg0 < IOD_RESP_DATA_MAX ? (size_t)r->arg0 : IOD_RESP_DATA_MAX;
 
+		struct stat st;
+
+		/* readlinkat(fd, "") of a non-link says ENOENT; readlink(2) of
+		 * the path says EINVAL. */
+		if (fstat(fd0, &st) == 0 && !S_ISLNK(st.st_mode)) {
+			complete(j, -EINVAL, 0);
+			return;
+		}
 		rv = AS_WORKLOAD(j, readlinkat(fd0, "", (char *)data, n));
 		complete(j, rv, rv > 0 ? (uint32_t)rv : 0);
 		return;
@@ -717,30 +724,22 @@ static void stage_act(struct job *j)
 		break;
 	}
 	case IOD_OP_GETXATTR: {
-		struct {
-			uint64_t value;
-			uint32_t size, flags;
-		} xa = {.value = (uintptr_t)data,
-			.size =
-			    r->arg0 < IOD_RESP_DATA_MAX ? (uint32_t)r->arg0 : IOD_RESP_DATA_MAX};
+		/* getxattrat(fd, "", AT_EMPTY_PATH) refuses an O_PATH fd
+		 * (EBADF): go through iod's own /proc/self/fd/N, whose magic
+		 * link lands on the resolved inode (the symlink itself for
+		 * lgetxattr) and goes no further. */
+		size_t n = r->arg0 < IOD_RESP_DATA_MAX ? (size_t)r->arg0 : IOD_RESP_DATA_MAX;
 
-		rv = AS_WORKLOAD(j, syscall(SYS_getxattrat, fd0, "", AT_EMPTY_PATH,
-					    iod_req_path2(r), &xa, sizeof(xa)));
-		if (rv == -ENOSYS) {
-			fd_path(fd0, proc, sizeof(proc));
-			rv = AS_WORKLOAD(j, getxattr(proc, iod_req_path2(r), data, xa.size));
-		}
+		fd_path(fd0, proc, sizeof(proc));
+		rv = AS_WORKLOAD(j, getxattr(proc, iod_req_path2(r), data, n));
 		complete(j, rv, rv > 0 && r->arg0 ? (uint32_t)rv : 0);
 		return;
 	}
 	case IOD_OP_LISTXATTR: {
 		size_t n = r->arg0 < IOD_RESP_DATA_MAX ? (size_t)r->arg0 : IOD_RESP_DATA_MAX;
 
-		rv = AS_WORKLOAD(j, syscall(SYS_listxattrat, fd0, "", AT_EMPTY_PATH, data, n));
-		if (rv == -ENOSYS) {
-			fd_path(fd0, proc, sizeof(proc));
-			rv = AS_WORKLOAD(j, listxattr(proc, (char *)data, n));
-		}
+		fd_path(fd0, proc, sizeof(proc));
+		rv = AS_WORKLOAD(j, listxattr(proc, (char *)data, n));
 		complete(j, rv, rv > 0 && r->arg0 ? (uint32_t)rv : 0);
 		return;
 	}
