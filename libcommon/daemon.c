@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,4 +88,41 @@ int daemon_sibling(const char *prog, const char *env, char *buf, size_t len)
 	self[n] = '\0';
 	*strrchr(self, '/') = '\0';
 	return (size_t)snprintf(buf, len, "%s/%s", self, prog) < len ? 0 : -ENAMETOOLONG;
+}
+
+int daemon_claim_root(const char *root, const char *name, int *rootfd, int *readyfd)
+{
+	char lock[64];
+	int fd;
+
+	snprintf(lock, sizeof(lock), "%s.lock", name);
+	*rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*rootfd < 0)
+		fatal("open %s", root);
+	fd = openat(*rootfd, lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		fatal("open %s/%s", root, lock);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock %s/%s", root, lock);
+		/* Another one serves this root (qctl may race to start one). */
+		close(fd);
+		daemon_ready(readyfd, 'B');
+		return -1;
+	}
+	return fd;
+}
+
+void daemon_log_init(const char *prog, const char *root, const char *name, const char *logpath,
+		     enum qlog_format fmt, enum qlog_level level)
+{
+	char buf[PATH_MAX + 16];
+	struct qerr err = {0};
+
+	if (!logpath) {
+		snprintf(buf, sizeof(buf), "%s/%s.log", root, name);
+		logpath = buf;
+	}
+	if (qlog_init(prog, strcmp(logpath, "-") == 0 ? NULL : logpath, fmt, level, &err) < 0)
+		fatalx("%s", err.msg);
 }

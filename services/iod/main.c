@@ -356,7 +356,7 @@ int main(int argc, char **argv)
 	bool foreground = false;
 	int c, readyfd = -1, sigfd;
 	cleanup_close int lockfd = -1;
-	char logbuf[PATH_MAX + 16], pidbuf[32];
+	char pidbuf[32];
 	struct qerr err = {0};
 	sigset_t ss;
 	struct rlimit rl;
@@ -430,25 +430,10 @@ int main(int argc, char **argv)
 	}
 	if (!foreground)
 		readyfd = daemon_detach();
-	iod.rootfd = open(iod.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (iod.rootfd < 0)
-		fatal("open %s", iod.root);
-	lockfd = openat(iod.rootfd, "iod.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	lockfd = daemon_claim_root(iod.root, "iod", &iod.rootfd, &readyfd);
 	if (lockfd < 0)
-		fatal("open %s/iod.lock", iod.root);
-	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK)
-			fatal("lock %s/iod.lock", iod.root);
-		daemon_ready(&readyfd, 'B');
 		return 0;
-	}
-	if (!logpath) {
-		snprintf(logbuf, sizeof(logbuf), "%s/iod.log", iod.root);
-		logpath = logbuf;
-	}
-	if (qlog_init("quiver-iod", strcmp(logpath, "-") == 0 ? NULL : logpath, QLOG_TEXT, level,
-		      &err) < 0)
-		fatalx("%s", err.msg);
+	daemon_log_init("quiver-iod", iod.root, "iod", logpath, QLOG_TEXT, level);
 	if (!foreground)
 		daemon_stdio_to_null();
 	/* Every sandbox costs iod a few fds (connection, root, eventfds) and

@@ -209,7 +209,7 @@ int main(int argc, char **argv)
 	bool foreground = false;
 	int c, readyfd = -1;
 	cleanup_close int lockfd = -1;
-	char logbuf[PATH_MAX + 16], pidbuf[32];
+	char pidbuf[32];
 	struct qerr err = {0};
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -261,26 +261,10 @@ int main(int argc, char **argv)
 	if (!foreground)
 		readyfd = daemon_detach();
 
-	poold.rootfd = open(poold.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (poold.rootfd < 0)
-		fatal("open %s", poold.root);
-	lockfd =
-	    openat(poold.rootfd, "poold.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	lockfd = daemon_claim_root(poold.root, "poold", &poold.rootfd, &readyfd);
 	if (lockfd < 0)
-		fatal("open %s/poold.lock", poold.root);
-	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK)
-			fatal("lock %s/poold.lock", poold.root);
-		daemon_ready(&readyfd, 'B');
 		return 0;
-	}
-	if (!logpath) {
-		snprintf(logbuf, sizeof(logbuf), "%s/poold.log", poold.root);
-		logpath = logbuf;
-	}
-	if (qlog_init("quiver-poold", strcmp(logpath, "-") == 0 ? NULL : logpath, QLOG_TEXT, level,
-		      &err) < 0)
-		fatalx("%s", err.msg);
+	daemon_log_init("quiver-poold", poold.root, "poold", logpath, QLOG_TEXT, level);
 	if (!foreground)
 		daemon_stdio_to_null();
 	static const char *const sub[] = {"", "/claims", "/warm", "/netns"};

@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 	bool foreground = false, metrics_given;
 	int c, readyfd = -1, r;
 	cleanup_close int lockfd = -1;
-	char logbuf[PATH_MAX + 16], pidbuf[32];
+	char pidbuf[32];
 	struct qerr err;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -129,27 +129,10 @@ int main(int argc, char **argv)
 	if (!foreground)
 		readyfd = daemon_detach();
 
-	vmmd.rootfd = open(vmmd.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (vmmd.rootfd < 0)
-		fatal("open %s", vmmd.root);
-	lockfd = openat(vmmd.rootfd, "vmmd.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	lockfd = daemon_claim_root(vmmd.root, "vmmd", &vmmd.rootfd, &readyfd);
 	if (lockfd < 0)
-		fatal("open %s/vmmd.lock", vmmd.root);
-	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK)
-			fatal("lock %s/vmmd.lock", vmmd.root);
-		/* Another vmmd serves this root (qctl may race to start one). */
-		daemon_ready(&readyfd, 'B');
 		return 0;
-	}
-
-	if (!logpath) {
-		snprintf(logbuf, sizeof(logbuf), "%s/vmmd.log", vmmd.root);
-		logpath = logbuf;
-	}
-	if (qlog_init("quiver-vmmd", strcmp(logpath, "-") == 0 ? NULL : logpath, fmt, level, &err) <
-	    0)
-		fatalx("%s", err.msg);
+	daemon_log_init("quiver-vmmd", vmmd.root, "vmmd", logpath, fmt, level);
 	if (!foreground)
 		daemon_stdio_to_null();
 	raise_nofile_limit();
