@@ -98,8 +98,12 @@ static void iod_watch(void *arg, int fd, bool add)
 	struct sup *s = arg;
 
 	if (add) {
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP,
-					 .data.u64 = ev_data(EV_IOD, fd)};
+		/* The eventfd says "completions"; the connection matters only
+		 * when it hangs up (its fd messages are read with their
+		 * completions, and must not keep a level-triggered EPOLLIN
+		 * spinning the loop meanwhile). */
+		uint32_t events = fd == s->iodc.conn ? EPOLLRDHUP : EPOLLIN;
+		struct epoll_event ev = {.events = events, .data.u64 = ev_data(EV_IOD, fd)};
 		epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
 	} else {
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
