@@ -148,6 +148,9 @@ int sys_iod(const struct policy_call *call, int64_t *val);
  * negative errno (-EFAULT for a short or failed access, -ENOENT when the
  * notification is gone). */
 int sys_copy_from_user(const struct policy_call *call, void *dst, uint64_t addr, size_t len);
+/* 0 while the notification is pending (its task still waits in the call),
+ * -ENOENT once it is gone. */
+int sys_notif_valid(const struct policy_call *call);
 int sys_copy_to_user(const struct policy_call *call, uint64_t addr, const void *src, size_t len);
 
 #endif

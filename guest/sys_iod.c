@@ -436,14 +436,6 @@ static int decode(const struct policy_call *c, struct fcall *f)
 
 /* ---- the task ---- */
 
-/* The trapped task is still waiting in this call, so its tid still names it. */
-static bool notif_alive_id(const struct policy_call *c)
-{
-	uint64_t id = c->id;
-
-	return ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
-}
-
 struct task {
 	pid_t tid, tgid;
 	struct fscreds_task creds;
@@ -539,7 +531,7 @@ static int read_task(const struct policy_call *c, struct task *t)
 	}
 	/* The status was read before the pidfd was opened: if the tid was
 	 * reused in between, the pidfd is the new task's.  Check again. */
-	if (!notif_alive_id(c)) {
+	if (sys_notif_valid(c) < 0) {
 		forget(victim);
 		return -ENOENT;
 	}
@@ -597,6 +589,18 @@ static int read_path(const struct policy_call *c, uint64_t addr, char *buf, size
 	return -ENAMETOOLONG;
 }
 
+/* What a procfs link's text (n bytes, NUL-terminated) names: 0 a path,
+ * -ENOTDIR a pipe, socket or anon inode, -ESTALE a deleted file (the caller
+ * decides: ENOENT for a path). */
+static int link_text(const char *t, size_t n)
+{
+	if (t[0] != '/')
+		return -ENOTDIR;
+	if (n > 10 && strcmp(t + n - 10, " (deleted)") == 0)
+		return -ESTALE;
+	return 0;
+}
+
 /* readlink of a procfs link, as a directory of the sandbox. */
 static int proc_link(char *out, size_t size, const char *link)
 {
@@ -608,11 +612,7 @@ static int proc_link(char *out, size_t size, const char *link)
 	if ((size_t)n >= size - 1)
 		return -ENAMETOOLONG;
 	out[n] = '\0';
-	if (out[0] != '/')
-		return -ENOTDIR; /* a pipe, a socket, an anon inode */
-	if (n > 10 && strcmp(out + n - 10, " (deleted)") == 0)
-		return -ESTALE; /* the caller decides: ENOENT for a path */
-	return 0;
+	return link_text(out, (size_t)n);
 }
 
 /* The call being served, for proc_link_as. */
@@ -659,11 +659,7 @@ static int proc_link_as(int pid, char *out, size_t size, const char *link)
 		return -ENAMETOOLONG;
 	memcpy(out, o.resp.data, o.resp.data_len);
 	out[o.resp.data_len] = '\0';
-	if (out[0] != '/')
-		return -ENOTDIR;
-	if (o.resp.data_len > 10 && strcmp(out + o.resp.data_len - 10, " (deleted)") == 0)
-		return -ESTALE;
-	return 0;
+	return link_text(out, o.resp.data_len);
 }
 
 static int join(char *out, size_t size, const char *base, const char *rest)
@@ -996,7 +992,7 @@ static int read_times(const struct policy_call *c, const struct fcall *f, struct
 
 static bool notif_alive(void *arg)
 {
-	return notif_alive_id(arg);
+	return sys_notif_valid(arg) == 0;
 }
 
 /* The answer to a call from its completion: 0 with *val, -errno, or

@@ -8,7 +8,7 @@
 
 /* The trapped task is still blocked in this very syscall, so its pid still
  * names it (SECCOMP_IOCTL_NOTIF_ID_VALID). */
-static int notif_valid(const struct policy_call *call)
+int sys_notif_valid(const struct policy_call *call)
 {
 	uint64_t id = call->id;
 
@@ -24,14 +24,14 @@ int sys_copy_from_user(const struct policy_call *call, void *dst, uint64_t addr,
 	ssize_t n;
 
 	if (len == 0)
-		return notif_valid(call);
+		return sys_notif_valid(call);
 	n = process_vm_readv(call->pid, &local, 1, &remote, 1, 0);
 	if (n < 0 && errno == ESRCH)
 		return -ENOENT;
 	if (n < 0 || (size_t)n != len)
 		return -EFAULT;
 	/* Only now are the bytes known to be the trapped task's. */
-	return notif_valid(call);
+	return sys_notif_valid(call);
 }
 
 int sys_copy_to_user(const struct policy_call *call, uint64_t addr, const void *src, size_t len)
@@ -41,7 +41,7 @@ int sys_copy_to_user(const struct policy_call *call, uint64_t addr, const void *
 	ssize_t n;
 	int rc;
 
-	rc = notif_valid(call);
+	rc = sys_notif_valid(call);
 	if (rc < 0 || len == 0)
 		return rc;
 	n = process_vm_writev(call->pid, &local, 1, &remote, 1, 0);
@@ -49,5 +49,5 @@ int sys_copy_to_user(const struct policy_call *call, uint64_t addr, const void *
 		return -ENOENT;
 	if (n < 0 || (size_t)n != len)
 		return -EFAULT;
-	return notif_valid(call);
+	return sys_notif_valid(call);
 }
