@@ -173,7 +173,8 @@ static int take_fd(struct iod_client *c, uint64_t user_data)
 	}
 }
 
-int iod_client_submit(struct iod_client *c, struct iod_req *req, iod_done_fn done, void *arg)
+int iod_client_submit(struct iod_client *c, struct iod_req *req, int with_fd, iod_done_fn done,
+		      void *arg)
 {
 	struct qerr err = {0};
 	unsigned slot = 0;
@@ -189,9 +190,17 @@ int iod_client_submit(struct iod_client *c, struct iod_req *req, iod_done_fn don
 	while (c->pend[slot].ud)
 		slot++;
 	req->hdr.user_data = ++c->seq;
-	req->hdr.flags = 0;
+	req->hdr.flags = with_fd >= 0 ? IOD_REQ_FD : 0;
 	req->hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(req->hdr)) +
 		       req->path_len + req->path2_len;
+	if (with_fd >= 0) {
+		struct iod_fdmsg m = {.user_data = req->hdr.user_data};
+
+		if (send_with_fds(c->conn, &m, sizeof(m), &with_fd, 1) < 0) {
+			detach(c);
+			return -EIO;
+		}
+	}
 	if (ring_sq_push(&c->ring, req) < 0 || ring_notify_peer(&c->ring) < 0) {
 		/* Full although we never have more in flight than it holds:
 		 * iod stopped taking requests. */
@@ -319,15 +328,15 @@ static void drop_late(void *arg, const struct iod_resp *resp, int fd)
 		close(fd);
 }
 
-int iod_client_call(struct iod_client *c, struct iod_req *req, struct iod_resp *resp, int *fd,
-		    bool (*valid)(void *), void *arg)
+int iod_client_call(struct iod_client *c, struct iod_req *req, int with_fd, struct iod_resp *resp,
+		    int *fd, bool (*valid)(void *), void *arg)
 {
 	struct waiter w = {.resp = resp, .fd = -1};
 	uint64_t ud;
 	int r;
 
 	*fd = -1;
-	r = iod_client_submit(c, req, wake_waiter, &w);
+	r = iod_client_submit(c, req, with_fd, wake_waiter, &w);
 	if (r < 0)
 		return -EIO;
 	ud = req->hdr.user_data;

@@ -51,10 +51,12 @@ struct iod_client {
 int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, struct qerr *err);
 
 /* Queue one request.  req->hdr.opcode, the fields and paths are the
- * caller's; hdr.len and user_data are set here.  0, or -EIO when iod is
- * gone (a reconnect is tried at the next submit), -EAGAIN when
- * IOD_RING_ENTRIES calls are already in flight. */
-int iod_client_submit(struct iod_client *c, struct iod_req *req, iod_done_fn done, void *arg);
+ * caller's; hdr.len, hdr.flags and user_data are set here.  with_fd >= 0:
+ * sent to iod ahead of the request (IOD_REQ_FD; the caller keeps its
+ * copy).  0, or -EIO when iod is gone (a reconnect is tried at the next
+ * submit), -EAGAIN when IOD_RING_ENTRIES calls are already in flight. */
+int iod_client_submit(struct iod_client *c, struct iod_req *req, int with_fd, iod_done_fn done,
+		      void *arg);
 /* Run the callbacks of what completed; after a short spin when spin is
  * true.  Re-arms the wake-up before returning. */
 void iod_client_dispatch(struct iod_client *c, bool spin);
@@ -62,8 +64,8 @@ void iod_client_dispatch(struct iod_client *c, bool spin);
 /* One call, waited for.  On return resp holds the completion (res < 0:
  * -errno) and *fd the fd that came with it (or -1).  -EIO when iod is gone,
  * -ENOENT when the notification died while waiting (valid() said so). */
-int iod_client_call(struct iod_client *c, struct iod_req *req, struct iod_resp *resp, int *fd,
-		    bool (*valid)(void *), void *arg);
+int iod_client_call(struct iod_client *c, struct iod_req *req, int with_fd, struct iod_resp *resp,
+		    int *fd, bool (*valid)(void *), void *arg);
 
 void iod_client_close(struct iod_client *c);
 /* Set the watch callback (and call it for the fds watched now). */

@@ -314,9 +314,6 @@ static int decode(const struct policy_call *c, struct fcall *f)
 			f->at_flags = (uint32_t)a[4];
 			if (f->at_flags & ~(uint32_t)(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
 				return -EINVAL;
-			/* Linking an fd is not carried to iod yet. */
-			if (f->at_flags & AT_EMPTY_PATH)
-				return -EOPNOTSUPP;
 		}
 		f->follow = f->at_flags & AT_SYMLINK_FOLLOW;
 		return 0;
@@ -648,7 +645,7 @@ static int proc_link_as(int pid, char *out, size_t size, const char *link)
 	in.req.path_len = (uint32_t)l;
 	memcpy(in.req.paths, link, l);
 	fscreds_for_op(&cur.t->creds, false, &in.req.creds);
-	r = iod_client_call(cur.ic, &in.req, &o.resp, &fd, notif_alive, (void *)cur.c);
+	r = iod_client_call(cur.ic, &in.req, -1, &o.resp, &fd, notif_alive, (void *)cur.c);
 	if (fd >= 0)
 		close(fd);
 	if (r < 0)
@@ -1062,24 +1059,17 @@ static void finish_call(void *arg, const struct iod_resp *resp, int fd)
 	free(pc);
 }
 
+static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, struct fcall *fp,
+			const struct task *tp, const char *p1, const char *p2, int link_fd,
+			int64_t *val);
+
 int sys_iod(const struct policy_call *c, int64_t *val)
 {
-	struct pending_call *pc;
 	struct iod_client *ic = c->ctx ? c->ctx->iod : NULL;
-	union {
-		struct iod_req req;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} in;
-	union {
-		struct iod_resp resp;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} out;
-	char p1[PATH_MAX + 1], p2[PATH_MAX + 1], s1[PATH_MAX + 1], s2[PATH_MAX + 1];
-	struct iod_req *r = &in.req;
+	char p1[PATH_MAX + 1], p2[PATH_MAX + 1];
 	struct fcall f;
 	struct task t;
-	int rc, fd = -1, reopen_pid;
-	size_t l1, l2 = 0;
+	int rc, link_fd = -1;
 
 	*val = 0;
 	if (!ic)
@@ -1099,11 +1089,50 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 		return rc;
 	if ((rc = read_task(c, &t)) < 0)
 		return rc;
-	if (p1[0] == '\0' && !f.text1) {
+	if (p1[0] == '\0' && !f.text1 && f.op == IOD_OP_LINK && (f.at_flags & AT_EMPTY_PATH)) {
+		/* linkat(fd, "", ..., AT_EMPTY_PATH): the kernel asks for
+		 * CAP_DAC_READ_SEARCH; the file goes to iod with the request. */
+		if (!(t.creds.cap_eff & (1ull << 2)))
+			return -ENOENT;
+		if (f.dirfd == AT_FDCWD)
+			return -EPERM; /* the cwd is a directory */
+		link_fd = task_fd(&t, f.dirfd);
+		if (link_fd < 0)
+			return link_fd;
+		f.at_flags |= AT_SYMLINK_FOLLOW;
+	} else if (p1[0] == '\0' && !f.text1) {
 		if (!(f.at_flags & AT_EMPTY_PATH) || f.has2)
 			return -ENOENT;
 		return on_fd(c, &t, &f, val);
 	}
+	rc = sys_iod_send(c, ic, &f, &t, p1, p2, link_fd, val);
+	if (link_fd >= 0)
+		close(link_fd);
+	return rc;
+}
+
+/* The rest of sys_iod: the paths, the request, its answer.  link_fd >= 0:
+ * the file to link (p1 is then ""). */
+static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, struct fcall *fp,
+			const struct task *tp, const char *p1, const char *p2, int link_fd,
+			int64_t *val)
+{
+	union {
+		struct iod_req req;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} in;
+	union {
+		struct iod_resp resp;
+		unsigned char raw[IOD_ENTRY_SIZE];
+	} out;
+	char s1[PATH_MAX + 1], s2[PATH_MAX + 1];
+	struct iod_req *r = &in.req;
+	struct fcall f = *fp;
+	struct task t = *tp;
+	struct pending_call *pc;
+	int rc, fd = -1, reopen_pid;
+	size_t l1, l2 = 0;
+
 	if (f.op == IOD_OP_GETXATTR) {
 		/* path2 is the attribute's name, not a place */
 		strcpy(s2, p2);
@@ -1114,7 +1143,7 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 		    (rc = proc_rewrite(s2, sizeof(s2), &t, false, &fd)) < 0)
 			return rc;
 	}
-	if (f.text1) {
+	if (f.text1 || link_fd >= 0) {
 		strcpy(s1, p1);
 	} else {
 		if ((rc = sandbox_path(c, &t, f.dirfd, p1, s1, sizeof(s1))) < 0)
@@ -1130,6 +1159,17 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 				other.tgid = reopen_pid;
 				f.dirfd = fd;
 				return on_fd(c, &other, &f, val);
+			}
+			if (f.op == IOD_OP_LINK) {
+				/* The O_TMPFILE idiom: link /proc/self/fd/N. */
+				struct task other = t;
+				other.tgid = reopen_pid;
+				link_fd = task_fd(&other, fd);
+				if (link_fd < 0)
+					return link_fd == -EBADF ? -ENOENT : link_fd;
+				rc = sys_iod_send(c, ic, &f, &t, "", p2, link_fd, val);
+				close(link_fd);
+				return rc;
 			}
 			return -EOPNOTSUPP;
 		}
@@ -1170,12 +1210,12 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 		return -ENOMEM;
 	pc->c = *c;
 	pc->f = f;
-	rc = iod_client_submit(ic, r, finish_call, pc);
+	rc = iod_client_submit(ic, r, link_fd, finish_call, pc);
 	if (rc == -EAGAIN) {
 		/* Every slot is taken (by opens blocked in iod, say): wait
 		 * for this one instead. */
 		free(pc);
-		rc = iod_client_call(ic, r, &out.resp, &fd, notif_alive, (void *)c);
+		rc = iod_client_call(ic, r, link_fd, &out.resp, &fd, notif_alive, (void *)c);
 		if (rc < 0)
 			return rc == -ENOENT ? -ENOENT : -EIO;
 		return answer_from(c, &f, &out.resp, fd, val);

@@ -1,4 +1,5 @@
 /* Validation of iod's ring entries (libcommon/iod_proto.h). */
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -39,7 +40,10 @@ bool iod_req_valid(const void *entry, void *ctx)
 	uint32_t total;
 
 	(void)ctx;
-	if (r->hdr.opcode == 0 || r->hdr.opcode >= IOD_OP_MAX_ || r->hdr.flags != 0)
+	if (r->hdr.opcode == 0 || r->hdr.opcode >= IOD_OP_MAX_ || (r->hdr.flags & ~IOD_REQ_FD))
+		return false;
+	if ((r->hdr.flags & IOD_REQ_FD) &&
+	    (r->hdr.opcode != IOD_OP_LINK || !(r->at_flags & AT_SYMLINK_FOLLOW)))
 		return false;
 	if (r->creds.ngroups > IOD_GROUPS_MAX)
 		return false;

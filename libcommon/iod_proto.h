@@ -61,6 +61,13 @@ enum iod_op {
 	IOD_OP_MAX_,
 };
 
+/* iod_req.hdr.flags */
+#define IOD_REQ_FD                                                                                 \
+	1u /* LINK with AT_SYMLINK_FOLLOW: the file to link is not                                 \
+	    * path (which is ""), but the fd that came before this                                 \
+	    * request on the connection, as an iod_fdmsg with its                                  \
+	    * user_data (linkat of an fd, the O_TMPFILE idiom) */
+
 /* iod_req.flags bits for IOD_OP_UTIMENS. */
 #define IOD_UTIME_NULL 1u /* times == NULL: both now */
 
@@ -75,7 +82,7 @@ struct iod_creds {
 };
 
 struct iod_req {
-	struct ring_entry_hdr hdr; /* opcode: enum iod_op; flags: 0 */
+	struct ring_entry_hdr hdr; /* opcode: enum iod_op; flags: IOD_REQ_* */
 	uint32_t flags;		   /* open flags, rename flags, IOD_UTIME_* */
 	uint32_t at_flags;	   /* AT_* */
 	uint32_t mode;
@@ -121,7 +128,7 @@ struct iod_welcome {
 };
 
 struct iod_fdmsg {
-	uint64_t user_data; /* the request this fd answers */
+	uint64_t user_data; /* the request this fd answers (or goes with) */
 };
 
 /* Checks of a request copied out of the ring (iod) and of a completion

@@ -201,6 +201,39 @@ static int send_fd(struct sbx *sb, uint64_t user_data, int fd)
 	return 0;
 }
 
+/* The fd the guest sent ahead of request user_data (IOD_REQ_FD): it is
+ * already queued on the connection, since the guest sends it before it
+ * pushes the request.  Anything else is a broken guest. */
+static int take_guest_fd(struct sbx *sb, uint64_t user_data)
+{
+	struct iod_fdmsg m;
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	int fd = -1;
+
+	c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)sizeof(m) || fd < 0 || m.user_data != user_data ||
+	    (mh.msg_flags & MSG_CTRUNC)) {
+		if (fd >= 0)
+			close(fd);
+		sb->broken = true;
+		return -EPROTO;
+	}
+	return fd;
+}
+
 static void push_or_queue(struct job *j)
 {
 	struct sbx *sb = j->sb;
@@ -439,7 +472,7 @@ static void stage_resolve(struct job *j)
 	unsigned op = r->hdr.opcode;
 	uint64_t nofollow = (r->at_flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0;
 
-	if (path[0] == '\0' || (path2 && path2[0] == '\0')) {
+	if ((path[0] == '\0' && !(r->hdr.flags & IOD_REQ_FD)) || (path2 && path2[0] == '\0')) {
 		complete(j, -ENOENT, 0);
 		return;
 	}
@@ -451,6 +484,10 @@ static void stage_resolve(struct job *j)
 		for (int s = first; s < (path2 ? 2 : 1); s++) {
 			const char *p = s ? path2 : path;
 
+			if (s == 0 && (r->hdr.flags & IOD_REQ_FD)) {
+				j->res[0] = take_guest_fd(j->sb, r->hdr.user_data);
+				continue;
+			}
 			if (s == 0 && follow_old) {
 				step_openat2(j, 0, p, O_PATH, 0);
 				continue;
@@ -568,15 +605,18 @@ static void open_act(struct job *j)
 		flags |= O_NONBLOCK;
 		j->unblock = true;
 	}
+	/* O_TMPFILE creates (in the directory resolved): it takes the mode. */
+	mode_t mode = (flags & __O_TMPFILE) == __O_TMPFILE ? r->mode & 07777 & ~r->creds.umask : 0;
+
 	snprintf(j->reopen, sizeof(j->reopen), "/proc/self/fd/%d", j->fd[0]);
 	if (use_uring(j) && (sqe = sqe_for(j, 1)) != NULL) {
 		io_uring_prep_openat(sqe, AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY),
-				     0);
+				     mode);
 		as_workload(sqe, j);
 		return;
 	}
 	j->res[1] =
-	    AS_WORKLOAD(j, openat(AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY)));
+	    AS_WORKLOAD(j, openat(AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY), mode));
 }
 
 static void open_done(struct job *j)

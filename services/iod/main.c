@@ -180,7 +180,10 @@ static void on_hello(struct iod_ev *ev)
 	sb->ring.memfd = -1;
 	sb->ev_conn = (struct iod_ev){EV_CONN, sb};
 	sb->ev_sq = (struct iod_ev){EV_SQ, sb};
-	ep_add(sb->conn, EPOLLIN | EPOLLRDHUP, &sb->ev_conn);
+	/* After the hello the guest sends only fds that go with requests
+	 * (IOD_REQ_FD), read with them: the connection is watched for its
+	 * end alone. */
+	ep_add(sb->conn, EPOLLRDHUP, &sb->ev_conn);
 	ep_add(ring_wait_fd(&sb->ring), EPOLLIN, &sb->ev_sq);
 	ring_wait_prepare(&sb->ring);
 	pthread_mutex_lock(&iod.lock);
@@ -306,7 +309,6 @@ static void loop(int sigfd)
 				on_hello(ev);
 				break;
 			case EV_CONN:
-				/* Nothing is expected after the hello. */
 				sbx_kill(ev->sb, "connection closed");
 				break;
 			case EV_SQ:

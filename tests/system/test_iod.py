@@ -453,10 +453,6 @@ ALSO_ALLOWED = {
     "symlinks/link-to-proc-1-root": ("ELOOP",),
     # Known gaps, each listed in docs/iod.md ("Not done yet"), with the exact
     # answer iod gives now, so that a change either way shows up here:
-    # linkat of an fd (the O_TMPFILE idiom through /proc/self/fd/N) is not
-    # carried to iod;
-    "hardlink/linkat-proc-fd-decoy": ("EOPNOTSUPP",),
-    "hardlink/linkat-proc-fd-decoy-content": ("ENOENT",),
     # O_PATH files cannot be injected (SECCOMP_IOCTL_NOTIF_ADDFD takes only
     # real files): a directory or regular file is opened read-only instead,
     # a symlink is ELOOP;
