@@ -1090,10 +1090,11 @@ int sys_iod(const struct policy_call *c, int64_t *val)
 	if ((rc = read_task(c, &t)) < 0)
 		return rc;
 	if (p1[0] == '\0' && !f.text1 && f.op == IOD_OP_LINK && (f.at_flags & AT_EMPTY_PATH)) {
-		/* linkat(fd, "", ..., AT_EMPTY_PATH): the kernel asks for
-		 * CAP_DAC_READ_SEARCH; the file goes to iod with the request. */
-		if (!(t.creds.cap_eff & (1ull << 2)))
-			return -ENOENT;
+		/* linkat(fd, "", ..., AT_EMPTY_PATH): the file goes to iod with
+		 * the request.  The kernel asks for CAP_DAC_READ_SEARCH unless
+		 * the caller opened the file itself (6.10+); since any fd can be
+		 * linked through /proc/self/fd/N without a capability anyway,
+		 * that check guards nothing here and is not repeated. */
 		if (f.dirfd == AT_FDCWD)
 			return -EPERM; /* the cwd is a directory */
 		link_fd = task_fd(&t, f.dirfd);

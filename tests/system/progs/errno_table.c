@@ -444,6 +444,27 @@ static void link_cases(void)
 	T("link-existing", link("file", "file-link"));
 	T("link-dir", link("dir", "dir-link"));
 	T("link-missing", link("missing", "x"));
+	/* O_TMPFILE, then given a name through /proc/self/fd (its mode is the
+	 * open's, under the umask) */
+	{
+		int tf = open(".", O_TMPFILE | O_RDWR, 0640);
+		char pfd[64];
+		line("tmpfile-open", tf < 0 ? -1 : 0, errno, NULL);
+		if (tf >= 0) {
+			T("tmpfile-write", write(tf, "tmp", 3) == 3 ? 0 : -1);
+			snprintf(pfd, sizeof(pfd), "/proc/self/fd/%d", tf);
+			T("tmpfile-linkat-proc",
+			  linkat(AT_FDCWD, pfd, AT_FDCWD, "tmpfile-named", AT_SYMLINK_FOLLOW));
+			close(tf);
+		}
+		stat_case("tmpfile-named", "tmpfile-named", 0);
+		tf = open(".", O_TMPFILE | O_RDWR, 0600);
+		T("tmpfile-linkat-empty-path",
+		  tf < 0 ? -1 : linkat(tf, "", AT_FDCWD, "tmpfile-named-2", AT_EMPTY_PATH));
+		if (tf >= 0)
+			close(tf);
+		stat_case("tmpfile-named-2", "tmpfile-named-2", 0);
+	}
 	T("linkat-follow-symlink",
 	  linkat(AT_FDCWD, "link-file", AT_FDCWD, "followed", AT_SYMLINK_FOLLOW));
 	stat_case("linkat-follow-made-regular", "followed", AT_SYMLINK_NOFOLLOW);
