@@ -196,10 +196,7 @@ int console_connect(const char *path, struct qerr *err);
 
 /* send one fd with SCM_RIGHTS and a data payload */
 int send_fd(int sock, int fd, const void *data, size_t len);
-/* receive at most one fd; *fd = -1 when none came.  Returns bytes or -errno. */
-ssize_t recv_fd(int sock, void *buf, size_t len, int *fd);
-/* The same for up to max fds (the rest are closed); unused slots are -1. */
-ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, int max);
+/* recv_fd, recv_fds: libcommon/launch_proto.h */
 /* A SOCK_SEQPACKET listener at DIR/NAME, mode 0600 (dirfd: DIR, used when
  * the path does not fit sun_path). */
 int bind_seqpacket(const char *dir, int dirfd, const char *name, int *out, struct qerr *err);

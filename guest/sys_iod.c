@@ -773,8 +773,7 @@ static int proc_rewrite(char *path, size_t size, const struct task *t, bool foll
 }
 
 /* The path of the call's path argument, as the sandbox sees it. */
-static int sandbox_path(const struct policy_call *c, const struct task *t, int dirfd, const char *p,
-			char *out, size_t size)
+static int sandbox_path(const struct task *t, int dirfd, const char *p, char *out, size_t size)
 {
 	char base[PATH_MAX + 1], l[64];
 	int r;
@@ -785,7 +784,6 @@ static int sandbox_path(const struct policy_call *c, const struct task *t, int d
 		strcpy(out, p);
 		return 0;
 	}
-	(void)c;
 	if (dirfd == AT_FDCWD) {
 		snprintf(l, sizeof(l), "/proc/%d/task/%d/cwd", (int)t->tgid, (int)t->tid);
 		r = proc_link(base, sizeof(base), l);
@@ -1140,14 +1138,14 @@ static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, stru
 	} else if (f.has2) {
 		if (p2[0] == '\0')
 			return -ENOENT;
-		if ((rc = sandbox_path(c, &t, f.dirfd2, p2, s2, sizeof(s2))) < 0 ||
+		if ((rc = sandbox_path(&t, f.dirfd2, p2, s2, sizeof(s2))) < 0 ||
 		    (rc = proc_rewrite(s2, sizeof(s2), &t, false, &fd)) < 0)
 			return rc;
 	}
 	if (f.text1 || link_fd >= 0) {
 		strcpy(s1, p1);
 	} else {
-		if ((rc = sandbox_path(c, &t, f.dirfd, p1, s1, sizeof(s1))) < 0)
+		if ((rc = sandbox_path(&t, f.dirfd, p1, s1, sizeof(s1))) < 0)
 			return rc;
 		reopen_pid = proc_rewrite(s1, sizeof(s1), &t, f.follow, &fd);
 		if (reopen_pid < 0)

@@ -58,6 +58,50 @@ int send_with_fds(int fd, const void *data, size_t len, const int *fds, int nfds
 	return n < 0 ? -errno : 0;
 }
 
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, int max)
+{
+	/* room for a few more: extra ones a hostile sender attaches are closed */
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	int got = 0;
+	for (int i = 0; i < max; i++)
+		fds[i] = -1;
+	ssize_t n;
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got < max)
+				fds[got++] = f;
+			else
+				close(f);
+		}
+	}
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		for (int i = 0; i < got; i++) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+		return -EMSGSIZE;
+	}
+	return n;
+}
+
+ssize_t recv_fd(int sock, void *buf, size_t len, int *fd)
+{
+	return recv_fds(sock, buf, len, fd, 1);
+}
+
 int gs_handle(int fd, const struct gs_msg *m, pid_t cred_pid, pid_t *w_host, struct qerr *err)
 {
 	switch (m->type) {

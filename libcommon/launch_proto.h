@@ -30,5 +30,11 @@ int gs_recv(int fd, struct gs_msg *m, pid_t *cred_pid, int flags);
 int gs_handle(int fd, const struct gs_msg *m, pid_t cred_pid, pid_t *w_host, struct qerr *err);
 /* data with nfds fds as SCM_RIGHTS (nfds may be 0). */
 int send_with_fds(int fd, const void *data, size_t len, const int *fds, int nfds);
+/* One message and at most one fd (*fd = -1 when none came), close-on-exec.
+ * Returns bytes or -errno (-EMSGSIZE for a truncated message or control
+ * data, whose fds are closed; -EAGAIN on a non-blocking socket). */
+ssize_t recv_fd(int sock, void *buf, size_t len, int *fd);
+/* The same for up to max fds (the rest are closed); unused slots are -1. */
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, int max);
 
 #endif

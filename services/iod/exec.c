@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "libcommon/fscreds.h"
+#include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
 #include "services/iod/iod.h"
 
@@ -176,56 +177,16 @@ static void job_free(struct job *j)
 	sb->inflight--; /* the loop frees a dead sandbox once this is 0 */
 }
 
-/* 0 when the fd went to the guest (then ours is closed). */
-static int send_fd(struct sbx *sb, uint64_t user_data, int fd)
-{
-	struct iod_fdmsg m = {.user_data = user_data};
-	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-	memset(u.buf, 0, sizeof(u.buf));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(m))
-		return -errno ? -errno : -EIO;
-	return 0;
-}
-
 /* The fd the guest sent ahead of request user_data (IOD_REQ_FD): it is
  * already queued on the connection, since the guest sends it before it
  * pushes the request.  Anything else is a broken guest. */
 static int take_guest_fd(struct sbx *sb, uint64_t user_data)
 {
 	struct iod_fdmsg m;
-	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	struct cmsghdr *c;
-	ssize_t n = recvmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	int fd = -1;
+	ssize_t n = recv_fd(sb->conn, &m, sizeof(m), &fd);
 
-	c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	if (n != (ssize_t)sizeof(m) || fd < 0 || m.user_data != user_data ||
-	    (mh.msg_flags & MSG_CTRUNC)) {
+	if (n != (ssize_t)sizeof(m) || fd < 0 || m.user_data != user_data) {
 		if (fd >= 0)
 			close(fd);
 		sb->broken = true;
@@ -307,7 +268,8 @@ static void complete(struct job *j, int64_t res, uint32_t data_len)
 	o->hdr.flags = 0;
 	o->hdr.user_data = j->in.req.hdr.user_data;
 	if (op == IOD_OP_OPEN && res >= 0) {
-		int fd = (int)res, r = send_fd(j->sb, o->hdr.user_data, fd);
+		struct iod_fdmsg m = {.user_data = o->hdr.user_data};
+		int fd = (int)res, r = send_with_fds(j->sb->conn, &m, sizeof(m), &fd, 1);
 
 		close(fd);
 		if (r < 0) {

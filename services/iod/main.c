@@ -127,41 +127,17 @@ static void on_hello(struct iod_ev *ev)
 {
 	struct sbx *sb = ev->sb;
 	struct iod_hello h;
-	struct msghdr mh = {0};
-	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} u;
 	struct ring_params p = {.entries = IOD_RING_ENTRIES, .entry_size = IOD_ENTRY_SIZE};
 	struct stat st;
-	ssize_t n;
 	int rootfd = -1, r;
+	ssize_t n = recv_fd(sb->conn, &h, sizeof(h), &rootfd);
 
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	n = recvmsg(sb->conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (n == -EAGAIN || n == -EINTR)
 		return;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < nfd; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (rootfd < 0)
-					rootfd = fd;
-				else
-					close(fd);
-			}
-		}
-	}
 	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
 	if (n != (ssize_t)sizeof(h) || h.version != IOD_PROTO_VERSION ||
-	    (mh.msg_flags & MSG_CTRUNC) || memchr(h.id, '\0', sizeof(h.id)) == NULL || rootfd < 0 ||
-	    fstat(rootfd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	    memchr(h.id, '\0', sizeof(h.id)) == NULL || rootfd < 0 || fstat(rootfd, &st) < 0 ||
+	    !S_ISDIR(st.st_mode)) {
 		qlog_warn("connection: bad hello");
 		welcome(sb->conn, EPROTO, NULL);
 		goto drop;

@@ -803,7 +803,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	forbidden[nforbidden].dev = st.st_dev;
 	forbidden[nforbidden++].ino = st.st_ino;
 
-	check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0);
+	/* iod's end is non-blocking, as the daemon's accepted connections are
+	 * (a request with IOD_REQ_FD and no fd sent must fail, not wait). */
+	check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) == 0);
 	guest_conn = sp[0];
 	guest_sock = sp[1];
 
