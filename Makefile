@@ -72,7 +72,13 @@ BENCH_BINS := $(BUILD)/bench/loadgen
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit-test system-test fuzz fuzz-smoke demo fmt fmt-check clean install docs
-all: $(PROGRAMS) $(UNIT_BINS) $(BENCH_BINS)
+MAN := $(BUILD)/man/qctl.1
+all: $(PROGRAMS) $(UNIT_BINS) $(BENCH_BINS) $(MAN)
+
+# qctl's man page is printed by qctl from the table its help comes from.
+$(MAN): $(BIN)/qctl
+	@mkdir -p $(dir $@)
+	$(BIN)/qctl help --man > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -217,7 +223,7 @@ DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libnng-dev libmsgpack-dev libuv1-dev liburing-dev libcgroup-dev libseccomp-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
-	xfsprogs fio
+	xfsprogs fio groff-base man-db
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \

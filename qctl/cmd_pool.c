@@ -1,4 +1,5 @@
-/* qctl pool start [--config FILE] [--metrics ADDR] | stop | status [--json]:
+/* qctl pool start [--config FILE] [--metrics ADDR] [--wait] [--timeout S]
+ *	    | stop | status [--json]:
  * poold's pools (ROOT/poold.sock, docs/pools.md). */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,27 +43,120 @@ static json_t *pool_status(struct qerr *err)
 	return j;
 }
 
+/* The pools' fill as "cgroup 8/8  netns 4/4  ..." (ready of target); true
+ * once every pool has reached its target with nothing starting.  A fresh
+ * poold fills each pool to its high watermark, but warm guest kernels then
+ * take cgroups and network namespaces from their pools, which refill only
+ * below low: so the target is high for warm and layer, low for the others.
+ * `shortof` gets the pools that are not there. */
+static bool pools_ready(json_t *st, char *line, size_t len, char *shortof, size_t slen)
+{
+	const char *backend = json_string_value(json_object_get(st, "layer_backend"));
+	size_t i, n = 0, m = 0;
+	bool ready_all = true;
+	json_t *p;
+
+	line[0] = shortof[0] = '\0';
+	json_array_foreach (json_object_get(st, "pools"), i, p) {
+		const char *kind = json_string_value(json_object_get(p, "kind"));
+		long long ready = json_integer_value(json_object_get(p, "ready"));
+		long long starting = json_integer_value(json_object_get(p, "starting"));
+		bool to_high = kind && (strcmp(kind, "warm") == 0 || strcmp(kind, "layer") == 0);
+		long long target = json_integer_value(json_object_get(p, to_high ? "high" : "low"));
+		if (!kind || (strcmp(kind, "layer") == 0 && backend && strcmp(backend, "off") == 0))
+			continue;
+		if (n < len)
+			n += (size_t)snprintf(line + n, len - n, "%s%s %lld/%lld", n ? "  " : "",
+					      kind, ready, target);
+		if (ready < target || starting > 0) {
+			ready_all = false;
+			if (m < slen)
+				m += (size_t)snprintf(shortof + m, slen - m, "%s%s %lld of %lld",
+						      m ? ", " : "", kind, ready, target);
+		}
+	}
+	return ready_all;
+}
+
+/* pool start --wait: poll status until the pools are ready, showing the
+ * progress on stderr. */
+static void wait_pools(double timeout)
+{
+	struct progress pr;
+	char line[256], shortof[256];
+	struct timespec t0, t;
+
+	progress_init(&pr, stderr, "warming pools");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct qerr err = {0};
+		json_t *st = pool_status(&err);
+		if (!st) {
+			progress_done(&pr, "failed");
+			die_err(&err);
+		}
+		bool full = pools_ready(st, line, sizeof(line), shortof, sizeof(shortof));
+		const char *lerr = json_string_value(json_object_get(st, "layer_error"));
+		char lerr_copy[256];
+		snprintf(lerr_copy, sizeof(lerr_copy), "%s", lerr ? lerr : "");
+		json_decref(st);
+		if (full) {
+			progress_done(&pr, "%s", line);
+			return;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >=
+		    timeout) {
+			progress_done(&pr, "%s", line);
+			die("pools not ready after %g s: %s%s%s", timeout, shortof,
+			    lerr_copy[0] ? "; layers: " : "", lerr_copy);
+		}
+		progress_update(&pr, "%s", line);
+		nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+	}
+}
+
 /* quiver-poold detaches by itself: its first process exits 0 once the
  * daemon serves its socket, 1 (after printing why) if it could not start. */
 static int pool_start(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"metrics", required_argument, NULL, 'm'},
+					     {"wait", no_argument, NULL, 'w'},
+					     {"timeout", required_argument, NULL, 't'},
 					     {NULL, 0, NULL, 0}};
 	const char *args[10];
-	char prog[4096];
+	char prog[4096], *end;
 	int n = 0, c, status;
+	bool wait = false;
+	double timeout = 120;
 	pid_t pid;
 	sibling_path("quiver-poold", "QUIVER_POOLD", prog, sizeof(prog));
 	args[n++] = prog;
 	args[n++] = "--root";
 	args[n++] = g.root;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'c' && c != 'm')
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+		case 'm':
+			args[n++] = c == 'c' ? "--config" : "--metrics";
+			args[n++] = optarg;
+			break;
+		case 'w':
+			wait = true;
+			break;
+		case 't':
+			timeout = strtod(optarg, &end);
+			if (*end || end == optarg || !(timeout > 0 && timeout <= 86400))
+				usage_error("pool start", "invalid --timeout \"%s\" (seconds, > 0)",
+					    optarg);
+			break;
+		case ':':
+			usage_error("pool start", "option %s needs a value", argv[optind - 1]);
+		default:
 			usage_error("pool start", "unknown option %s", argv[optind - 1]);
-		args[n++] = c == 'c' ? "--config" : "--metrics";
-		args[n++] = optarg;
+		}
 	}
 	if (optind != argc)
 		usage_error("pool start", "takes no arguments");
@@ -78,6 +172,9 @@ static int pool_start(int argc, char **argv)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("quiver-poold did not start (status %d; see %s/poold.log)", status, g.root);
 	printf("poold: running (%s/poold.sock)\n", g.root);
+	fflush(stdout);
+	if (wait)
+		wait_pools(timeout);
 	return 0;
 }
 
@@ -143,7 +240,8 @@ int cmd_pool(int argc, char **argv)
 		return pool_stop();
 	if (argc < 2 || strcmp(argv[1], "status") != 0)
 		usage_error(argv[0],
-			    "start [--config FILE] [--metrics ADDR] | stop | status [--json]");
+			    "start [--config FILE] [--metrics ADDR] [--wait] [--timeout S] | stop "
+			    "| status [--json]");
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c != 'j')

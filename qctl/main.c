@@ -163,47 +163,29 @@ void trace_point(const char *what)
 		what);
 }
 
-static int cmd_help(int argc, char **argv);
-
-static const struct command {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *usage;
-} commands[] = {
-    {"create", cmd_create,
-     "create [-b DIR] [--pid-file F] [--console-socket S] [--preserve-fds N] ID"},
-    {"start", cmd_start, "start ID"},
-    {"run", cmd_run, "run [-d] [-b DIR] [--pid-file F] [--console-socket S] [--preserve-fds N] ID"},
-    {"state", cmd_state, "state ID"},
-    {"kill", cmd_kill, "kill [--all|-a] ID [SIGNAL]"},
-    {"delete", cmd_delete, "delete [--force|-f] ID"},
-    {"list", cmd_list, "list [-f table|json] [-q]"},
-    {"ps", cmd_ps, "ps [-f table|json] ID [PS OPTIONS...]"},
-    {"exec", cmd_exec,
-     "exec [--process F] [-d] [-e K=V]... [--cwd D] [-t] [--console-socket S] "
-     "[--pid-file F] [--preserve-fds N] ID [--] ARGS..."},
-    {"pause", cmd_pause, "pause ID"},
-    {"resume", cmd_resume, "resume ID"},
-    {"features", cmd_features, "features"},
-    {"spec", cmd_spec, "spec [-b DIR]"},
-    {"version", cmd_version, "version"},
-    {"daemons", cmd_daemons, "daemons start [--metrics ADDR] | stop | status"},
-    {"ls", cmd_ls, "ls [--json]"},
-    {"pool", cmd_pool, "pool start [--config FILE] [--metrics ADDR] | stop | status [--json]"},
-    {"inspect", cmd_inspect, "inspect ID"},
-    {"policy", cmd_policy, "policy [--format table|json|markdown]"},
-    {"help", cmd_help, "help"},
-};
-
-static int cmd_help(int argc, char **argv)
+int cmd_help(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	printf("usage: qctl [--root DIR] [--log FILE] [--log-format text|json] [--debug] "
-	       "[--systemd-cgroup] COMMAND\n\ncommands:\n");
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		printf("   %s\n", commands[i].usage);
-	return 0;
+	const struct command *c;
+
+	if (argc == 1) {
+		help_overview(stdout);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[1], "--man") == 0) {
+		help_man(stdout);
+		return 0;
+	}
+	if (argc == 2 && (c = command_find(argv[1]))) {
+		help_command(stdout, c);
+		return 0;
+	}
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		help_command(stdout, command_find("help"));
+		return 0;
+	}
+	if (argc == 2)
+		die("help: unknown command \"%s\" (qctl help lists them)", argv[1]);
+	usage_error(argv[0], "takes at most one argument");
 }
 
 int main(int argc, char **argv)
@@ -246,7 +228,8 @@ int main(int argc, char **argv)
 		case 'v':
 			return cmd_version(0, NULL);
 		case 'h':
-			return cmd_help(0, NULL);
+			help_overview(stdout);
+			return 0;
 		default:
 			die("unknown global option %s", argv[optind - 1]);
 		}
@@ -259,15 +242,17 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (optind >= argc)
-		return cmd_help(0, NULL), 1;
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
-		if (strcmp(argv[optind], commands[i].name) == 0) {
-			/* Each command parses its own options, argv[0] being its
-			 * name; optind = 0 re-initializes glibc's getopt. */
-			int base = optind;
-			optind = 0;
-			return commands[i].fn(argc - base, argv + base);
-		}
+		return help_overview(stderr), 1;
+	const struct command *cmd = command_find(argv[optind]);
+	if (!cmd)
+		die("unknown command \"%s\" (qctl help lists them)", argv[optind]);
+	int base = optind;
+	if (cmd->fn != cmd_help && help_asked(argc - base, argv + base)) {
+		help_command(stdout, cmd);
+		return 0;
 	}
-	die("unknown command \"%s\"", argv[optind]);
+	/* Each command parses its own options, argv[0] being its name;
+	 * optind = 0 re-initializes glibc's getopt. */
+	optind = 0;
+	return cmd->fn(argc - base, argv + base);
 }

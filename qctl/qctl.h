@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -99,5 +100,56 @@ int cmd_daemons(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+/* progress.c: one line redrawn on a terminal; elsewhere a line when the
+ * text changed, at most one a second; done always prints its line. */
+struct progress {
+	FILE *f;
+	bool tty;
+	double t0, last_print;
+	char what[64];
+	char last[256];
+};
+void progress_init(struct progress *p, FILE *f, const char *what);
+void progress_update(struct progress *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void progress_done(struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* commands.c: the command table, with each command's documentation. */
+struct help_opt {
+	const char *flags; /* "-b, --bundle DIR"; NULL ends the list */
+	const char *text;
+};
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *synopsis; /* after "qctl " */
+	const char *summary;  /* one line, lower case, no full stop */
+	const char *text;     /* paragraphs separated by "\n\n" */
+	struct help_opt opts[14];
+	bool trailing_args; /* words after ID belong to the workload (exec, ps) */
+};
+
+struct help_section {
+	const char *title; /* NULL ends the list */
+	const char *text;
+};
+
+extern const struct command commands[];
+extern const char qctl_description[];
+extern const struct help_opt global_opts[];	 /* NULL-terminated */
+extern const struct help_section man_sections[]; /* the man page's last sections */
+extern const size_t n_commands;
+const struct command *command_find(const char *name);
+
+/* help.c: the same text for a terminal and as a man page (roff). */
+void help_overview(FILE *f);
+void help_command(FILE *f, const struct command *c);
+void help_man(FILE *f);
+/* Whether argv (argv[0] the command) asks for help: -h or --help before
+ * "--" and, for a command with trailing_args, before its first operand. */
+bool help_asked(int argc, char **argv);
 
 #endif

@@ -934,3 +934,80 @@ def test_stopped_layer_store_is_not_pinned_by_other_mount_namespaces(poold_facto
     assert gone, "after poold's stop, its store %s is still mounted in %s; loop devices: %s" % (
         store, mount_holders(store), a.loops())
 
+
+
+def _pty_run(argv, seconds=CMD_TIMEOUT):
+    """Run argv with stderr on a pty (stdout a pipe); returns (status,
+    stdout, what the pty showed)."""
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the last holder of the slave closed it
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out = proc.stdout.read()
+        proc.wait(seconds)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out.decode(), shown.decode(errors="replace")
+
+
+def test_qctl_pool_start_wait_shows_progress(poold_factory):
+    """`pool start --wait` returns once the pools are ready (warm at high,
+    cgroup and netns at least at low, nothing starting); on a terminal the
+    progress is one line redrawn with \\r, in a log a line at most every
+    second plus the final one."""
+    p = poold_factory(pools(cgroup=(2, 4), netns=(1, 2), warm=(2, 3)))
+    code, out, shown = _pty_run([RUNTIME_PATH, "--root", p.root, "pool", "start",
+                                 "--config", p.config_path, "--wait"])
+    assert code == 0, (out, shown, p.logs())
+    p.pid = int(read(os.path.join(p.root, "poold.pid")).strip())
+    pools_now = p.pools()
+    assert pools_now["warm"]["ready"] == 3 and pools_now["warm"]["starting"] == 0, pools_now
+    assert pools_now["cgroup"]["ready"] >= 2 and pools_now["netns"]["ready"] >= 1, pools_now
+    assert "poold: running" in out, out
+    assert shown.startswith("\rwarming pools: "), repr(shown)
+    final = shown.rstrip("\r\n").split("\r")[-1]
+    assert "warm 3/3" in final and "cgroup" in final and "netns" in final, repr(shown)
+    assert "\n" not in shown.rstrip("\r\n"), "a terminal gets one line, redrawn: %r" % shown
+    p.rt.ok("pool", "stop")
+    assert wait_gone(p.pid)
+
+    # Not a terminal: plain lines, the last one the ready state.
+    r = p.rt("pool", "start", "--config", p.config_path, "--wait")
+    assert r.returncode == 0, r
+    p.pid = int(read(os.path.join(p.root, "poold.pid")).strip())
+    lines = r.stderr.splitlines()
+    assert lines and all(l.startswith("warming pools: ") for l in lines), r.stderr
+    assert "\r" not in r.stderr and "warm 3/3" in lines[-1], r.stderr
+    p.rt.ok("pool", "stop")
+    assert wait_gone(p.pid)
+    assert_all_gone(p)
+
+
+def test_qctl_pool_start_wait_times_out_naming_the_pool(poold_factory):
+    """A pool that cannot fill (refill rate 1/s, 50 warm guest kernels)
+    makes --wait fail after --timeout, naming it; poold keeps running."""
+    p = poold_factory(pools(warm=(50, 50), cgroup=(1, 60), netns=(1, 60), rate=1))
+    r = p.rt("pool", "start", "--config", p.config_path, "--wait", "--timeout", "0.5")
+    p.pid = int(read(os.path.join(p.root, "poold.pid")).strip())
+    assert r.returncode == 1, r
+    assert "pools not ready after 0.5 s: " in r.stderr and "warm " in r.stderr, r.stderr
+    assert "of 50" in r.stderr.splitlines()[-1], r.stderr
+    assert pid_alive(p.pid)
+    p.rt.ok("pool", "stop")
+    assert wait_gone(p.pid)
+    assert_all_gone(p)
+    r = p.rt("pool", "start", "--wait", "--timeout", "0")
+    assert r.returncode == 1 and "invalid --timeout" in r.stderr, r
