@@ -79,8 +79,9 @@ FIO_FILE = "/data/fio.dat"
 FIO_MIB = 64
 ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm",
        "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
-QUIVER_RUNNERS = ("quiver", "quiver-iod", "quiver-offload")
-IOD_RUNNERS = ("quiver-iod", "quiver-offload")
+QUIVER_RUNNERS = ("quiver", "quiver-iod", "quiver-iod-nocache", "quiver-offload")
+IOD_RUNNERS = ("quiver-iod", "quiver-iod-nocache", "quiver-offload")
+NOCACHE = {ANN: "on", "io.quiver.iod.cache": "off"}  # iod without the guest's metadata cache
 ALL_RUNNERS = ("native", "crun") + QUIVER_RUNNERS
 
 
@@ -154,6 +155,44 @@ def make_rootfs(tmp, iod_lat, want_fio):
     return rootfs, mounts
 
 
+def make_image_rootfs(tmp, iod_lat):
+    """A rootfs with python3 in it, as an image would have it: the
+    interpreter, its standard library and the shared objects they load,
+    copied (no bind mount of the host's /usr), so that the read-only root
+    is the one filesystem its lookups walk (--python-image: the case the
+    metadata cache is for)."""
+    rootfs = os.path.join(tmp, "rootfs-image")
+    for d in ("proc", "sys", "dev", "tmp", "etc", "usr/bin", "usr/lib"):
+        os.makedirs(os.path.join(rootfs, d))
+    for p in ("/lib", "/lib64", "/bin", "/sbin"):
+        if os.path.islink(p):
+            os.symlink(os.readlink(p), os.path.join(rootfs, p[1:]))
+    py = os.path.realpath(HOST_PYTHON)
+    shutil.copy2(py, os.path.join(rootfs, py[1:]))
+    os.symlink(os.path.basename(py), os.path.join(rootfs, "usr/bin/python3"))
+    stdlib = "/usr/lib/" + os.path.basename(py)
+    shutil.copytree(stdlib, os.path.join(rootfs, stdlib[1:]), symlinks=True)
+    objs = [py] + glob.glob(os.path.join(stdlib, "lib-dynload", "*.so"))
+    libs = set()
+    for o in objs:
+        out = subprocess.run(["ldd", o], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        for m in re.finditer(r"(/\S+) \(0x", out):
+            libs.add(m.group(1))
+    for lib in libs:
+        real = os.path.realpath(lib)
+        for p in {lib, real}:
+            dst = os.path.join(rootfs, os.path.realpath(os.path.dirname(p))[1:], os.path.basename(p))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if not os.path.lexists(dst):
+                shutil.copy2(real, dst)
+    shutil.copy2(iod_lat, os.path.join(rootfs, "iod_lat"))
+    for name in ("passwd", "group"):
+        shutil.copy2(os.path.join(tmp, "rootfs", "etc", name), os.path.join(rootfs, "etc", name))
+    mounts = [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", "size=16m"]}]
+    return rootfs, mounts
+
+
 def write_bundle(d, rootfs, mounts, args, annotation):
     os.makedirs(d)
     cfg = default_config(args)
@@ -161,7 +200,7 @@ def write_bundle(d, rootfs, mounts, args, annotation):
     cfg["process"]["env"] = list(ENV)
     cfg["mounts"] = cfg["mounts"] + mounts
     if annotation:
-        cfg["annotations"] = {ANN: annotation}
+        cfg["annotations"] = dict(annotation) if isinstance(annotation, dict) else {ANN: annotation}
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     return d
@@ -439,13 +478,15 @@ class Bench:
         self.args, self.tmp, self.rootfs, self.mounts = args, tmp, rootfs, mounts
         self.runners, self.native, self.iod = runners, native, iod
         self.bundles = {}
+        self.fig_rootfs = {}  # fig -> (rootfs, mounts) other than the shared one
         self.problems = []
 
     def bundle(self, runner, fig, cmd):
         key = (runner.name, fig)
         if key not in self.bundles:
+            rootfs, mounts = self.fig_rootfs.get(fig, (self.rootfs, self.mounts))
             self.bundles[key] = write_bundle(os.path.join(self.tmp, "bundles", "%s-%s" % (fig, runner.name)),
-                                             self.rootfs, self.mounts, cmd, runner.annotation)
+                                             rootfs, mounts, cmd, runner.annotation)
         return self.bundles[key]
 
     def exec_one(self, r, fig, cmd, timeout=120.0):
@@ -795,6 +836,8 @@ def main():
     ap.add_argument("--fio-runtime", type=float, default=None, help="seconds (5; --quick 1)")
     ap.add_argument("--idle", type=float, default=85.0, help="%% idle to wait for before each figure")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--python-image", action="store_true",
+                    help="fig 2: python3 copied into the read-only rootfs instead of the host's /usr bind-mounted")
     args = ap.parse_args()
     q = args.quick
     args.rounds = args.rounds or (3 if q else 15)
@@ -842,6 +885,8 @@ def main():
             runners.append(Runner("quiver", [qctl], qroot, None, qenv))
         if "quiver-iod" in want:
             runners.append(Runner("quiver-iod", [qctl], qroot, "on", qenv))
+        if "quiver-iod-nocache" in want:
+            runners.append(Runner("quiver-iod-nocache", [qctl], qroot, NOCACHE, qenv))
         if "quiver-offload" in want:
             runners.append(Runner("quiver-offload", [qctl], qroot, "offload-all", qenv))
         if iod_bin:
@@ -849,6 +894,8 @@ def main():
             iod = Iod(iod_bin, qroot, os.path.join(tmp, "iod.log"))
             iod.start("uring")
         b = Bench(args, tmp, rootfs, mounts, runners, native, iod)
+        if args.python_image and "2" in figs:
+            b.fig_rootfs["2"] = make_image_rootfs(tmp, iod_lat)
         print("## bench/iod.py, %s, `%s`\n" % (results["date"], " ".join(shlex.quote(a) for a in sys.argv)))
         print("bin %s; runners: %s; iod: %s" % (bindir, ", ".join(["native"] + [r.name for r in runners]),
                                                  iod_bin or "not built, iod runners skipped"))

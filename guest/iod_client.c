@@ -115,6 +115,7 @@ static int attach(struct iod_client *c, struct qerr *err)
 		return qerr_sys(err, -r, "iod: ring");
 	}
 	c->attached = true;
+	c->root_ro = w.flags & IOD_WELCOME_ROOT_RO;
 	watch(c, ring_wait_fd(&c->ring), true);
 	watch(c, c->conn, true);
 	ring_wait_prepare(&c->ring);
@@ -190,7 +191,7 @@ int iod_client_submit(struct iod_client *c, struct iod_req *req, int with_fd, io
 	while (c->pend[slot].ud)
 		slot++;
 	req->hdr.user_data = ++c->seq;
-	req->hdr.flags = with_fd >= 0 ? IOD_REQ_FD : 0;
+	req->hdr.flags = (req->hdr.flags & IOD_REQ_CACHE) | (with_fd >= 0 ? IOD_REQ_FD : 0);
 	req->hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(req->hdr)) +
 		       req->path_len + req->path2_len;
 	if (with_fd >= 0) {

@@ -38,6 +38,8 @@ struct iod_client {
 	uint64_t seq;
 	uint64_t reconnects;
 	long spin_ns; /* how long dispatch(spin) polls now (adaptive) */
+	int cache;    /* io.quiver.iod.cache: keep cacheable answers (meta_cache.h) */
+	bool root_ro; /* iod says the root is a read-only mount (IOD_WELCOME_ROOT_RO) */
 	struct iod_pending pend[IOD_RING_ENTRIES];
 	unsigned npend;
 	/* Told about the fds to watch after each (re)attach and before each
@@ -51,7 +53,8 @@ struct iod_client {
 int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, struct qerr *err);
 
 /* Queue one request.  req->hdr.opcode, the fields and paths are the
- * caller's; hdr.len, hdr.flags and user_data are set here.  with_fd >= 0:
+ * caller's, and of hdr.flags IOD_REQ_CACHE; hdr.len, IOD_REQ_FD and
+ * user_data are set here.  with_fd >= 0:
  * sent to iod ahead of the request (IOD_REQ_FD; the caller keeps its
  * copy).  0, or -EIO when iod is gone (a reconnect is tried at the next
  * submit), -EAGAIN when IOD_RING_ENTRIES calls are already in flight. */

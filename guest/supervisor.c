@@ -38,6 +38,7 @@
 #include "guest/guest.h"
 #include "guest/hooks.h"
 #include "guest/iod_client.h"
+#include "guest/meta_cache.h"
 #include "guest/trap.h"
 
 #define MAX_CONNS     16
@@ -272,6 +273,14 @@ static _Noreturn void sup_exit(struct sup *s, int status)
 	if (s->state == ST_STARTING)
 		reply_started(s);
 	qlog_info("workload exited: status %d, exit code %d", status, code);
+	struct meta_cache_stats mc;
+	meta_cache_stats(&mc);
+	if (mc.hits + mc.misses > 0)
+		qlog_info("iod metadata cache: %llu hits, %llu misses, %llu kept, %u entries, "
+			  "%llu flushes",
+			  (unsigned long long)mc.hits, (unsigned long long)mc.misses,
+			  (unsigned long long)mc.inserts, mc.entries,
+			  (unsigned long long)mc.flushes);
 	_exit(code);
 }
 
@@ -815,6 +824,25 @@ on:
 	return 1;
 }
 
+/* The annotation io.quiver.iod.cache: "on" (the default) lets the guest
+ * keep iod's answers about a read-only root (guest/meta_cache.h); "off"
+ * asks iod every time.  1, 0, or -EINVAL with err filled. */
+static int want_meta_cache(const struct guest_config *cfg, struct qerr *err)
+{
+	for (size_t i = 0; i < cfg->n_annotations; i++) {
+		const char *v = cfg->annotations[i].value;
+
+		if (strcmp(cfg->annotations[i].key, "io.quiver.iod.cache") != 0)
+			continue;
+		if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
+			return strcmp(v, "on") == 0;
+		return qerr_set(err, EINVAL,
+				"annotation io.quiver.iod.cache: \"%s\" is not \"on\" or \"off\"",
+				v);
+	}
+	return 1;
+}
+
 int supervisor_main(void *arg)
 {
 	struct sup_args *a = arg;
@@ -878,6 +906,8 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	if (iod_on) {
 		trap_use_iod(true);
 		s.trap.iod = &s.iodc;
+		if ((s.iodc.cache = want_meta_cache(a->cfg, &err)) < 0)
+			fail_prepare(&s, &err);
 	}
 
 	/* Every catchable signal is read from a signalfd; W unblocks them. */

@@ -35,6 +35,7 @@
 #include <utime.h>
 
 #include "guest/iod_client.h"
+#include "guest/meta_cache.h"
 #include "guest/policy.h"
 #include "guest/trap.h"
 #include "libcommon/fscreds.h"
@@ -1043,6 +1044,7 @@ static int answer_from(const struct policy_call *c, const struct fcall *f,
 struct pending_call {
 	struct policy_call c;
 	struct fcall f;
+	struct iod_req *key; /* the request, when its answer may be cached */
 };
 
 static void finish_call(void *arg, const struct iod_resp *resp, int fd)
@@ -1050,6 +1052,9 @@ static void finish_call(void *arg, const struct iod_resp *resp, int fd)
 	struct pending_call *pc = arg;
 	int64_t val = 0;
 	int rc = resp ? answer_from(&pc->c, &pc->f, resp, fd, &val) : -EIO;
+
+	if (resp && pc->key)
+		meta_cache_put(pc->key, resp);
 
 	if (rc != POLICY_RC_ANSWERED)
 		trap_respond(pc->c.listener, pc->c.id, rc < 0 ? -rc : 0, val,
@@ -1204,11 +1209,33 @@ static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, stru
 	}
 	fscreds_for_op(&t.creds, f.real_creds, &r->creds);
 
-	pc = malloc(sizeof(*pc));
+	r->hdr.flags = 0;
+	if (ic->cache > 0 && ic->root_ro && link_fd < 0 && iod_op_cacheable(f.op)) {
+		union {
+			struct iod_resp resp;
+			unsigned char raw[sizeof(struct iod_resp) + sizeof(struct statx)];
+		} hit;
+		int64_t res;
+
+		if (meta_cache_get(r, &res, hit.resp.data)) {
+			hit.resp.res = res;
+			hit.resp.data_len =
+			    f.op == IOD_OP_STAT && res == 0 ? sizeof(struct statx) : 0;
+			return answer_from(c, &f, &hit.resp, -1, val);
+		}
+		r->hdr.flags = IOD_REQ_CACHE;
+	}
+	size_t keep = r->hdr.flags & IOD_REQ_CACHE ? offsetof(struct iod_req, paths) + l1 : 0;
+	pc = malloc(sizeof(*pc) + keep);
 	if (!pc)
 		return -ENOMEM;
 	pc->c = *c;
 	pc->f = f;
+	pc->key = NULL;
+	if (keep) {
+		pc->key = (struct iod_req *)(pc + 1);
+		memcpy(pc->key, r, keep);
+	}
 	rc = iod_client_submit(ic, r, link_fd, finish_call, pc);
 	if (rc == -EAGAIN) {
 		/* Every slot is taken (by opens blocked in iod, say): wait
@@ -1217,6 +1244,8 @@ static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, stru
 		rc = iod_client_call(ic, r, link_fd, &out.resp, &fd, notif_alive, (void *)c);
 		if (rc < 0)
 			return rc == -ENOENT ? -ENOENT : -EIO;
+		if (r->hdr.flags & IOD_REQ_CACHE)
+			meta_cache_put(r, &out.resp);
 		return answer_from(c, &f, &out.resp, fd, val);
 	}
 	if (rc < 0) {

@@ -34,13 +34,21 @@ static bool one_string(const char *s, uint32_t len)
 	return len > 0 && s[len - 1] == '\0' && memchr(s, '\0', len) == s + len - 1;
 }
 
+bool iod_op_cacheable(unsigned op)
+{
+	return op == IOD_OP_STAT || op == IOD_OP_ACCESS || op == IOD_OP_OPEN;
+}
+
 bool iod_req_valid(const void *entry, void *ctx)
 {
 	const struct iod_req *r = entry;
 	uint32_t total;
 
 	(void)ctx;
-	if (r->hdr.opcode == 0 || r->hdr.opcode >= IOD_OP_MAX_ || (r->hdr.flags & ~IOD_REQ_FD))
+	if (r->hdr.opcode == 0 || r->hdr.opcode >= IOD_OP_MAX_ ||
+	    (r->hdr.flags & ~(IOD_REQ_FD | IOD_REQ_CACHE)))
+		return false;
+	if ((r->hdr.flags & IOD_REQ_CACHE) && !iod_op_cacheable(r->hdr.opcode))
 		return false;
 	if ((r->hdr.flags & IOD_REQ_FD) &&
 	    (r->hdr.opcode != IOD_OP_LINK || !(r->at_flags & AT_SYMLINK_FOLLOW)))
@@ -74,7 +82,12 @@ bool iod_resp_valid(const void *entry, void *ctx)
 	(void)ctx;
 	if (r->hdr.opcode == 0 || r->hdr.opcode >= IOD_OP_MAX_)
 		return false;
-	if (r->hdr.flags & ~IOD_RESP_FD)
+	if (r->hdr.flags & ~(IOD_RESP_FD | IOD_RESP_CACHEABLE))
+		return false;
+	/* Only answers without an fd: a stat, an access, a failed open. */
+	if ((r->hdr.flags & IOD_RESP_CACHEABLE) &&
+	    (!iod_op_cacheable(r->hdr.opcode) || (r->hdr.flags & IOD_RESP_FD) ||
+	     (r->hdr.opcode == IOD_OP_OPEN && r->res >= 0)))
 		return false;
 	if (r->data_len > IOD_RESP_DATA_MAX ||
 	    r->hdr.len !=

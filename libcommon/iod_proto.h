@@ -33,7 +33,7 @@
 #include "libcommon/ring.h"
 
 #define IOD_SOCK_NAME	  "iod.sock"
-#define IOD_PROTO_VERSION 1u
+#define IOD_PROTO_VERSION 2u
 
 #define IOD_RING_ENTRIES 8u    /* per queue: the in-flight bound per sandbox */
 #define IOD_ENTRY_SIZE	 4096u /* bytes per entry, both queues */
@@ -62,6 +62,11 @@ enum iod_op {
 };
 
 /* iod_req.hdr.flags */
+#define IOD_REQ_CACHE                                                                              \
+	2u /* STAT, ACCESS, OPEN: the guest would cache the answer                                 \
+	    * (docs/iod.md, "The metadata cache"); iod first resolves                              \
+	    * with RESOLVE_NO_XDEV and says IOD_RESP_CACHEABLE when the                            \
+	    * walk stayed on a read-only root */
 #define IOD_REQ_FD                                                                                 \
 	1u /* LINK with AT_SYMLINK_FOLLOW: the file to link is not                                 \
 	    * path (which is ""), but the fd that came before this                                 \
@@ -99,7 +104,8 @@ struct iod_req {
 #define IOD_PATHS_MAX (IOD_ENTRY_SIZE - (uint32_t)sizeof(struct iod_req))
 
 /* iod_resp.hdr.flags */
-#define IOD_RESP_FD 1u /* res is 0 and the fd came before, as an iod_fdmsg */
+#define IOD_RESP_FD	   1u /* res is 0 and the fd came before, as an iod_fdmsg */
+#define IOD_RESP_CACHEABLE 2u /* the answer came from the read-only root mount alone */
 
 struct iod_resp {
 	struct ring_entry_hdr hdr; /* opcode and user_data echo the request's */
@@ -115,6 +121,9 @@ enum iod_mode_bits {
 	IOD_HELLO_OFFLOAD_ALL = 1u, /* reserved: read/write through iod too */
 };
 
+/* iod_welcome.flags */
+#define IOD_WELCOME_ROOT_RO 1u /* the root is a read-only mount: IOD_REQ_CACHE is worth sending */
+
 struct iod_hello {
 	uint32_t version; /* IOD_PROTO_VERSION */
 	uint32_t flags;
@@ -125,6 +134,8 @@ struct iod_welcome {
 	uint32_t version;
 	int32_t error; /* 0: the three fds are attached; else an errno, no fds */
 	uint32_t entries, entry_size;
+	uint32_t flags; /* IOD_WELCOME_* */
+	uint32_t pad_;
 };
 
 struct iod_fdmsg {
@@ -135,6 +146,8 @@ struct iod_fdmsg {
  * (guest): sizes, NULs, opcode ranges.  Meaning is checked by the caller. */
 bool iod_req_valid(const void *entry, void *ctx);
 bool iod_resp_valid(const void *entry, void *ctx);
+/* STAT, ACCESS and OPEN: the ops whose answers may be cached. */
+bool iod_op_cacheable(unsigned op);
 /* The request's second path, or NULL when it has none (after
  * iod_req_valid). */
 const char *iod_req_path2(const struct iod_req *r);

@@ -62,6 +62,7 @@ struct job {
 	int64_t res[2];
 	int personality; /* 0: none (sync mode or registration failed) */
 	int retries;	 /* of the resolution, after a scoped ".." raced */
+	bool no_xdev;	 /* RESOLVE_NO_XDEV added, for the guest's cache (IOD_REQ_CACHE) */
 	bool created;	 /* open: the file did not exist, O_CREAT made it */
 	bool unblock;	 /* open: O_NONBLOCK was added (sync mode, FIFO) */
 	char reopen[64]; /* open: /proc/self/fd/N of the resolved file */
@@ -257,6 +258,29 @@ bool exec_has_overflow(void)
 	return overflowing > 0;
 }
 
+/* Whether the guest may keep this answer: the walk never left the
+ * sandbox's read-only root mount (RESOLVE_NO_XDEV held), and the answer
+ * says something about the files there, not about this moment (a failed
+ * credential switch, EAGAIN after the retries, memory). */
+static bool cacheable(const struct job *j, int64_t res)
+{
+	if (!j->no_xdev)
+		return false;
+	if (res >= 0)
+		return j->in.req.hdr.opcode != IOD_OP_OPEN;
+	switch (-res) {
+	case ENOENT:
+	case ENOTDIR:
+	case EACCES:
+	case ELOOP:
+	case EROFS:
+	case EISDIR:
+	case ENAMETOOLONG:
+		return true;
+	}
+	return false;
+}
+
 /* Finish: res (>= 0 or -errno) plus data_len bytes already in out.data. */
 static void complete(struct job *j, int64_t res, uint32_t data_len)
 {
@@ -265,7 +289,7 @@ static void complete(struct job *j, int64_t res, uint32_t data_len)
 
 	j->done = true;
 	o->hdr.opcode = (uint16_t)op;
-	o->hdr.flags = 0;
+	o->hdr.flags = cacheable(j, res) ? IOD_RESP_CACHEABLE : 0;
 	o->hdr.user_data = j->in.req.hdr.user_data;
 	if (op == IOD_OP_OPEN && res >= 0) {
 		struct iod_fdmsg m = {.user_data = o->hdr.user_data};
@@ -340,6 +364,8 @@ static void step_openat2(struct job *j, int slot, const char *path, uint64_t fla
 	/* What the workload's own openat2 asked, on top of ours. */
 	if (j->in.req.hdr.opcode == IOD_OP_OPEN)
 		extra = j->in.req.arg1 & (RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS);
+	if (j->no_xdev)
+		extra |= RESOLVE_NO_XDEV;
 
 	/* O_PATH takes no other flags (openat2 is strict); a terminal opened
 	 * without O_NOCTTY could become iod's controlling terminal. */
@@ -636,6 +662,21 @@ static void stage_act(struct job *j)
 		stage_resolve(j);
 		return;
 	}
+	/* The walk for the guest's cache met a mount (a bind mount, /tmp, a
+	 * symlink into one): walk again without RESOLVE_NO_XDEV, unless the
+	 * workload asked for it itself; that answer is not cacheable. */
+	if (j->no_xdev && (j->res[0] == -EXDEV || j->res[1] == -EXDEV) &&
+	    !(op == IOD_OP_OPEN && (r->arg1 & RESOLVE_NO_XDEV))) {
+		for (int s = 0; s < 2; s++)
+			if (j->res[s] > 0)
+				close((int)j->res[s]);
+		j->res[0] = j->res[1] = 0;
+		j->dotpath = NULL;
+		j->no_xdev = false;
+		j->stage = 1;
+		stage_resolve(j);
+		return;
+	}
 	if (op == IOD_OP_OPEN) {
 		open_act(j);
 		return;
@@ -861,6 +902,7 @@ static void start(struct sbx *sb, struct job *j)
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	j->sb = sb;
 	j->fd[0] = j->fd[1] = -1;
+	j->no_xdev = sb->root_ro && (j->in.req.hdr.flags & IOD_REQ_CACHE);
 	sb->inflight++;
 	if (iod.uring_ok)
 		j->personality = personality_for(&j->in.req.creds);

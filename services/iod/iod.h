@@ -25,8 +25,9 @@
 /* One attached sandbox. */
 struct sbx {
 	struct sbx *next;
-	int conn;   /* the guest's seqpacket connection */
-	int rootfd; /* the sandbox's root, from the guest */
+	int conn;     /* the guest's seqpacket connection */
+	int rootfd;   /* the sandbox's root, from the guest */
+	bool root_ro; /* a read-only mount: answers from it alone may be cached */
 	struct ring ring;
 	char id[128];
 	unsigned inflight;    /* requests popped, not yet completed */

@@ -24,6 +24,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,12 +108,13 @@ void sbx_maybe_free(struct sbx *sb)
 	free(sb);
 }
 
-static void welcome(int conn, int error, struct ring *r)
+static void welcome(int conn, int error, struct ring *r, bool root_ro)
 {
 	struct iod_welcome w = {.version = IOD_PROTO_VERSION,
 				.error = error,
 				.entries = IOD_RING_ENTRIES,
-				.entry_size = IOD_ENTRY_SIZE};
+				.entry_size = IOD_ENTRY_SIZE,
+				.flags = root_ro ? IOD_WELCOME_ROOT_RO : 0};
 	int fds[3];
 
 	if (r) {
@@ -128,6 +131,7 @@ static void on_hello(struct iod_ev *ev)
 	struct sbx *sb = ev->sb;
 	struct iod_hello h;
 	struct ring_params p = {.entries = IOD_RING_ENTRIES, .entry_size = IOD_ENTRY_SIZE};
+	struct statfs sfs;
 	struct stat st;
 	int rootfd = -1, r;
 	ssize_t n = recv_fd(sb->conn, &h, sizeof(h), &rootfd);
@@ -139,19 +143,24 @@ static void on_hello(struct iod_ev *ev)
 	    memchr(h.id, '\0', sizeof(h.id)) == NULL || rootfd < 0 || fstat(rootfd, &st) < 0 ||
 	    !S_ISDIR(st.st_mode)) {
 		qlog_warn("connection: bad hello");
-		welcome(sb->conn, EPROTO, NULL);
+		welcome(sb->conn, EPROTO, NULL, false);
 		goto drop;
 	}
 	memcpy(sb->id, h.id, sizeof(sb->id));
 	sb->rootfd = rootfd;
 	rootfd = -1;
+	/* The flag of the mount the root fd is on, in the sandbox's mount
+	 * namespace: read-only there means nothing in the sandbox can change
+	 * what is on it (the policy denies mount and remount). */
+	if (fstatfs(sb->rootfd, &sfs) == 0 && (sfs.f_flags & ST_RDONLY))
+		sb->root_ro = true;
 	r = ring_create(&sb->ring, RING_SERVER, &p);
 	if (r < 0) {
 		qlog_warn("sandbox %s: ring: %s", sb->id, strerror(-r));
-		welcome(sb->conn, -r, NULL);
+		welcome(sb->conn, -r, NULL, false);
 		goto drop;
 	}
-	welcome(sb->conn, 0, &sb->ring);
+	welcome(sb->conn, 0, &sb->ring, sb->root_ro);
 	close(sb->ring.memfd);
 	sb->ring.memfd = -1;
 	sb->ev_conn = (struct iod_ev){EV_CONN, sb};

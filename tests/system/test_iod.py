@@ -49,6 +49,7 @@ pytestmark = pytest.mark.quiver_only
 IOD_BIN = os.environ.get("QUIVER_IOD") or (
     os.path.join(os.path.dirname(RUNTIME_PATH), "quiver-iod") if RUNTIME_PATH else None)
 ANNOTATION = "io.quiver.iod"
+CACHE_ANNOTATION = "io.quiver.iod.cache"
 SELFTEST = os.environ.get("QUIVER_TEST_IOD") == "off"
 IOD_MODE = os.environ.get("QUIVER_TEST_IOD_MODE")  # uring (iod's default) or sync
 RUN_TIMEOUT = 30  # seconds: hang protection only
@@ -247,7 +248,7 @@ def compile_prog(tmpdir, name):
 def progs(session):
     d = os.path.join(session.tmp, "iod-progs")
     os.makedirs(d, exist_ok=True)
-    return {n: compile_prog(d, n) for n in ("fsattack", "errno_table")}
+    return {n: compile_prog(d, n) for n in ("fsattack", "errno_table", "metacache")}
 
 
 def install(bundle, prog, name):
@@ -779,13 +780,87 @@ def test_errno_table(runtime, bundle_factory, progs, session, served, mode):
 
 
 # ---------------------------------------------------------------------------
+# 4b. the metadata cache
+
+METACACHE_ROUNDS = 40
+# Lookups on the read-only root (cacheable), on the /tmp tmpfs (not: a
+# mount), across a credential change (cached per credentials).
+METACACHE_OPS = [
+    "s:/etc/passwd", "s:/etc/nonexistent", "s:/etc/passwd/x", "s:/nonexistent/x", "l:/bin/sh", "s:/bin/sh",
+    "a:/etc/passwd", "w:/etc/passwd", "o:/etc/missing", "s:/secret/file", "o:/secret/file",
+    "s:/tmp/f", "a:/proc/1", "s:/etc/../secret/../etc/passwd",
+    "c:/tmp/f",
+    "s:/tmp/f", "s:/secret/file",
+    "u:1000",
+    "s:/secret/file", "o:/secret/file", "a:/secret/file", "s:/secret", "s:/etc/passwd", "s:/tmp/f",
+]
+
+
+def metacache_bundle(bundle_factory, progs):
+    b = bundle_factory()  # read-only root
+    secret = os.path.join(b.rootfs, "secret")
+    os.makedirs(secret, exist_ok=True)
+    with open(os.path.join(secret, "file"), "w") as f:
+        f.write("x")
+    os.chmod(secret, 0o700)
+    b.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                               "options": ["nosuid", "nodev", "mode=1777", "size=1m"]})
+    for k in ("bounding", "effective", "permitted"):
+        b.config["process"]["capabilities"][k] = ["CAP_SETUID", "CAP_SETGID"]
+    b.config["process"]["capabilities"]["ambient"] = []
+    b.write()
+    return b.args(install(b, progs["metacache"], "metacache"), str(METACACHE_ROUNDS), *METACACHE_OPS)
+
+
+def metacache_run(runtime, b, cache):
+    b.set("annotations", {ANNOTATION: "on", CACHE_ANNOTATION: cache})
+    return run(runtime, b, "mc")
+
+
+def test_metadata_cache_answers_as_iod_does(runtime, bundle_factory, progs, served, iod):
+    """With the cache (the default on a read-only root), repeated stat,
+    access and failed-open lookups of the root are answered in the guest:
+    iod sees about one request per distinct question instead of one per
+    call, and every answer is the one iod gives with the cache off.  What
+    lies on another mount (/tmp, /proc) is never cached (a file created in
+    /tmp is seen at once), and an answer is kept per credentials (after
+    setuid, the root-only directory says EACCES)."""
+    if iod is None:
+        pytest.skip("QUIVER_TEST_IOD=off")
+    b = metacache_bundle(bundle_factory, progs)
+    with served() as off:
+        plain = metacache_run(runtime, b, "off")
+    with served() as on:
+        cached = metacache_run(runtime, b, "on")
+    assert plain.returncode == 0 and plain.stdout.rstrip().endswith("end"), (plain.stdout, plain.stderr)
+    assert cached.returncode == 0, (cached.stdout, cached.stderr)
+    assert cached.stdout == plain.stdout, "\n".join(diff_lines(lines_of(plain.stdout), lines_of(cached.stdout),
+                                                               "no cache", "cache"))
+    out = plain.stdout
+    for want in ("s:/tmp/f ENOENT", "c:/tmp/f ok", "w:/etc/passwd EROFS", "s:/etc/passwd/x ENOTDIR",
+                 "o:/etc/missing ENOENT", "o:/secret/file ok", "o:/secret/file EACCES",
+                 "a:/secret/file EACCES"):
+        assert want in out, (want, out)
+    assert re.search(r"^s:/tmp/f ok", out, re.M) and re.search(r"^s:/secret/file EACCES", out, re.M), out
+    # 16 lookups before the create (13 on the root), x 40 rounds: without
+    # the cache every one reaches iod.
+    lookups_off = off.delta("stat") + off.delta("access") + off.delta("open")
+    lookups_on = on.delta("stat") + on.delta("access") + on.delta("open")
+    assert lookups_off >= METACACHE_ROUNDS * 16, off
+    print("metadata cache: iod lookups %d with the cache, %d without" % (lookups_on, lookups_off))
+    assert lookups_on < lookups_off / 3, "the cache saved little: %s vs %s" % (on, off)
+
+
+# ---------------------------------------------------------------------------
 # 5. kill -9
 
 
 def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path):
     if iod is None:
         pytest.skip("QUIVER_TEST_IOD=off")
-    b = use_iod(bundle_factory())
+    # The metadata cache off: the loop's stats of the read-only root must
+    # reach iod (with it on, they are answered in the guest, iod or not).
+    b = use_iod(bundle_factory()).set("annotations", {ANNOTATION: "on", CACHE_ANNOTATION: "off"})
     b.args(install(b, progs["fsattack"], "fsattack"), "statloop", "6")
     out_path = str(tmp_path / "statloop.out")
 

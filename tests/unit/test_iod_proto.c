@@ -128,7 +128,17 @@ static void test_req_rejects_bad_opcode_and_flags(void **state)
 	for (unsigned bit = 0; bit < 16; bit++) {
 		make_req(&b, IOD_OP_STAT, "/a", NULL);
 		b.r.hdr.flags = (uint16_t)(1u << bit);
-		assert_false(iod_req_valid(&b, NULL));
+		assert_int_equal(iod_req_valid(&b, NULL), (1u << bit) == IOD_REQ_CACHE);
+	}
+	/* IOD_REQ_CACHE: on the ops whose answers may be kept, and no other. */
+	for (unsigned op = 1; op < IOD_OP_MAX_; op++) {
+		if (two_paths(op))
+			make_req(&b, op, "/a", "/dir/b");
+		else
+			make_req(&b, op, "/a", NULL);
+		b.r.hdr.flags = IOD_REQ_CACHE;
+		assert_int_equal(iod_req_valid(&b, NULL),
+				 op == IOD_OP_STAT || op == IOD_OP_ACCESS || op == IOD_OP_OPEN);
 	}
 }
 
@@ -278,6 +288,13 @@ static void test_resp_accepts_good(void **state)
 	assert_true(iod_resp_valid(&b, NULL));
 	make_resp(&b, IOD_OP_LISTXATTR, 0, 65536, 10);
 	assert_true(iod_resp_valid(&b, NULL));
+	/* Cacheable: a stat, an access, a failed open. */
+	make_resp(&b, IOD_OP_STAT, IOD_RESP_CACHEABLE, 0, 256);
+	assert_true(iod_resp_valid(&b, NULL));
+	make_resp(&b, IOD_OP_ACCESS, IOD_RESP_CACHEABLE, -EROFS, 0);
+	assert_true(iod_resp_valid(&b, NULL));
+	make_resp(&b, IOD_OP_OPEN, IOD_RESP_CACHEABLE, -ENOENT, 0);
+	assert_true(iod_resp_valid(&b, NULL));
 }
 
 static void test_resp_rejects_bad(void **state)
@@ -295,6 +312,13 @@ static void test_resp_rejects_bad(void **state)
 		make_resp(&b, IOD_OP_OPEN, 1u << bit, 0, 0);
 		assert_false(iod_resp_valid(&b, NULL));
 	}
+	/* Cacheable, but an opened file or an op that changes things. */
+	make_resp(&b, IOD_OP_OPEN, IOD_RESP_CACHEABLE | IOD_RESP_FD, 0, 0);
+	assert_false(iod_resp_valid(&b, NULL));
+	make_resp(&b, IOD_OP_MKDIR, IOD_RESP_CACHEABLE, -EROFS, 0);
+	assert_false(iod_resp_valid(&b, NULL));
+	make_resp(&b, IOD_OP_READLINK, IOD_RESP_CACHEABLE, 3, 3);
+	assert_false(iod_resp_valid(&b, NULL));
 	/* Data past the entry (hdr.len agreeing), hdr.len not agreeing. */
 	make_resp(&b, IOD_OP_STAT, 0, 0, IOD_RESP_DATA_MAX + 1);
 	assert_false(iod_resp_valid(&b, NULL));
