@@ -9,11 +9,13 @@
  *	    "layer":  {"low": 2, "high": 8, "backend": "auto", "image_mib": 1024,
  *	               "template": "/path/to/dir"},
  *	    "warm":   {"low": 4, "high": 16}
- *	  }
+ *	  },
+ *	  "swap": {"mib": 1024}
  *	}
  *
  * Every key is optional; unknown keys, wrong types and out-of-range values
- * are errors that name the key.  A pool with high 0 is off. */
+ * are errors that name the key.  A pool with high 0 is off.  "swap" makes
+ * the swap area hibernated sandboxes go to (swap_area.c); none by default. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,7 +120,9 @@ static int load_pool(json_t *pools, enum pool_kind k, struct poold_config *c, st
 
 static int config_apply(json_t *root, struct poold_config *c, struct qerr *err)
 {
-	static const char *const top[] = {"refill_per_second", "cgroup_parent", "pools", NULL};
+	static const char *const top[] = {"refill_per_second", "cgroup_parent", "pools", "swap",
+					  NULL};
+	static const char *const swap_keys[] = {"mib", NULL};
 	static const char *const kinds[] = {"cgroup", "netns", "layer", "warm", NULL};
 	if (!json_is_object(root))
 		return qerr_set(err, EINVAL, "must be a JSON object");
@@ -133,6 +137,16 @@ static int config_apply(json_t *root, struct poold_config *c, struct qerr *err)
 	c->refill_per_second = (unsigned)rate;
 	if (strstr(c->cgroup_parent, "..") || strchr(c->cgroup_parent, '@'))
 		return qerr_set(err, EINVAL, "cgroup_parent: no \"..\" and no '@'");
+	json_t *swap = json_object_get(root, "swap");
+	if (swap) {
+		if (!json_is_object(swap))
+			return qerr_set(err, EINVAL, "swap: must be an object");
+		if ((r = check_keys(swap, "swap.", swap_keys, err)) < 0 ||
+		    (r = get_uint(swap, "swap.", "mib", 1u << 20, &c->swap_mib, err)) < 0)
+			return r;
+		if (c->swap_mib && c->swap_mib < 16)
+			return qerr_set(err, EINVAL, "swap.mib: at least 16 (or 0: no swap area)");
+	}
 	json_t *pools = json_object_get(root, "pools");
 	if (!pools)
 		return 0;

@@ -3,7 +3,9 @@
  *	ping                         pong {pid, version}
  *	take {id, kinds: [..]}       taken {id, warm, cgroups, netns, layer, misses}
  *	release {id}                 ok
- *	status                       status {pools: [...], layer_backend, layer_error}
+ *	status                       status {pools: [...], layer_backend, layer_error,
+ *	                                     refill_per_second, swap: {active, path,
+ *	                                     size_bytes, used_bytes, error}}
  *	shutdown                     ok
  *
  * take never fails for an empty pool: what is not ready is listed in
@@ -229,7 +231,7 @@ static int op_status(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	(void)req;
 	(void)err;
 	msgpack_packer *pk = &reply->pk;
-	qmsg_begin(reply, "status", 4);
+	qmsg_begin(reply, "status", 5);
 	qmsg_put_key(reply, "pools");
 	msgpack_pack_array(pk, POOL_NKINDS);
 	for (int k = 0; k < POOL_NKINDS; k++) {
@@ -259,6 +261,30 @@ static int op_status(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		     poold.layers ? layer_pool_backend(poold.layers) : "off");
 	qmsg_put_str(reply, "layer_error", poold.layer_error[0] ? poold.layer_error : NULL);
 	qmsg_put_uint(reply, "refill_per_second", poold.cfg.refill_per_second);
+	uint64_t size_kib = 0, used_kib = 0;
+	bool active =
+	    poold.swap.active && swap_area_usage(poold.swap.path, &size_kib, &used_kib) == 0;
+	qmsg_put_key(reply, "swap");
+	msgpack_pack_map(pk, 5);
+	qmsg_pack_cstr(pk, "active");
+	if (active)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+	qmsg_pack_cstr(pk, "path");
+	if (poold.swap.path[0])
+		qmsg_pack_cstr(pk, poold.swap.path);
+	else
+		msgpack_pack_nil(pk);
+	qmsg_pack_cstr(pk, "size_bytes");
+	msgpack_pack_uint64(pk, size_kib << 10);
+	qmsg_pack_cstr(pk, "used_bytes");
+	msgpack_pack_uint64(pk, used_kib << 10);
+	qmsg_pack_cstr(pk, "error");
+	if (poold.swap_error[0])
+		qmsg_pack_cstr(pk, poold.swap_error);
+	else
+		msgpack_pack_nil(pk);
 	return 0;
 }
 

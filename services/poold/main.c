@@ -144,6 +144,18 @@ static void open_pools(void)
 	snprintf(path, sizeof(path), "%s/netns", poold.state);
 	if (netns_pool_open(path, &poold.ns, &err) < 0)
 		fatalx("netns pool: %s", err.msg);
+	/* Without a swap area poold still serves the pools; hibernation then
+	 * needs the host's swap.  One left active by a poold that was killed
+	 * is adopted even when this config asks for none, so that it is
+	 * taken down at our stop. */
+	snprintf(path, sizeof(path), "%s/swap.img", poold.state);
+	if (poold.cfg.swap_mib || swap_area_usage(path, NULL, NULL) == 0) {
+		if (swap_area_start(&poold.swap, poold.state, poold.cfg.swap_mib, &err) < 0) {
+			snprintf(poold.swap_error, sizeof(poold.swap_error), "%s", err.msg);
+			qlog_warn("%s", err.msg);
+		}
+		err = (struct qerr){0};
+	}
 	/* Without a layer store poold still serves the other pools. */
 	struct layer_pool_config lc = {
 	    .state_dir = poold.state,
@@ -314,6 +326,7 @@ int main(int argc, char **argv)
 	pools_drain();
 	warm_reap_children();
 	close_layer_store();
+	swap_area_stop(&poold.swap);
 	cgroup_pool_close(poold.cg);
 	netns_pool_close(poold.ns);
 	poold_metrics_stop();

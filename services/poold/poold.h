@@ -27,6 +27,7 @@
 #include "libcommon/err.h"
 #include "libcommon/msg.h"
 #include "libcommon/sandbox_id.h"
+#include "services/poold/swap_area.h"
 
 #define POOLD_VERSION  "0.1.0"
 #define POOL_NAME_MAX  64
@@ -61,6 +62,7 @@ struct poold_config {
 	char layer_backend[16]; /* auto, xfs, tmpfs */
 	uint64_t layer_image_mib;
 	char layer_template[PATH_MAX]; /* "" = none */
+	uint64_t swap_mib;	       /* 0: no swap area */
 };
 
 struct pool {
@@ -90,6 +92,8 @@ struct poold {
 	struct netns_pool *ns;
 	struct layer_pool *layers; /* NULL when the layer pool is off or failed */
 	char layer_error[QERR_MSG_MAX];
+	struct swap_area swap;
+	char swap_error[QERR_MSG_MAX];
 	uv_loop_t *loop;
 	uv_timer_t refill_timer;
 	uv_signal_t sigterm, sigint, sigchld;
