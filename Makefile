@@ -47,6 +47,9 @@ LIB_MSGPACK := $(STATIC_ON) -lmsgpackc $(STATIC_OFF)
 LIB_GUEST   := $(STATIC_ON) -lseccomp -ljansson -lcap $(STATIC_OFF)
 LIB_UV      := -luv
 LIB_CMOCKA  := -lcmocka
+# sd_notify (libcommon/notify.c): the daemons only.  Debian ships no static
+# libsystemd, and it is not on the sandbox start path.
+LIB_SYSTEMD := -lsystemd
 
 COMMON_SRC := $(wildcard libcommon/*.c)
 GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
@@ -121,15 +124,15 @@ $(BIN)/quiver-guest: $(call obj,guest/main.c) $(BUILD)/obj/gen/policy_bpf.o $(LI
 
 $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/quiver-poold: $(call obj,services/poold/main.c) $(LIBPOOLD) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/quiver-iod: $(call obj,services/iod/main.c) $(LIBIOD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -156,15 +159,15 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOUR
 # fuzz_guest_*.c also get the guest sources, like the unit tests.
 $(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lsystemd -lpthread
 # fuzz_iod_*.c get iod's sources but main.c (the target defines `iod` and
 # sbx_maybe_free) and liburing.
 $(BUILD)/fuzz/fuzz_iod_%: tests/fuzz/fuzz_iod_%.c $(COMMON_SRC) $(IOD_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lsystemd -lpthread
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lsystemd -lpthread
 
 fuzz: $(FUZZ_BINS)
 
