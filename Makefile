@@ -6,6 +6,7 @@
 #   make test       deps + build + unit tests (plain and sanitized) + fuzz smoke + system tests
 #   make demo       deps + build + run a real OCI bundle in a Quiver sandbox
 #   make fmt        reformat;  make fmt-check  fail on unformatted code
+#   make install    binaries, systemd units and docs into $(DESTDIR)$(PREFIX)
 #
 # Sources are discovered per folder: every .c in libcommon/ goes into
 # libcommon.a, every .c in guest/ but main.c into libguest.a, and each
@@ -237,6 +238,31 @@ fmt:
 	clang-format -i $(FMT_SRC)
 fmt-check:
 	@clang-format --dry-run -Werror $(FMT_SRC) && echo "fmt-check: $(words $(FMT_SRC)) files formatted"
+
+# The installed layout: every program in LIBEXECDIR, where each finds the
+# others next to itself (daemon_sibling: qctl execs quiver-vmmd and
+# quiver-guest, the daemons quiver-guest), and qctl on the PATH through a
+# relative symlink (/proc/self/exe names the real file).  The units get
+# the real paths; systemd reads units from $(PREFIX)/lib/systemd/system for
+# PREFIX /usr and /usr/local alike.
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/quiver
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/quiver
+UNITS_IN   := $(wildcard systemd/*.in)
+DOCS       := README.md $(wildcard docs/*.md)
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(LIBEXECDIR)/
+	ln -sfr $(DESTDIR)$(LIBEXECDIR)/qctl $(DESTDIR)$(BINDIR)/qctl
+	@set -e; for u in $(UNITS_IN); do \
+		out=$(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
+		echo "install $$u -> $$out"; \
+		sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' $$u > $$out.tmp; \
+		chmod 0644 $$out.tmp; mv $$out.tmp $$out; \
+	done
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
 
 clean:
 	rm -rf build build-san
