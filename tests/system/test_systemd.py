@@ -100,8 +100,11 @@ def installed():
     dest = os.path.join(tmp, "dest")
     argv = ["make", "-C", REPO, "--no-print-directory", "install", "DESTDIR=" + dest, "PREFIX=/usr",
             "BUILD=" + build, "SAN=%d" % (os.path.basename(build) == "build-san")]
+    # Not the make that may run these tests (`make system-test`): its
+    # jobserver and command-line variables are not ours.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     try:
-        r = run(argv, timeout=600)
+        r = run(argv, timeout=600, env=env)
         assert r.returncode == 0, "%s failed:\n%s" % (" ".join(argv), r.stdout)
         yield dest
     finally:
