@@ -32,7 +32,7 @@ uint64_t notify_init(bool foreground)
 		qlog_warn("watchdog: %s", strerror(-r));
 		return 0;
 	}
-	return r > 0 ? usec / 2 : 0;
+	return r > 0 ? usec / 2 ?: 1 : 0;
 }
 
 static void send_state(const char *state)
