@@ -6,6 +6,7 @@
 #   make test       deps + build + unit tests (plain and sanitized) + fuzz smoke + system tests
 #   make demo       deps + build + run a real OCI bundle in a Quiver sandbox
 #   make fmt        reformat;  make fmt-check  fail on unformatted code
+#   make install    binaries, systemd units and docs into $(DESTDIR)$(PREFIX)
 #
 # Sources are discovered per folder: every .c in libcommon/ goes into
 # libcommon.a, every .c in guest/ but main.c into libguest.a, and each
@@ -47,6 +48,9 @@ LIB_MSGPACK := $(STATIC_ON) -lmsgpackc $(STATIC_OFF)
 LIB_GUEST   := $(STATIC_ON) -lseccomp -ljansson -lcap $(STATIC_OFF)
 LIB_UV      := -luv
 LIB_CMOCKA  := -lcmocka
+# sd_notify (libcommon/notify.c): the daemons only.  Debian ships no static
+# libsystemd, and it is not on the sandbox start path.
+LIB_SYSTEMD := -lsystemd
 
 COMMON_SRC := $(wildcard libcommon/*.c)
 GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
@@ -127,15 +131,15 @@ $(BIN)/quiver-guest: $(call obj,guest/main.c) $(BUILD)/obj/gen/policy_bpf.o $(LI
 
 $(BIN)/quiver-vmmd: $(call obj,$(VMMD_SRC)) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/quiver-poold: $(call obj,services/poold/main.c) $(LIBPOOLD) $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/quiver-iod: $(call obj,services/iod/main.c) $(LIBIOD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -162,15 +166,15 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOUR
 # fuzz_guest_*.c also get the guest sources, like the unit tests.
 $(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lsystemd -lpthread
 # fuzz_iod_*.c get iod's sources but main.c (the target defines `iod` and
 # sbx_maybe_free) and liburing.
 $(BUILD)/fuzz/fuzz_iod_%: tests/fuzz/fuzz_iod_%.c $(COMMON_SRC) $(IOD_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lsystemd -lpthread
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lsystemd -lpthread
 
 fuzz: $(FUZZ_BINS)
 
@@ -240,6 +244,31 @@ fmt:
 	clang-format -i $(FMT_SRC)
 fmt-check:
 	@clang-format --dry-run -Werror $(FMT_SRC) && echo "fmt-check: $(words $(FMT_SRC)) files formatted"
+
+# The installed layout: every program in LIBEXECDIR, where each finds the
+# others next to itself (daemon_sibling: qctl execs quiver-vmmd and
+# quiver-guest, the daemons quiver-guest), and qctl on the PATH through a
+# relative symlink (/proc/self/exe names the real file).  The units get
+# the real paths; systemd reads units from $(PREFIX)/lib/systemd/system for
+# PREFIX /usr and /usr/local alike.
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/quiver
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/quiver
+UNITS_IN   := $(wildcard systemd/*.in)
+DOCS       := README.md $(wildcard docs/*.md)
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(LIBEXECDIR)/
+	ln -sfr $(DESTDIR)$(LIBEXECDIR)/qctl $(DESTDIR)$(BINDIR)/qctl
+	@set -e; for u in $(UNITS_IN); do \
+		out=$(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
+		echo "install $$u -> $$out"; \
+		sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' $$u > $$out.tmp; \
+		chmod 0644 $$out.tmp; mv $$out.tmp $$out; \
+	done
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
 
 clean:
 	rm -rf build build-san

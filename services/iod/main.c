@@ -10,7 +10,9 @@
  * eventfd, the io_uring fd and a signalfd.  Each turn takes up to --budget
  * requests from each sandbox with work (so one busy sandbox cannot starve
  * the others), submits the turn's steps to io_uring in one batch, and
- * pushes completions as they come. */
+ * pushes completions as they come.  Under a Type=notify unit (with
+ * --foreground) a timerfd in the same loop pings systemd's watchdog
+ * (libcommon/notify.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +24,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -34,6 +37,7 @@
 #include "libcommon/daemon.h"
 #include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
+#include "libcommon/notify.h"
 #include "libcommon/statefile.h"
 #include "services/iod/iod.h"
 
@@ -42,12 +46,13 @@
 #define DEFAULT_SPIN_US	   50
 #define SPIN_MAX_SANDBOXES 4
 
-enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ };
+enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ, EV_WATCHDOG };
 
 struct iod iod = {.rootfd = -1, .listen_fd = -1, .epfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static struct iod_ev ev_listen = {EV_LISTEN, NULL}, ev_signal = {EV_SIGNAL, NULL},
-		     ev_uring = {EV_URING, NULL};
+		     ev_uring = {EV_URING, NULL}, ev_watchdog = {EV_WATCHDOG, NULL};
+static int watchdog_fd = -1;
 
 static _Noreturn void usage(void)
 {
@@ -244,6 +249,21 @@ static int listen_on(const char *name, struct qerr *err)
 	return fd;
 }
 
+/* A periodic timerfd in the loop: the ping stops when the loop does. */
+static void watchdog_start(uint64_t ping_us)
+{
+	struct itimerspec it = {
+	    .it_interval = {.tv_sec = (time_t)(ping_us / 1000000u),
+			    .tv_nsec = (long)(ping_us % 1000000u) * 1000},
+	};
+
+	it.it_value = it.it_interval;
+	watchdog_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (watchdog_fd < 0 || timerfd_settime(watchdog_fd, 0, &it, NULL) < 0)
+		fatal("watchdog timerfd");
+	ep_add(watchdog_fd, EPOLLIN, &ev_watchdog);
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -301,6 +321,13 @@ static void loop(int sigfd)
 				break;
 			case EV_URING:
 				break;
+			case EV_WATCHDOG: {
+				uint64_t ticks;
+				if (read(watchdog_fd, &ticks, sizeof(ticks)) ==
+				    (ssize_t)sizeof(ticks))
+					notify_watchdog();
+				break;
+			}
 			}
 		}
 		work += exec_reap();
@@ -347,6 +374,7 @@ int main(int argc, char **argv)
 	struct qerr err = {0};
 	sigset_t ss;
 	struct rlimit rl;
+	uint64_t ping_us;
 
 	iod.budget = DEFAULT_BUDGET;
 	iod.spin_us = DEFAULT_SPIN_US;
@@ -415,6 +443,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "quiver-iod: runtime directory %s: %s\n", root, strerror(errno));
 		return 1;
 	}
+	ping_us = notify_init(foreground);
 	if (!foreground)
 		readyfd = daemon_detach();
 	lockfd = daemon_claim_root(iod.root, "iod", &iod.rootfd, &readyfd);
@@ -448,6 +477,8 @@ int main(int argc, char **argv)
 	ep_add(sigfd, EPOLLIN, &ev_signal);
 	if (exec_uring_fd() >= 0)
 		ep_add(exec_uring_fd(), EPOLLIN, &ev_uring);
+	if (ping_us)
+		watchdog_start(ping_us);
 	if (metrics && iod_metrics_start(metrics, &err) < 0)
 		fatalx("metrics on %s: %s", metrics, err.msg);
 	snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
@@ -459,8 +490,11 @@ int main(int argc, char **argv)
 	qlog_info("serving %s (pid %d), %s mode, budget %u", iod.root, (int)getpid(),
 		  iod.mode == IOD_MODE_SYNC ? "sync" : "io_uring", iod.budget);
 	daemon_ready(&readyfd, 'R');
+	notify_ready("serving %s, %s mode", iod.root,
+		     iod.mode == IOD_MODE_SYNC ? "sync" : "io_uring");
 
 	loop(sigfd);
+	notify_stopping();
 
 	close(iod.listen_fd);
 	unlinkat(iod.rootfd, IOD_SOCK_NAME, 0);

@@ -7,7 +7,9 @@
  * keeps its state in ROOT/poold/.  The configuration (default
  * /etc/quiver/poold.json, optional) is read before detaching, so a bad one
  * is reported on the terminal and poold exits 1.  Without --foreground the
- * first process exits 0 once the daemon serves its socket. */
+ * first process exits 0 once the daemon serves its socket; with it, under a
+ * Type=notify unit, systemd hears READY=1 then and WATCHDOG=1 from the loop
+ * (libcommon/notify.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 #include "libcommon/cleanup.h"
 #include "libcommon/daemon.h"
 #include "libcommon/log.h"
+#include "libcommon/notify.h"
 #include "libcommon/statefile.h"
 #include "services/poold/cgroup_pool.h"
 #include "services/poold/layer_pool.h"
@@ -91,6 +94,12 @@ static void on_tick(uv_timer_t *t)
 	(void)t;
 	pools_refill();
 	poold_metrics_update();
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	notify_watchdog();
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -223,6 +232,7 @@ int main(int argc, char **argv)
 	cleanup_close int lockfd = -1;
 	char pidbuf[32];
 	struct qerr err = {0};
+	uint64_t ping_us;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -270,6 +280,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	guest_path();
+	ping_us = notify_init(foreground);
 	if (!foreground)
 		readyfd = daemon_detach();
 
@@ -314,11 +325,17 @@ int main(int argc, char **argv)
 	uv_signal_start(&poold.sigchld, on_sigchld, SIGCHLD);
 	uv_timer_init(poold.loop, &poold.refill_timer);
 	uv_timer_start(&poold.refill_timer, on_tick, 0, REFILL_TICK_MS);
+	if (ping_us) {
+		uv_timer_init(poold.loop, &poold.watchdog_timer);
+		uv_timer_start(&poold.watchdog_timer, on_watchdog, 0, ping_us / 1000 ?: 1);
+	}
 
 	qlog_info("serving %s (pid %d); refill %u/s", poold.root, (int)getpid(),
 		  poold.cfg.refill_per_second);
 	daemon_ready(&readyfd, 'R');
+	notify_ready("serving %s", poold.root);
 	uv_run(poold.loop, UV_RUN_DEFAULT);
+	notify_stopping();
 
 	uv_poll_stop(&poold.rep_poll);
 	nng_close(poold.rep);

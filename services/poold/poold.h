@@ -96,6 +96,7 @@ struct poold {
 	char swap_error[QERR_MSG_MAX];
 	uv_loop_t *loop;
 	uv_timer_t refill_timer;
+	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */
 	uv_signal_t sigterm, sigint, sigchld;
 	nng_socket rep;
 	uv_poll_t rep_poll;

@@ -5,7 +5,9 @@
  *
  * Without --foreground it detaches, and its first process exits 0 once the
  * daemon serves ROOT/vmmd.sock (or another vmmd already does), 1 if it could
- * not start: qctl's embedded mode waits on that instead of polling. */
+ * not start: qctl's embedded mode waits on that instead of polling.  With
+ * --foreground under a Type=notify unit it tells systemd instead
+ * (libcommon/notify.h): READY=1 then, WATCHDOG=1 from the loop. */
 #include <errno.h>
 #include <sys/resource.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include "libcommon/cleanup.h"
 #include "libcommon/daemon.h"
 #include "libcommon/log.h"
+#include "libcommon/notify.h"
 #include "libcommon/statefile.h"
 #include "services/vmmd/vmmd.h"
 
@@ -44,6 +47,12 @@ static void on_signal(uv_signal_t *h, int sig)
 	qlog_info("signal %d: stopping; sandboxes keep running", sig);
 	vmmd.stopping = true;
 	uv_stop(vmmd.loop);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	notify_watchdog();
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -84,6 +93,7 @@ int main(int argc, char **argv)
 	enum qlog_level level = QLOG_INFO;
 	bool foreground = false, metrics_given;
 	int c, readyfd = -1, r;
+	uint64_t ping_us;
 	cleanup_close int lockfd = -1;
 	char pidbuf[32];
 	struct qerr err;
@@ -126,6 +136,7 @@ int main(int argc, char **argv)
 	if (!metrics && strcmp(vmmd.root, DEFAULT_ROOT) == 0)
 		metrics = DEFAULT_METRICS;
 
+	ping_us = notify_init(foreground);
 	if (!foreground)
 		readyfd = daemon_detach();
 
@@ -159,6 +170,10 @@ int main(int argc, char **argv)
 	}
 	uv_timer_init(vmmd.loop, &vmmd.sweep_timer);
 	uv_timer_start(&vmmd.sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+	if (ping_us) {
+		uv_timer_init(vmmd.loop, &vmmd.watchdog_timer);
+		uv_timer_start(&vmmd.watchdog_timer, on_watchdog, 0, ping_us / 1000 ?: 1);
+	}
 	uv_signal_init(vmmd.loop, &vmmd.sigterm);
 	uv_signal_start(&vmmd.sigterm, on_signal, SIGTERM);
 	uv_signal_init(vmmd.loop, &vmmd.sigint);
@@ -166,7 +181,9 @@ int main(int argc, char **argv)
 
 	qlog_info("serving %s (pid %d, %zu sandboxes)", vmmd.root, (int)getpid(), sandbox_count());
 	daemon_ready(&readyfd, 'R');
+	notify_ready("serving %s (%zu sandboxes)", vmmd.root, sandbox_count());
 	uv_run(vmmd.loop, UV_RUN_DEFAULT);
+	notify_stopping();
 
 	after_reply_flush();
 	pool_client_close();

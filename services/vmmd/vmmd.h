@@ -68,6 +68,7 @@ struct vmmd {
 	nng_socket rep, pub;
 	uv_poll_t rep_poll;
 	uv_timer_t sweep_timer;
+	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */
 	uv_signal_t sigterm, sigint;
 	struct sandbox *sandboxes;
 	/* Held by the loop while it changes the registry, and by the metrics
