@@ -255,10 +255,12 @@ BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/quiver
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/quiver
+MANDIR     ?= $(PREFIX)/share/man
 UNITS_IN   := $(wildcard systemd/*.in)
 DOCS       := README.md $(wildcard docs/*.md)
-install: $(PROGRAMS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+install: $(PROGRAMS) $(MAN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(LIBEXECDIR)/
 	ln -sfr $(DESTDIR)$(LIBEXECDIR)/qctl $(DESTDIR)$(BINDIR)/qctl
 	@set -e; for u in $(UNITS_IN); do \
@@ -269,6 +271,7 @@ install: $(PROGRAMS)
 	done
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
+	install -m 0644 $(MAN) $(DESTDIR)$(MANDIR)/man1/qctl.1
 
 clean:
 	rm -rf build build-san

@@ -130,6 +130,10 @@ def test_install_layout(installed):
         assert "@" not in re.sub(r"(?m)^#.*$", "", text), "placeholder left in %s" % path
     for doc in ("README.md", "api.md", "architecture.md", "systemd.md"):
         assert os.path.isfile(os.path.join(d, "usr/share/doc/quiver", doc)), doc
+    # The man page, as the installed qctl prints it.
+    page = os.path.join(d, "usr/share/man/man1/qctl.1")
+    man = run([os.path.join(d, "usr/bin/qctl"), "help", "--man"])
+    assert os.path.isfile(page) and open(page).read() == man.stdout, page
     # Nothing outside PREFIX.
     assert sorted(os.listdir(d)) == ["usr"]
     assert sorted(os.listdir(os.path.join(d, "usr"))) == ["bin", "lib", "libexec", "share"]
