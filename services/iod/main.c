@@ -359,11 +359,17 @@ static void loop(int sigfd)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"root", required_argument, NULL, 'r'},    {"foreground", no_argument, NULL, 'f'},
-	    {"log", required_argument, NULL, 'l'},     {"debug", no_argument, NULL, 'd'},
-	    {"metrics", required_argument, NULL, 'm'}, {"mode", required_argument, NULL, 'M'},
-	    {"budget", required_argument, NULL, 'b'},  {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"root", required_argument, NULL, 'r'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"mode", required_argument, NULL, 'M'},
+	    {"budget", required_argument, NULL, 'b'},
+	    {"spin-us", required_argument, NULL, 's'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *root = DEFAULT_ROOT, *logpath = NULL, *metrics = NULL;
 	enum qlog_level level = QLOG_INFO;
