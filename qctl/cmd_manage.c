@@ -159,7 +159,10 @@ int cmd_ls(int argc, char **argv)
 			snprintf(pid, sizeof(pid), "%lld",
 				 (long long)json_integer_value(json_object_get(sb, "pid")));
 			s[0] = json_string_value(json_object_get(sb, "id"));
-			s[1] = json_string_value(json_object_get(sb, "status"));
+			/* hibernated (or hibernating) rather than OCI's paused */
+			s[1] = json_string_value(json_object_get(sb, "hibernation"));
+			if (!s[1])
+				s[1] = json_string_value(json_object_get(sb, "status"));
 			s[2] = pid;
 			s[3] = json_string_value(json_object_get(sb, "created"));
 			s[4] = json_string_value(json_object_get(sb, "bundle"));

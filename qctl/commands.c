@@ -176,6 +176,26 @@ const struct command commands[] = {
       {"--timeout S", "with --wait: give up after S seconds (default 120), naming the pools "
 		      "still short"},
       {"--json", "with status: JSON instead of a table"}}},
+    {"hibernate",
+     cmd_hibernate,
+     "hibernate [--no-wait] ID...",
+     "freeze sandboxes and move their memory out to swap",
+     "Freezes each sandbox (cgroup freezer) and has vmmd page its memory out: anonymous and "
+     "shared memory to swap, clean page cache dropped. Processes, namespaces, sockets and "
+     "files stay; `qctl wake`, `qctl resume` or any `qctl kill` brings it back, and pages "
+     "return on demand. Needs swap with room: poold's swap area (\"swap\" in its config) or "
+     "the host's. OCI clients see the sandbox as paused; `qctl ls` and `inspect` say "
+     "hibernated.\n\n"
+     "qctl waits until every sandbox is paged out (a progress line for several) and prints "
+     "what went to swap.",
+     {{"--no-wait", "return once the sandboxes are frozen; the paging out goes on"},
+      {"ID...", "the sandboxes"}}},
+    {"wake",
+     cmd_wake,
+     "wake ID...",
+     "bring hibernated sandboxes back to running",
+     "Thaws each sandbox; its pages come back from swap as they are touched.",
+     {{"ID...", "the sandboxes"}}},
     {"inspect",
      cmd_inspect,
      "inspect ID",

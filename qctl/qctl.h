@@ -101,6 +101,8 @@ int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_hibernate(int argc, char **argv);
+int cmd_wake(int argc, char **argv);
 
 /* progress.c: one line redrawn on a terminal; elsewhere a line when the
  * text changed, at most one a second; done always prints its line. */

@@ -69,7 +69,7 @@ static int opt_bool(const struct qmsg_in *req, const char *key, bool *out, struc
 	return r == -ENOENT ? 0 : r;
 }
 
-static void save_or_log(struct sandbox *sb)
+void save_or_log(struct sandbox *sb)
 {
 	struct qerr err;
 
@@ -77,7 +77,7 @@ static void save_or_log(struct sandbox *sb)
 		qlog_error("%s: %s", sb->id, err.msg);
 }
 
-static void set_status(struct sandbox *sb, enum sb_status s)
+void set_status(struct sandbox *sb, enum sb_status s)
 {
 	pthread_mutex_lock(&vmmd.lock);
 	sb->status = s;
@@ -696,6 +696,10 @@ static int op_kill(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 		return r;
 	if ((r = opt_bool(req, "all", &all, err)) < 0)
 		return r;
+	/* A signal to a hibernated sandbox wakes it first (SIGKILL too: the
+	 * freezer must let go for the tasks to die). */
+	if (sb->hib != HIB_NONE && (r = hibernate_wake(sb, "signal", err)) < 0)
+		return r;
 	/* runc: `kill --all` of a stopped container signals what is left in
 	 * its cgroup and succeeds.  Nothing is left here (S's exit tore the
 	 * pid namespace down); the containerd shim and podman send it after
@@ -814,6 +818,12 @@ static int op_resume(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		return -err->code;
 	if (sb->status != SB_PAUSED)
 		return qerr_set(err, EINVAL, "container not paused");
+	if (sb->hib != HIB_NONE) {
+		if ((r = hibernate_wake(sb, "resume", err)) < 0)
+			return r;
+		reply_ok(reply);
+		return 0;
+	}
 	if ((r = freezer_set(sb, false, err)) < 0)
 		return r;
 	set_status(sb, sb->paused_from == SB_CREATED ? SB_CREATED : SB_RUNNING);
@@ -821,6 +831,38 @@ static int op_resume(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	events_publish("resumed", sb);
 	reply_ok(reply);
 	return 0;
+}
+
+static int op_hibernate(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if ((r = hibernate_start(sb, err)) < 0)
+		return r;
+	events_publish("hibernating", sb);
+	reply_ok(reply);
+	return 0;
+}
+
+static int op_wake(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *sb = req_sandbox(req, err);
+	int r;
+
+	if (!sb)
+		return -err->code;
+	if ((r = hibernate_wake(sb, "request", err)) < 0)
+		return r;
+	reply_ok(reply);
+	return 0;
+}
+
+static const char *hib_name(enum sb_hib h)
+{
+	return h == HIB_GOING ? "hibernating" : h == HIB_DONE ? "hibernated" : NULL;
 }
 
 static int op_state(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
@@ -847,8 +889,13 @@ static int op_list(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 	qmsg_put_key(reply, "sandboxes");
 	msgpack_pack_array(&reply->pk, n);
 	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
-		msgpack_pack_map(&reply->pk, STATE_FIELDS);
+		msgpack_pack_map(&reply->pk, STATE_FIELDS + 1);
 		pack_state_fields(&reply->pk, sb);
+		qmsg_pack_cstr(&reply->pk, "hibernation");
+		if (hib_name(sb->hib))
+			qmsg_pack_cstr(&reply->pk, hib_name(sb->hib));
+		else
+			msgpack_pack_nil(&reply->pk);
 	}
 	return 0;
 }
@@ -897,7 +944,7 @@ static int op_inspect(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 
 	if (!sb)
 		return -err->code;
-	qmsg_begin(reply, "inspect", STATE_FIELDS + 11);
+	qmsg_begin(reply, "inspect", STATE_FIELDS + 12);
 	pk = &reply->pk;
 	pack_state_fields(pk, sb);
 	qmsg_put_int(reply, "supervisor_pid", sb->pid);
@@ -933,6 +980,20 @@ static int op_inspect(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	}
 	qmsg_put_key(reply, "syscalls");
 	pack_syscalls(pk, sb);
+	qmsg_put_key(reply, "hibernation");
+	if (sb->hib == HIB_NONE) {
+		msgpack_pack_nil(pk);
+	} else {
+		msgpack_pack_map(pk, 4);
+		qmsg_pack_cstr(pk, "state");
+		qmsg_pack_cstr(pk, hib_name(sb->hib));
+		qmsg_pack_cstr(pk, "since");
+		pack_time(pk, sb->hib_ns);
+		qmsg_pack_cstr(pk, "swapped_bytes");
+		msgpack_pack_uint64(pk, sb->hib_swapped);
+		qmsg_pack_cstr(pk, "resident_bytes");
+		msgpack_pack_uint64(pk, sb->hib_resident);
+	}
 	return 0;
 }
 
@@ -944,7 +1005,8 @@ static const struct {
     {"create", op_create}, {"abort", op_abort},	      {"created", op_created},
     {"start", op_start},   {"kill", op_kill},	      {"delete", op_delete},
     {"pause", op_pause},   {"resume", op_resume},     {"state", op_state},
-    {"list", op_list},	   {"inspect", op_inspect},
+    {"list", op_list},	   {"inspect", op_inspect},   {"hibernate", op_hibernate},
+    {"wake", op_wake},
 };
 
 void dispatch(const struct qmsg_in *req, struct qmsg_out *reply)

@@ -142,6 +142,14 @@ static json_t *sandbox_to_json(const struct sandbox *sb)
 	json_object_set_new(o, "created_ns", json_integer(sb->created_ns));
 	json_object_set_new(o, "started_ns", json_integer(sb->started_ns));
 	json_object_set_new(o, "exited_ns", json_integer(sb->exited_ns));
+	if (sb->hib != HIB_NONE) {
+		/* hibernating or hibernated: after a restart, hibernated (it is
+		 * frozen, and what was paged out stays out) */
+		json_object_set_new(o, "hibernated_ns", json_integer(sb->hib_ns));
+		json_object_set_new(o, "swapped_bytes", json_integer((json_int_t)sb->hib_swapped));
+		json_object_set_new(o, "resident_bytes",
+				    json_integer((json_int_t)sb->hib_resident));
+	}
 	if (sb->has_exit) {
 		json_object_set_new(o, "exit_status", json_integer(sb->exit_status));
 		json_object_set_new(o, "exit_code", json_integer(sb->exit_code));
@@ -253,6 +261,18 @@ int sandbox_load(const char *id, struct sandbox **out, struct qerr *err)
 		r = json_get_i64(o, "started_ns", 0, INT64_MAX, &sb->started_ns, err);
 	if (r == 0)
 		r = json_get_i64(o, "exited_ns", 0, INT64_MAX, &sb->exited_ns, err);
+	if (r == 0 && json_object_get(o, "hibernated_ns")) {
+		int64_t sw = 0, res = 0;
+		r = json_get_i64(o, "hibernated_ns", 1, INT64_MAX, &sb->hib_ns, err);
+		if (r == 0)
+			r = json_get_i64(o, "swapped_bytes", 0, INT64_MAX, &sw, err);
+		if (r == 0)
+			r = json_get_i64(o, "resident_bytes", 0, INT64_MAX, &res, err);
+		/* only a frozen sandbox is hibernated */
+		sb->hib = sb->status == SB_PAUSED ? HIB_DONE : HIB_NONE;
+		sb->hib_swapped = (uint64_t)sw;
+		sb->hib_resident = (uint64_t)res;
+	}
 	if (r == 0 && json_object_get(o, "exit_code")) {
 		int64_t st = 0, code = 0, sig = 0;
 		r = json_get_i64(o, "exit_status", INT32_MIN, INT32_MAX, &st, err);

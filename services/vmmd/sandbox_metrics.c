@@ -21,6 +21,7 @@ struct vmmd_metrics {
 	struct qmetrics_http *http;
 	struct qmetric *requests, *errors, *paths;
 	struct qmetric_series *latency;
+	struct qmetric_series *hibernate, *wake;
 };
 
 static struct vmmd_metrics m;
@@ -53,6 +54,19 @@ void vmmd_metrics_started(const struct sandbox *sb)
 		qmetric_observe(m.latency, (double)(sb->started_ns - sb->reserved_ns) / 1e9);
 }
 
+void vmmd_metrics_hibernated(const struct sandbox *sb, double seconds)
+{
+	(void)sb;
+	if (m.hibernate)
+		qmetric_observe(m.hibernate, seconds);
+}
+
+void vmmd_metrics_woken(double seconds)
+{
+	if (m.wake)
+		qmetric_observe(m.wake, seconds);
+}
+
 static void write_syscalls(struct qmetrics_writer *w, const char *name, const char *help,
 			   const uint64_t *sum)
 {
@@ -77,7 +91,8 @@ static void collect(struct qmetrics_writer *w, void *arg)
 	static const char *const id_lbl[] = {"id", NULL};
 	uint64_t *trapped = calloc(GUEST_NR_MAX, sizeof(uint64_t));
 	uint64_t *denied = calloc(GUEST_NR_MAX, sizeof(uint64_t));
-	size_t by_state[SB_NSTATUS] = {0};
+	size_t by_state[SB_NSTATUS] = {0}, hibernated = 0;
+	uint64_t swapped = 0;
 
 	(void)arg;
 	if (!trapped || !denied)
@@ -91,6 +106,10 @@ static void collect(struct qmetrics_writer *w, void *arg)
 		uint64_t total = 0;
 
 		by_state[sb->status]++;
+		if (sb->hib != HIB_NONE) {
+			hibernated++;
+			swapped += sb->hib_swapped;
+		}
 		snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, sb->id);
 		if (guest_counters_open(path, &c, NULL) < 0)
 			continue;
@@ -113,6 +132,16 @@ static void collect(struct qmetrics_writer *w, void *arg)
 		qmetrics_write_sample(w, "quiver_sandboxes", state_lbl,
 				      (const char *[]){sb_status_name(s), NULL},
 				      (double)by_state[s]);
+	qmetrics_write_family(w, "quiver_sandboxes_hibernated",
+			      "Sandboxes hibernated (or being hibernated): frozen, memory in swap.",
+			      QMETRIC_GAUGE);
+	qmetrics_write_sample(w, "quiver_sandboxes_hibernated", NULL, NULL, (double)hibernated);
+	qmetrics_write_family(
+	    w, "quiver_hibernated_swap_bytes",
+	    "Bytes of hibernated sandboxes' memory in swap, as measured when each "
+	    "hibernation finished.",
+	    QMETRIC_GAUGE);
+	qmetrics_write_sample(w, "quiver_hibernated_swap_bytes", NULL, NULL, (double)swapped);
 	write_syscalls(w, "quiver_syscalls_trapped_total",
 		       "Syscalls trapped by the guest kernels, summed over live sandboxes.",
 		       trapped);
@@ -150,7 +179,19 @@ int vmmd_metrics_start(const char *addr, struct qerr *err)
 	if (!m.requests || !m.errors || !h)
 		goto fail;
 	m.latency = qmetric_series(h, NULL, err);
-	if (!m.latency || qmetrics_add_collector(m.reg, collect, NULL, err) < 0)
+	if (!m.latency)
+		goto fail;
+	h = qmetrics_histogram(m.reg, "quiver_hibernate_seconds",
+			       "Time to page a sandbox's memory out, per hibernation.", NULL,
+			       bounds, ARRAY_SIZE(bounds), err);
+	if (!h || !(m.hibernate = qmetric_series(h, NULL, err)))
+		goto fail;
+	h = qmetrics_histogram(m.reg, "quiver_wake_seconds",
+			       "Time from a wake request to the sandbox thawed and running.", NULL,
+			       bounds, ARRAY_SIZE(bounds), err);
+	if (!h || !(m.wake = qmetric_series(h, NULL, err)))
+		goto fail;
+	if (qmetrics_add_collector(m.reg, collect, NULL, err) < 0)
 		goto fail;
 	if (!addr)
 		return 0; /* counted, not served */
@@ -175,5 +216,5 @@ void vmmd_metrics_stop(void)
 	if (m.reg)
 		qmetrics_free(m.reg);
 	m.reg = NULL;
-	m.latency = NULL;
+	m.latency = m.hibernate = m.wake = NULL;
 }

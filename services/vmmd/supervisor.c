@@ -133,6 +133,7 @@ void supervisor_exited(struct sandbox *sb, bool persist)
 	sb->has_exit = true;
 	pthread_mutex_lock(&vmmd.lock);
 	sb->status = SB_STOPPED;
+	sb->hib = HIB_NONE; /* what was in swap went with its tasks */
 	pthread_mutex_unlock(&vmmd.lock);
 	sb->exited_ns = now_ns();
 	/* the event first: a subscriber waiting for the exit need not wait

@@ -35,6 +35,8 @@
 #define SUPERVISOR_KILL_WAIT 10000 /* ms: delete --force waits for the pidfd */
 
 enum sb_status { SB_CREATING, SB_CREATED, SB_RUNNING, SB_PAUSED, SB_STOPPED, SB_NSTATUS };
+/* A hibernated sandbox is SB_PAUSED (frozen) to OCI clients. */
+enum sb_hib { HIB_NONE, HIB_GOING, HIB_DONE };
 
 struct sandbox {
 	struct sandbox *next;
@@ -57,6 +59,12 @@ struct sandbox {
 	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
 	bool pooled;	       /* holds resources from poold: released through it */
 	struct assign *assign; /* API create in flight (create.c), or NULL */
+	/* hibernate.c */
+	enum sb_hib hib;
+	uint64_t hib_gen;      /* a worker's result applies to its generation only */
+	int64_t hib_ns;	       /* when hibernation began (CLOCK_REALTIME) */
+	uint64_t hib_swapped;  /* bytes of its memory in swap when it finished */
+	uint64_t hib_resident; /* bytes its memory cgroup still held then */
 };
 
 struct vmmd_metrics;
@@ -123,6 +131,14 @@ void supervisor_unwatch(struct sandbox *sb);
 int guest_call(struct sandbox *sb, const struct qmsg_out *req, struct qmsg_in *reply,
 	       struct qerr *err);
 
+/* dispatch.c */
+void save_or_log(struct sandbox *sb);
+void set_status(struct sandbox *sb, enum sb_status s);
+
+/* hibernate.c (docs/hibernate.md) */
+int hibernate_start(struct sandbox *sb, struct qerr *err);
+int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err);
+
 /* freezer.c: cgroup v1 freezer */
 int freezer_set(struct sandbox *sb, bool frozen, struct qerr *err);
 
@@ -148,6 +164,8 @@ int vmmd_metrics_start(const char *addr, struct qerr *err);
 void vmmd_metrics_stop(void);
 void vmmd_metrics_request(const char *op, bool failed);
 void vmmd_metrics_started(const struct sandbox *sb);
+void vmmd_metrics_hibernated(const struct sandbox *sb, double seconds);
+void vmmd_metrics_woken(double seconds);
 
 /* pool_client.c: poold, when it runs (ROOT/poold.sock) */
 struct pool_lease {

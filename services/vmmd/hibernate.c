@@ -1,0 +1,225 @@
+/* Hibernate and wake (docs/hibernate.md): a sandbox keeps its processes,
+ * namespaces, sockets and files, but its memory goes out to swap.
+ *
+ * hibernate: freeze (cgroup freezer), record the sandbox as hibernated,
+ * then, on libuv's thread pool so that the loop keeps serving, ask the
+ * kernel to empty the sandbox's memory cgroup (memory.force_empty: every
+ * reclaimable page is reclaimed, anonymous and shmem pages to swap, clean
+ * page cache dropped).  wake: thaw; pages come back on demand.
+ *
+ * The worker touches only cgroup files named in its job; what it found is
+ * applied on the loop, and only if the sandbox is still the one that asked
+ * (same id, same generation, still hibernated). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/log.h"
+#include "services/vmmd/vmmd.h"
+
+struct hib_job {
+	uv_work_t work;
+	char id[SANDBOX_ID_MAX + 1];
+	uint64_t gen;
+	char memcg[PATH_MAX];
+	int64_t t0_ns;
+	/* results */
+	int error;
+	uint64_t usage_before, usage_after, swap_after;
+	int64_t took_ns;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* The sandbox's memory cgroup (v1): the one of its cgroups with
+ * memory.force_empty. */
+static int memcg_dir(const struct sandbox *sb, char *out, size_t len)
+{
+	char p[PATH_MAX + 32];
+
+	for (size_t i = 0; i < sb->ncgroups; i++) {
+		snprintf(p, sizeof(p), "%s/memory.force_empty", sb->cgroups[i]);
+		if (access(p, W_OK) == 0) {
+			snprintf(out, len, "%s", sb->cgroups[i]);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int read_u64_file(const char *dir, const char *name, uint64_t *out)
+{
+	char p[PATH_MAX + 64], buf[64];
+	cleanup_close int fd = -1;
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	if ((n = read(fd, buf, sizeof(buf) - 1)) < 0)
+		return -errno;
+	buf[n] = '\0';
+	*out = strtoull(buf, NULL, 10);
+	return 0;
+}
+
+/* A "key value" line of memory.stat. */
+static int memstat(const char *dir, const char *key, uint64_t *out)
+{
+	char p[PATH_MAX + 64], line[256];
+	cleanup_fclose FILE *f = NULL;
+	size_t kl = strlen(key);
+
+	snprintf(p, sizeof(p), "%s/memory.stat", dir);
+	if (!(f = fopen(p, "re")))
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+			*out = strtoull(line + kl + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* Free swap on the host, in bytes (every active area). */
+static uint64_t swap_free_bytes(void)
+{
+	cleanup_fclose FILE *f = fopen("/proc/swaps", "re");
+	char line[PATH_MAX + 128], name[PATH_MAX + 1], type[32];
+	unsigned long long size, used, sum = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%4096s %31s %llu %llu", name, type, &size, &used) == 4 &&
+		    size > used)
+			sum += size - used;
+	return sum << 10;
+}
+
+static void hib_work(uv_work_t *w)
+{
+	struct hib_job *j = w->data;
+	char p[PATH_MAX + 32];
+	cleanup_close int fd = -1;
+
+	read_u64_file(j->memcg, "memory.usage_in_bytes", &j->usage_before);
+	snprintf(p, sizeof(p), "%s/memory.force_empty", j->memcg);
+	/* Reclaims until the group holds nothing reclaimable (the kernel
+	 * gives up after a few rounds without progress); what stays is
+	 * kernel memory: page tables, slab, the frozen tasks' stacks. */
+	if ((fd = open(p, O_WRONLY | O_CLOEXEC)) < 0 || write(fd, "0", 1) < 0)
+		j->error = errno;
+	read_u64_file(j->memcg, "memory.usage_in_bytes", &j->usage_after);
+	memstat(j->memcg, "swap", &j->swap_after);
+	j->took_ns = mono_ns() - j->t0_ns;
+}
+
+static void hib_done(uv_work_t *w, int status)
+{
+	struct hib_job *j = w->data;
+	struct sandbox *sb = sandbox_find(j->id);
+
+	(void)status;
+	if (!sb || sb->hib_gen != j->gen || sb->hib != HIB_GOING) {
+		/* deleted or woken meanwhile: nothing to record */
+		free(j);
+		return;
+	}
+	sb->hib = HIB_DONE;
+	sb->hib_swapped = j->swap_after;
+	sb->hib_resident = j->usage_after;
+	if (j->error)
+		qlog_warn("%s: hibernate: memory.force_empty: %s (memory partly out)", sb->id,
+			  strerror(j->error));
+	qlog_info("%s: hibernated in %.1f ms: memory %.1f -> %.1f MiB, %.1f MiB in swap", sb->id,
+		  (double)j->took_ns / 1e6, (double)j->usage_before / 1048576.0,
+		  (double)j->usage_after / 1048576.0, (double)j->swap_after / 1048576.0);
+	vmmd_metrics_hibernated(sb, (double)j->took_ns / 1e9);
+	save_or_log(sb);
+	events_publish("hibernated", sb);
+	free(j);
+}
+
+int hibernate_start(struct sandbox *sb, struct qerr *err)
+{
+	struct hib_job *j;
+	int r;
+
+	if (sb->hib != HIB_NONE)
+		return qerr_set(err, EINVAL, "container %s is already %s", sb->id,
+				sb->hib == HIB_GOING ? "hibernating" : "hibernated");
+	if (sb->status == SB_PAUSED)
+		return qerr_set(err, EINVAL, "container %s is paused: resume it first", sb->id);
+	if (sb->status != SB_RUNNING && sb->status != SB_CREATED)
+		return qerr_set(err, EINVAL, "container %s is not running", sb->id);
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return qerr_set(err, ENOMEM, "out of memory");
+	if (memcg_dir(sb, j->memcg, sizeof(j->memcg)) < 0) {
+		free(j);
+		return qerr_set(err, ENOTSUP, "container %s has no memory cgroup to page out",
+				sb->id);
+	}
+	/* Without swap the kernel can only drop page cache: say so rather
+	 * than record a hibernation that keeps everything resident. */
+	if (swap_free_bytes() == 0) {
+		free(j);
+		return qerr_set(err, ENOSPC,
+				"no swap with room on this host: start poold with a swap area "
+				"(\"swap\": {\"mib\": N} in its config, docs/hibernate.md)");
+	}
+	if ((r = freezer_set(sb, true, err)) < 0) {
+		free(j);
+		return r;
+	}
+	sb->paused_from = sb->status;
+	set_status(sb, SB_PAUSED);
+	sb->hib = HIB_GOING;
+	sb->hib_gen++;
+	sb->hib_ns = now_ns();
+	sb->hib_swapped = sb->hib_resident = 0;
+	save_or_log(sb);
+	snprintf(j->id, sizeof(j->id), "%s", sb->id);
+	j->gen = sb->hib_gen;
+	j->t0_ns = mono_ns();
+	j->work.data = j;
+	if ((r = uv_queue_work(vmmd.loop, &j->work, hib_work, hib_done)) < 0) {
+		/* no thread: do it here */
+		hib_work(&j->work);
+		hib_done(&j->work, 0);
+	}
+	return 0;
+}
+
+int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err)
+{
+	int64_t t0 = mono_ns();
+	int r;
+
+	if (sb->hib == HIB_NONE)
+		return qerr_set(err, EINVAL, "container %s is not hibernated", sb->id);
+	if ((r = freezer_set(sb, false, err)) < 0)
+		return r;
+	sb->hib = HIB_NONE;
+	sb->hib_gen++; /* a worker still paging out finds nothing to record */
+	set_status(sb, sb->paused_from == SB_CREATED ? SB_CREATED : SB_RUNNING);
+	save_or_log(sb);
+	double took = (double)(mono_ns() - t0) / 1e9;
+	vmmd_metrics_woken(took);
+	qlog_info("%s: woken (%s) in %.2f ms", sb->id, why, took * 1e3);
+	events_publish("woken", sb);
+	return 0;
+}
