@@ -148,6 +148,21 @@ void vmmd_metrics_stop(void);
 void vmmd_metrics_request(const char *op, bool failed);
 void vmmd_metrics_started(const struct sandbox *sb);
 
+/* sandbox_stats.c: what a sandbox uses, for the stats op and /metrics */
+struct sandbox_stats {
+	bool has_cpu, has_memory, has_pids, has_syscalls;
+	uint64_t cpu_ns;       /* cpuacct.usage, or cpu.stat usage_usec (v2) */
+	uint64_t memory_bytes; /* working set: usage minus inactive file cache */
+	uint64_t pids;	       /* pids.current */
+	uint64_t syscalls_trapped, syscalls_denied;
+};
+void sandbox_stats_read(const struct sandbox *sb, struct sandbox_stats *st);
+/* The counters of ROOT/ID/counters: totals, and added per syscall nr into
+ * the arrays (GUEST_NR_MAX entries) when they are not NULL.  -ENOENT when
+ * the sandbox has no counters (yet). */
+int sandbox_syscalls_read(const struct sandbox *sb, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
+			  uint64_t *trapped, uint64_t *denied);
+
 /* pool_client.c: poold, when it runs (ROOT/poold.sock) */
 struct pool_lease {
 	bool warm;
