@@ -191,6 +191,8 @@ static const struct command {
     {"ls", cmd_ls, "ls [--json]"},
     {"pool", cmd_pool, "pool start [--config FILE] [--metrics ADDR] | stop | status [--json]"},
     {"inspect", cmd_inspect, "inspect ID"},
+    {"stats", cmd_stats, "stats [--json] [ID...]"},
+    {"events", cmd_events, "events [--json] [--id ID]"},
     {"policy", cmd_policy, "policy [--format table|json|markdown]"},
     {"help", cmd_help, "help"},
 };
