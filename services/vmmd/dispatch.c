@@ -954,7 +954,7 @@ static void pack_stats(msgpack_packer *pk, const struct sandbox *sb)
 {
 	struct sandbox_stats st;
 
-	sandbox_stats_read(sb, &st);
+	sandbox_stats_read(sb->id, sb->cgroups, sb->ncgroups, NULL, NULL, &st);
 	msgpack_pack_map(pk, 7);
 	qmsg_pack_cstr(pk, "id");
 	qmsg_pack_cstr(pk, sb->id);

@@ -73,9 +73,13 @@ static void write_syscalls(struct qmetrics_writer *w, const char *name, const ch
 	}
 }
 
-/* One sandbox's line in each per-sandbox family, read under vmmd.lock. */
+/* One sandbox's line in each per-sandbox family.  Its id and cgroups are
+ * copied under vmmd.lock, the files read after it: a scrape of many
+ * sandboxes must not hold the loop up. */
 struct sb_sample {
 	char id[SANDBOX_ID_MAX + 1];
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
 	struct sandbox_stats st;
 };
 
@@ -130,17 +134,20 @@ static void collect(struct qmetrics_writer *w, void *arg)
 		cap++;
 	samples = calloc(cap ? cap : 1, sizeof(*samples));
 	for (struct sandbox *sb = vmmd.sandboxes; sb && samples; sb = sb->next) {
-		uint64_t t, d;
+		struct sb_sample *x = &samples[n++];
 		by_state[sb->status]++;
-		snprintf(samples[n].id, sizeof(samples[n].id), "%s", sb->id);
-		sandbox_stats_read(sb, &samples[n].st);
-		/* the sums by syscall, from the same counters */
-		sandbox_syscalls_read(sb, trapped, denied, &t, &d);
-		n++;
+		snprintf(x->id, sizeof(x->id), "%s", sb->id);
+		for (size_t i = 0; i < sb->ncgroups; i++)
+			if ((x->cgroups[x->ncgroups] = strdup(sb->cgroups[i])))
+				x->ncgroups++;
 	}
 	pthread_mutex_unlock(&vmmd.lock);
 	if (!samples)
 		goto out;
+	/* the sums by syscall come from the same reading of the counters */
+	for (size_t i = 0; i < n; i++)
+		sandbox_stats_read(samples[i].id, samples[i].cgroups, samples[i].ncgroups, trapped,
+				   denied, &samples[i].st);
 
 	write_per_sandbox(w, samples, n, "quiver_sandbox_syscalls_trapped_total",
 			  "Syscalls trapped by a sandbox's guest kernel.", QMETRIC_COUNTER,
@@ -166,6 +173,9 @@ static void collect(struct qmetrics_writer *w, void *arg)
 	write_syscalls(w, "quiver_syscalls_denied_total",
 		       "Trapped syscalls denied by policy, summed over live sandboxes.", denied);
 out:
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < samples[i].ncgroups; j++)
+			free(samples[i].cgroups[j]);
 	free(samples);
 	free(trapped);
 	free(denied);

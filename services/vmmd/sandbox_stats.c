@@ -133,14 +133,14 @@ static void read_cgroup_dir(int dirfd, struct sandbox_stats *st)
 	}
 }
 
-int sandbox_syscalls_read(const struct sandbox *sb, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
+int sandbox_syscalls_read(const char *id, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
 			  uint64_t *trapped, uint64_t *denied)
 {
 	char path[PATH_MAX + SANDBOX_ID_MAX + 32];
 	const struct guest_counters *c;
 
 	*trapped = *denied = 0;
-	snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, sb->id);
+	snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, id);
 	if (guest_counters_open(path, &c, NULL) < 0)
 		return -ENOENT;
 	for (uint32_t nr = 0; nr < GUEST_NR_MAX; nr++) {
@@ -157,16 +157,17 @@ int sandbox_syscalls_read(const struct sandbox *sb, uint64_t *trapped_by_nr, uin
 	return 0;
 }
 
-void sandbox_stats_read(const struct sandbox *sb, struct sandbox_stats *st)
+void sandbox_stats_read(const char *id, char *const *cgroups, size_t ncgroups,
+			uint64_t *trapped_by_nr, uint64_t *denied_by_nr, struct sandbox_stats *st)
 {
 	*st = (struct sandbox_stats){0};
-	for (size_t i = 0; i < sb->ncgroups; i++) {
-		int fd = cgroup_dir_open(sb->cgroups[i]);
+	for (size_t i = 0; i < ncgroups; i++) {
+		int fd = cgroup_dir_open(cgroups[i]);
 		if (fd < 0)
 			continue;
 		read_cgroup_dir(fd, st);
 		close(fd);
 	}
-	st->has_syscalls =
-	    sandbox_syscalls_read(sb, NULL, NULL, &st->syscalls_trapped, &st->syscalls_denied) == 0;
+	st->has_syscalls = sandbox_syscalls_read(id, trapped_by_nr, denied_by_nr,
+						 &st->syscalls_trapped, &st->syscalls_denied) == 0;
 }

@@ -156,11 +156,15 @@ struct sandbox_stats {
 	uint64_t pids;	       /* pids.current */
 	uint64_t syscalls_trapped, syscalls_denied;
 };
-void sandbox_stats_read(const struct sandbox *sb, struct sandbox_stats *st);
-/* The counters of ROOT/ID/counters: totals, and added per syscall nr into
- * the arrays (GUEST_NR_MAX entries) when they are not NULL.  -ENOENT when
- * the sandbox has no counters (yet). */
-int sandbox_syscalls_read(const struct sandbox *sb, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
+/* id's counters and the cgroup directories it lists (the loop passes
+ * sb->cgroups; the metrics collector a copy taken under vmmd.lock); the
+ * counters are also added per syscall nr into the arrays (GUEST_NR_MAX
+ * entries each) when they are not NULL. */
+void sandbox_stats_read(const char *id, char *const *cgroups, size_t ncgroups,
+			uint64_t *trapped_by_nr, uint64_t *denied_by_nr, struct sandbox_stats *st);
+/* ROOT/ID/counters alone; -ENOENT when the sandbox has none (yet, or any
+ * more). */
+int sandbox_syscalls_read(const char *id, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
 			  uint64_t *trapped, uint64_t *denied);
 
 /* pool_client.c: poold, when it runs (ROOT/poold.sock) */
