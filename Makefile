@@ -223,11 +223,14 @@ demo: deps all
 
 # Everything the build, the tests and the demo need, from Debian.  Idempotent:
 # apt-get runs (and updates its lists once) only when something is missing.
+# prometheus (and its promtool) is for tests/system/test_prometheus.py, which
+# runs its own on a free port: a prometheus.service the package may start
+# under systemd (on :9090) is left alone.
 DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libnng-dev libmsgpack-dev libuv1-dev liburing-dev libcgroup-dev libseccomp-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
-	xfsprogs fio groff-base man-db
+	xfsprogs fio groff-base man-db prometheus
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \

@@ -176,6 +176,26 @@ const struct command commands[] = {
       {"--timeout S", "with --wait: give up after S seconds (default 120), naming the pools "
 		      "still short"},
       {"--json", "with status: JSON instead of a table"}}},
+    {"stats",
+     cmd_stats,
+     "stats [--json] [ID...]",
+     "per sandbox: CPU, memory, pids and trapped syscalls",
+     "Asks vmmd (its stats op) for every sandbox, or for each ID given. CPU is the seconds "
+     "its processes used (cpuacct.usage); memory is its working set (memory usage minus "
+     "inactive file cache, as kubelet counts it); pids the processes and threads; syscalls "
+     "the calls its guest kernel trapped and denied. An unknown ID fails the command.",
+     {{"--json", "the op's items as they are (cpu_ns, memory_bytes, ...), null where a value "
+		 "is missing"},
+      {"ID...", "only these sandboxes"}}},
+    {"events",
+     cmd_events,
+     "events [--json] [--id ID]",
+     "follow vmmd's lifecycle events live",
+     "Subscribes to ROOT/events.sock (starting vmmd if none serves ROOT) and prints one line "
+     "per event, TIME TYPE ID [exit_code=N], until SIGINT or SIGTERM (status 0). If vmmd goes "
+     "away it says so and exits 1. Events a new subscriber is not yet attached for are "
+     "missed: follow, do not count on the first.",
+     {{"--json", "one JSON object per line"}, {"--id ID", "only this sandbox's events"}}},
     {"hibernate",
      cmd_hibernate,
      "hibernate [--no-wait] ID...",

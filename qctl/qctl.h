@@ -100,6 +100,8 @@ int cmd_daemons(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_hibernate(int argc, char **argv);
 int cmd_wake(int argc, char **argv);

@@ -18,6 +18,8 @@
 #include "qctl/qctl.h"
 #include "qctl/vmmd_wire.h"
 
+#define SP_PROTO_PUB0 0x20
+#define SP_PROTO_SUB0 0x21
 #define SP_PROTO_REQ0 0x30
 #define SP_PROTO_REP0 0x31
 
@@ -92,10 +94,11 @@ static int write_full(int fd, const void *buf, size_t len, int64_t dl)
 	return 0;
 }
 
-int wire_dial(struct wire *w, const char *path, struct qerr *err)
+static int dial(struct wire *w, const char *path, uint8_t mine, uint8_t want, const char *what,
+		struct qerr *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const uint8_t hello[8] = {0, 'S', 'P', 0, 0, SP_PROTO_REQ0, 0, 0};
+	const uint8_t hello[8] = {0, 'S', 'P', 0, 0, mine, 0, 0};
 	uint8_t peer[8];
 	int64_t dl = deadline(2000);
 	int fd, r;
@@ -117,19 +120,74 @@ int wire_dial(struct wire *w, const char *path, struct qerr *err)
 		return qerr_sys(err, -r, "handshake with %s", path);
 	}
 	if (peer[0] != 0 || peer[1] != 'S' || peer[2] != 'P' || peer[3] != 0 || peer[4] != 0 ||
-	    peer[5] != SP_PROTO_REP0) {
+	    peer[5] != want) {
 		close(fd);
-		return qerr_set(err, EPROTO, "%s: not a vmmd control socket", path);
+		return qerr_set(err, EPROTO, "%s: not %s", path, what);
 	}
 	w->fd = fd;
 	w->next_id = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 	return 0;
 }
 
+int wire_dial(struct wire *w, const char *path, struct qerr *err)
+{
+	return dial(w, path, SP_PROTO_REQ0, SP_PROTO_REP0, "a vmmd control socket", err);
+}
+
+/* PUB sends every message to every subscriber; a SUB's topic filter is
+ * its own business, so nothing is sent after the greeting. */
+int wire_dial_sub(struct wire *w, const char *path, struct qerr *err)
+{
+	return dial(w, path, SP_PROTO_SUB0, SP_PROTO_PUB0, "a vmmd event socket", err);
+}
+
+/* One frame's payload, malloc'd into *buf. */
+static int recv_frame(struct wire *w, uint8_t **buf, uint64_t *len, uint64_t min, int64_t dl,
+		      struct qerr *err)
+{
+	uint8_t rhdr[9];
+	int r;
+
+	*buf = NULL;
+	if ((r = read_full(w->fd, rhdr, sizeof(rhdr), dl)) < 0)
+		return r == -ETIMEDOUT ? qerr_set(err, ETIMEDOUT, "quiver-vmmd did not answer")
+		       : r == -ECONNRESET
+			   ? qerr_set(err, ECONNRESET, "quiver-vmmd closed the connection")
+			   : qerr_sys(err, -r, "receive from quiver-vmmd");
+	*len = 0;
+	for (int i = 0; i < 8; i++)
+		*len = *len << 8 | rhdr[1 + i];
+	if (rhdr[0] != 1 || *len < min || *len > QMSG_MAX_BYTES + min)
+		return qerr_set(err, EPROTO, "quiver-vmmd: malformed frame");
+	*buf = malloc(*len ? *len : 1);
+	if (!*buf)
+		return qerr_set(err, ENOMEM, "out of memory");
+	if ((r = read_full(w->fd, *buf, *len, dl)) < 0) {
+		free(*buf);
+		*buf = NULL;
+		return qerr_sys(err, -r, "receive from quiver-vmmd");
+	}
+	return 0;
+}
+
+int wire_recv(struct wire *w, struct qmsg_in *msg, int timeout_ms, struct qerr *err)
+{
+	cleanup_free uint8_t *buf = NULL;
+	uint64_t len;
+	int r;
+
+	msgpack_unpacked_init(&msg->up);
+	msg->root = NULL;
+	msg->op[0] = '\0';
+	if ((r = recv_frame(w, &buf, &len, 0, deadline(timeout_ms), err)) < 0)
+		return r;
+	return qmsg_parse(msg, buf, len, err);
+}
+
 int wire_call(struct wire *w, const struct qmsg_out *req, struct qmsg_in *reply, int timeout_ms,
 	      struct qerr *err)
 {
-	uint8_t hdr[13], rhdr[9];
+	uint8_t hdr[13];
 	uint32_t id = (w->next_id++ & 0x7fffffffu) | 0x80000000u;
 	uint64_t len = qmsg_size(req) + 4, rlen;
 	int64_t dl = deadline(timeout_ms);
@@ -148,21 +206,9 @@ int wire_call(struct wire *w, const struct qmsg_out *req, struct qmsg_in *reply,
 	    (r = write_full(w->fd, qmsg_data(req), qmsg_size(req), dl)) < 0)
 		return qerr_sys(err, -r, "send to quiver-vmmd");
 	for (;;) {
-		if ((r = read_full(w->fd, rhdr, sizeof(rhdr), dl)) < 0)
-			return r == -ETIMEDOUT
-				   ? qerr_set(err, ETIMEDOUT, "quiver-vmmd did not answer")
-				   : qerr_sys(err, -r, "receive from quiver-vmmd");
-		rlen = 0;
-		for (int i = 0; i < 8; i++)
-			rlen = rlen << 8 | rhdr[1 + i];
-		if (rhdr[0] != 1 || rlen < 4 || rlen > QMSG_MAX_BYTES + 4)
-			return qerr_set(err, EPROTO, "quiver-vmmd: malformed frame");
 		free(buf);
-		buf = malloc(rlen);
-		if (!buf)
-			return qerr_set(err, ENOMEM, "out of memory");
-		if ((r = read_full(w->fd, buf, rlen, dl)) < 0)
-			return qerr_sys(err, -r, "receive from quiver-vmmd");
+		if ((r = recv_frame(w, &buf, &rlen, 4, dl, err)) < 0)
+			return r;
 		/* A reply to an older request (one that timed out) is dropped. */
 		if (((uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
 		     buf[3]) == id)

@@ -504,12 +504,15 @@ int sandbox_adopt(struct sandbox *sb, pid_t pid, uint64_t pid_start, pid_t init_
 		return r;
 	}
 	sb->init_pid = init_pid;
+	/* Under the lock: the metrics collector reads the cgroups. */
+	pthread_mutex_lock(&vmmd.lock);
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		free(sb->cgroups[i]);
 	sb->ncgroups = 0;
 	for (size_t i = 0; i < ncgroups && i < SANDBOX_CGROUPS_MAX; i++)
 		if ((sb->cgroups[sb->ncgroups] = strdup(cgroups[i])))
 			sb->ncgroups++;
+	pthread_mutex_unlock(&vmmd.lock);
 	sb->created_ns = now_ns();
 	set_status(sb, SB_CREATED);
 	events_publish("created", sb);
@@ -579,10 +582,12 @@ static int op_created(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	/* Checked and adopted: now the record takes the rest. */
 	sb->init_pid = (pid_t)f.init_pid;
 	snprintf(sb->console, sizeof(sb->console), "%s", f.console);
+	pthread_mutex_lock(&vmmd.lock);
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		free(sb->cgroups[i]);
 	memcpy(sb->cgroups, f.cgroups, f.ncgroups * sizeof(f.cgroups[0]));
 	sb->ncgroups = f.ncgroups;
+	pthread_mutex_unlock(&vmmd.lock);
 	f.ncgroups = 0;
 	json_object_update(sb->annotations, f.annotations);
 	created_fields_free(&f);
@@ -997,16 +1002,69 @@ static int op_inspect(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	return 0;
 }
 
+static void pack_opt_u64(msgpack_packer *pk, const char *key, bool has, uint64_t v)
+{
+	qmsg_pack_cstr(pk, key);
+	if (has)
+		msgpack_pack_uint64(pk, v);
+	else
+		msgpack_pack_nil(pk);
+}
+
+static void pack_stats(msgpack_packer *pk, const struct sandbox *sb)
+{
+	struct sandbox_stats st;
+
+	sandbox_stats_read(sb->id, sb->cgroups, sb->ncgroups, NULL, NULL, &st);
+	msgpack_pack_map(pk, 7);
+	qmsg_pack_cstr(pk, "id");
+	qmsg_pack_cstr(pk, sb->id);
+	qmsg_pack_cstr(pk, "status");
+	qmsg_pack_cstr(pk, sb_status_name(sb->status));
+	pack_opt_u64(pk, "cpu_ns", st.has_cpu, st.cpu_ns);
+	pack_opt_u64(pk, "memory_bytes", st.has_memory, st.memory_bytes);
+	pack_opt_u64(pk, "pids", st.has_pids, st.pids);
+	pack_opt_u64(pk, "syscalls_trapped", st.has_syscalls, st.syscalls_trapped);
+	pack_opt_u64(pk, "syscalls_denied", st.has_syscalls, st.syscalls_denied);
+}
+
+/* {"id"} for one sandbox, {} for all of them. */
+static int op_stats(const struct qmsg_in *req, struct qmsg_out *reply, struct qerr *err)
+{
+	struct sandbox *one = NULL;
+	size_t n = 0;
+
+	if (qmsg_find(req->root, "id")) {
+		if (!(one = req_sandbox(req, err)))
+			return -err->code;
+		n = 1;
+	} else {
+		for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+			supervisor_refresh(sb, true);
+			n++;
+		}
+	}
+	qmsg_begin(reply, "stats", 1);
+	qmsg_put_key(reply, "sandboxes");
+	msgpack_pack_array(&reply->pk, n);
+	if (one)
+		pack_stats(&reply->pk, one);
+	else
+		for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next)
+			pack_stats(&reply->pk, sb);
+	return 0;
+}
+
 static const struct {
 	const char *op;
 	int (*fn)(const struct qmsg_in *, struct qmsg_out *, struct qerr *);
 } ops[] = {
-    {"ping", op_ping},	   {"shutdown", op_shutdown}, {"reserve", op_reserve},
-    {"create", op_create}, {"abort", op_abort},	      {"created", op_created},
-    {"start", op_start},   {"kill", op_kill},	      {"delete", op_delete},
-    {"pause", op_pause},   {"resume", op_resume},     {"state", op_state},
-    {"list", op_list},	   {"inspect", op_inspect},   {"hibernate", op_hibernate},
-    {"wake", op_wake},
+    {"ping", op_ping},		 {"shutdown", op_shutdown}, {"reserve", op_reserve},
+    {"create", op_create},	 {"abort", op_abort},	    {"created", op_created},
+    {"start", op_start},	 {"kill", op_kill},	    {"delete", op_delete},
+    {"pause", op_pause},	 {"resume", op_resume},	    {"state", op_state},
+    {"list", op_list},		 {"inspect", op_inspect},   {"stats", op_stats},
+    {"hibernate", op_hibernate}, {"wake", op_wake},
 };
 
 void dispatch(const struct qmsg_in *req, struct qmsg_out *reply)

@@ -1,7 +1,9 @@
 /* vmmd's /metrics: request counts, create-to-running latency, sandboxes by
- * state and the guest kernels' syscall counters.  The last two are computed
- * at scrape time by a collector (on an nng HTTP thread, under vmmd.lock), so
- * a deleted sandbox simply stops appearing. */
+ * state, each sandbox's usage (sandbox_stats.c: CPU, memory, pids, trapped
+ * syscalls) and the syscall counters summed by syscall.  All but the first
+ * two are computed at scrape time by a collector (on an nng HTTP thread,
+ * reading the registry under vmmd.lock), so a deleted sandbox simply stops
+ * appearing. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,47 +87,99 @@ static void write_syscalls(struct qmetrics_writer *w, const char *name, const ch
 	}
 }
 
+/* One sandbox's line in each per-sandbox family.  Its id and cgroups are
+ * copied under vmmd.lock, the files read after it: a scrape of many
+ * sandboxes must not hold the loop up. */
+struct sb_sample {
+	char id[SANDBOX_ID_MAX + 1];
+	char *cgroups[SANDBOX_CGROUPS_MAX];
+	size_t ncgroups;
+	struct sandbox_stats st;
+};
+
+static void write_per_sandbox(struct qmetrics_writer *w, const struct sb_sample *s, size_t n,
+			      const char *name, const char *help, enum qmetric_type type,
+			      bool (*get)(const struct sandbox_stats *, double *))
+{
+	static const char *const id_lbl[] = {"id", NULL};
+
+	qmetrics_write_family(w, name, help, type);
+	for (size_t i = 0; i < n; i++) {
+		double v;
+		if (get(&s[i].st, &v))
+			qmetrics_write_sample(w, name, id_lbl, (const char *[]){s[i].id, NULL}, v);
+	}
+}
+
+static bool get_trapped(const struct sandbox_stats *st, double *v)
+{
+	*v = (double)st->syscalls_trapped;
+	return st->has_syscalls;
+}
+static bool get_cpu(const struct sandbox_stats *st, double *v)
+{
+	*v = (double)st->cpu_ns / 1e9;
+	return st->has_cpu;
+}
+static bool get_memory(const struct sandbox_stats *st, double *v)
+{
+	*v = (double)st->memory_bytes;
+	return st->has_memory;
+}
+static bool get_pids(const struct sandbox_stats *st, double *v)
+{
+	*v = (double)st->pids;
+	return st->has_pids;
+}
+
 static void collect(struct qmetrics_writer *w, void *arg)
 {
 	static const char *const state_lbl[] = {"state", NULL};
-	static const char *const id_lbl[] = {"id", NULL};
 	uint64_t *trapped = calloc(GUEST_NR_MAX, sizeof(uint64_t));
 	uint64_t *denied = calloc(GUEST_NR_MAX, sizeof(uint64_t));
-	size_t by_state[SB_NSTATUS] = {0}, hibernated = 0;
+	size_t by_state[SB_NSTATUS] = {0}, n = 0, cap = 0, hibernated = 0;
 	uint64_t swapped = 0;
+	struct sb_sample *samples = NULL;
 
 	(void)arg;
 	if (!trapped || !denied)
 		goto out;
-	qmetrics_write_family(w, "quiver_sandbox_syscalls_trapped_total",
-			      "Syscalls trapped by a sandbox's guest kernel.", QMETRIC_COUNTER);
 	pthread_mutex_lock(&vmmd.lock);
-	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
-		char path[PATH_MAX + SANDBOX_ID_MAX + 32];
-		const struct guest_counters *c;
-		uint64_t total = 0;
-
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next)
+		cap++;
+	samples = calloc(cap ? cap : 1, sizeof(*samples));
+	for (struct sandbox *sb = vmmd.sandboxes; sb && samples; sb = sb->next) {
+		struct sb_sample *x = &samples[n++];
 		by_state[sb->status]++;
 		if (sb->hib != HIB_NONE) {
 			hibernated++;
 			swapped += sb->hib_swapped;
 		}
-		snprintf(path, sizeof(path), "%s/%s/counters", vmmd.root, sb->id);
-		if (guest_counters_open(path, &c, NULL) < 0)
-			continue;
-		for (uint32_t nr = 0; nr < GUEST_NR_MAX; nr++) {
-			uint64_t t = atomic_load(&c->trapped[nr]);
-			trapped[nr] += t;
-			denied[nr] += atomic_load(&c->denied[nr]);
-			total += t;
-		}
-		total += atomic_load(&c->trapped_other);
-		guest_counters_unmap(c);
-		qmetrics_write_sample(w, "quiver_sandbox_syscalls_trapped_total", id_lbl,
-				      (const char *[]){sb->id, NULL}, (double)total);
+		snprintf(x->id, sizeof(x->id), "%s", sb->id);
+		for (size_t i = 0; i < sb->ncgroups; i++)
+			if ((x->cgroups[x->ncgroups] = strdup(sb->cgroups[i])))
+				x->ncgroups++;
 	}
 	pthread_mutex_unlock(&vmmd.lock);
+	if (!samples)
+		goto out;
+	/* the sums by syscall come from the same reading of the counters */
+	for (size_t i = 0; i < n; i++)
+		sandbox_stats_read(samples[i].id, samples[i].cgroups, samples[i].ncgroups, trapped,
+				   denied, &samples[i].st);
 
+	write_per_sandbox(w, samples, n, "quiver_sandbox_syscalls_trapped_total",
+			  "Syscalls trapped by a sandbox's guest kernel.", QMETRIC_COUNTER,
+			  get_trapped);
+	write_per_sandbox(w, samples, n, "quiver_sandbox_cpu_seconds_total",
+			  "CPU time used by a sandbox's processes (cpuacct.usage).",
+			  QMETRIC_COUNTER, get_cpu);
+	write_per_sandbox(w, samples, n, "quiver_sandbox_memory_working_set_bytes",
+			  "A sandbox's memory usage minus its inactive file cache.", QMETRIC_GAUGE,
+			  get_memory);
+	write_per_sandbox(w, samples, n, "quiver_sandbox_pids",
+			  "Processes and threads in a sandbox (pids.current).", QMETRIC_GAUGE,
+			  get_pids);
 	qmetrics_write_family(w, "quiver_sandboxes", "Sandboxes known to vmmd, by state.",
 			      QMETRIC_GAUGE);
 	for (int s = 0; s < SB_NSTATUS; s++)
@@ -148,6 +202,10 @@ static void collect(struct qmetrics_writer *w, void *arg)
 	write_syscalls(w, "quiver_syscalls_denied_total",
 		       "Trapped syscalls denied by policy, summed over live sandboxes.", denied);
 out:
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < samples[i].ncgroups; j++)
+			free(samples[i].cgroups[j]);
+	free(samples);
 	free(trapped);
 	free(denied);
 }

@@ -167,6 +167,25 @@ void vmmd_metrics_started(const struct sandbox *sb);
 void vmmd_metrics_hibernated(const struct sandbox *sb, double seconds);
 void vmmd_metrics_woken(double seconds);
 
+/* sandbox_stats.c: what a sandbox uses, for the stats op and /metrics */
+struct sandbox_stats {
+	bool has_cpu, has_memory, has_pids, has_syscalls;
+	uint64_t cpu_ns;       /* cpuacct.usage, or cpu.stat usage_usec (v2) */
+	uint64_t memory_bytes; /* working set: usage minus inactive file cache */
+	uint64_t pids;	       /* pids.current */
+	uint64_t syscalls_trapped, syscalls_denied;
+};
+/* id's counters and the cgroup directories it lists (the loop passes
+ * sb->cgroups; the metrics collector a copy taken under vmmd.lock); the
+ * counters are also added per syscall nr into the arrays (GUEST_NR_MAX
+ * entries each) when they are not NULL. */
+void sandbox_stats_read(const char *id, char *const *cgroups, size_t ncgroups,
+			uint64_t *trapped_by_nr, uint64_t *denied_by_nr, struct sandbox_stats *st);
+/* ROOT/ID/counters alone; -ENOENT when the sandbox has none (yet, or any
+ * more). */
+int sandbox_syscalls_read(const char *id, uint64_t *trapped_by_nr, uint64_t *denied_by_nr,
+			  uint64_t *trapped, uint64_t *denied);
+
 /* pool_client.c: poold, when it runs (ROOT/poold.sock) */
 struct pool_lease {
 	bool warm;

@@ -95,6 +95,10 @@ BAD_FIELDS = [
     ("created-unknown", req("created", id="qt-no-such-sandbox", pid=1, pid_start=0), {ENOENT}),
     ("inspect-id-int", req("inspect", id=-1), {EINVAL}),
     ("abort-unknown", req("abort", id="qt-no-such-sandbox"), {ENOENT}),
+    ("stats-unknown", req("stats", id="qt-no-such-sandbox"), {ENOENT}),
+    ("stats-id-int", req("stats", id=7), {EINVAL}),
+    ("stats-id-nil", req("stats", id=None), {EINVAL}),
+    ("stats-id-dotdot", req("stats", id="../x"), {EINVAL}),
 ]
 
 
