@@ -47,6 +47,10 @@ int vmmd_start_daemon(struct qerr *err)
 		argv[n++] = "--metrics";
 		argv[n++] = g.metrics;
 	}
+	if (g.hibernate_idle) {
+		argv[n++] = "--hibernate-idle";
+		argv[n++] = g.hibernate_idle;
+	}
 	argv[n] = NULL;
 	pid = fork();
 	if (pid < 0)

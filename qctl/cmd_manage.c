@@ -51,6 +51,7 @@ static void metrics_url(char *buf, size_t len)
 static int daemons_start(int argc, char **argv)
 {
 	static const struct option opts[] = {{"metrics", required_argument, NULL, 'm'},
+					     {"hibernate-idle", required_argument, NULL, 'I'},
 					     {NULL, 0, NULL, 0}};
 	char url[256];
 	struct qerr err;
@@ -61,20 +62,30 @@ static int daemons_start(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		if (c == 'm')
 			g.metrics = optarg;
+		else if (c == 'I')
+			g.hibernate_idle = optarg;
 		else if (c == ':')
 			usage_error("daemons start", "option %s needs a value", argv[optind - 1]);
 		else
 			usage_error("daemons start", "unknown option %s", argv[optind - 1]);
 	}
 	if (optind != argc)
-		usage_error("daemons start", "takes no arguments but --metrics ADDR");
-	/* A running vmmd keeps its listener: --metrics only reaches one we start. */
-	if (g.metrics && vmmd_connect(false, &err) == 0) {
+		usage_error("daemons start",
+			    "takes no arguments but --metrics ADDR and --hibernate-idle SECONDS");
+	if (g.hibernate_idle) {
+		char *end;
+		double v = strtod(g.hibernate_idle, &end);
+		if (*end || end == g.hibernate_idle || !(v >= 0 && v <= 86400 * 365))
+			usage_error("daemons start", "invalid --hibernate-idle \"%s\" (seconds)",
+				    g.hibernate_idle);
+	}
+	/* A running vmmd keeps its settings: they only reach one we start. */
+	if ((g.metrics || g.hibernate_idle) && vmmd_connect(false, &err) == 0) {
 		if (ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
 			die_err(&err);
 		metrics_url(url, sizeof(url));
 		die("vmmd already serves %s (pid %lld, metrics %s); `qctl daemons stop` it to "
-		    "change --metrics",
+		    "change --metrics or --hibernate-idle",
 		    g.root, (long long)pid, url[0] ? url : "off");
 	}
 	if (vmmd_connect(true, &err) < 0 || ping(&err, &pid, &count, ver, sizeof(ver)) < 0)

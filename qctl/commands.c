@@ -146,12 +146,15 @@ const struct command commands[] = {
      {{NULL, NULL}}},
     {"daemons",
      cmd_daemons,
-     "daemons start [--metrics ADDR] | stop | status",
+     "daemons start [--metrics ADDR] [--hibernate-idle SECONDS] | stop | status",
      "start, stop or show quiver-vmmd for this runtime directory",
      "qctl starts quiver-vmmd on demand; start it first under podman or containerd so that it "
      "is not the child of a shim or of conmon. stop leaves sandboxes running: a restarted "
      "vmmd adopts them. status prints the pid and the metrics URL.",
-     {{"--metrics ADDR", "with start: serve Prometheus metrics on host:port (port 0: any)"}}},
+     {{"--metrics ADDR", "with start: serve Prometheus metrics on host:port (port 0: any)"},
+      {"--hibernate-idle SECONDS",
+       "with start: hibernate running sandboxes that used no CPU and trapped no call for that "
+       "long (docs/hibernate.md); 0 or absent: never"}}},
     {"ls",
      cmd_ls,
      "ls [--json]",

@@ -26,7 +26,8 @@ struct qctl_global {
 	const char *log_format;
 	bool debug;
 	bool systemd_cgroup;
-	const char *metrics; /* daemons start --metrics: for a vmmd qctl starts */
+	const char *metrics;	    /* daemons start --metrics: for a vmmd qctl starts */
+	const char *hibernate_idle; /* daemons start --hibernate-idle: the same */
 };
 
 extern struct qctl_global g;

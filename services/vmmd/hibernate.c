@@ -117,12 +117,30 @@ static void hib_work(uv_work_t *w)
 
 	read_u64_file(j->memcg, "memory.usage_in_bytes", &j->usage_before);
 	snprintf(p, sizeof(p), "%s/memory.force_empty", j->memcg);
-	/* Reclaims until the group holds nothing reclaimable (the kernel
-	 * gives up after a few rounds without progress); what stays is
-	 * kernel memory: page tables, slab, the frozen tasks' stacks. */
-	if ((fd = open(p, O_WRONLY | O_CLOEXEC)) < 0 || write(fd, "0", 1) < 0)
+	/* Reclaims until the group holds nothing reclaimable; what stays is
+	 * kernel memory: page tables, slab, the frozen tasks' stacks.  The
+	 * kernel gives up after a few rounds without progress, and a page
+	 * still being written to swap stays charged until the write is done
+	 * (a tmpfs file's pages, typically): go again while a round frees a
+	 * MiB or pages are under writeback, for up to about a second. */
+	if ((fd = open(p, O_WRONLY | O_CLOEXEC)) < 0) {
 		j->error = errno;
-	read_u64_file(j->memcg, "memory.usage_in_bytes", &j->usage_after);
+		return;
+	}
+	uint64_t last = j->usage_before, writeback = 0;
+	for (int round = 0; round < 50; round++) {
+		if (write(fd, "0", 1) < 0) {
+			j->error = errno;
+			break;
+		}
+		read_u64_file(j->memcg, "memory.usage_in_bytes", &j->usage_after);
+		writeback = 0;
+		memstat(j->memcg, "writeback", &writeback);
+		if (j->usage_after + (1u << 20) > last && writeback == 0)
+			break;
+		last = j->usage_after;
+		nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+	}
 	memstat(j->memcg, "swap", &j->swap_after);
 	j->took_ns = mono_ns() - j->t0_ns;
 }
@@ -222,4 +240,56 @@ int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err)
 	qlog_info("%s: woken (%s) in %.2f ms", sb->id, why, took * 1e3);
 	events_publish("woken", sb);
 	return 0;
+}
+
+static void idle_sweep(uv_timer_t *t)
+{
+	int64_t now = mono_ns();
+
+	(void)t;
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+		struct sandbox_stats st;
+		struct qerr err = {0};
+
+		if (sb->status != SB_RUNNING || sb->hib != HIB_NONE) {
+			sb->idle_since_ns = 0;
+			continue;
+		}
+		memset(&st, 0, sizeof(st));
+		sandbox_stats_read(sb->id, sb->cgroups, sb->ncgroups, NULL, NULL, &st);
+		if (!st.has_cpu)
+			continue;
+		/* Busy, or first seen: the idle time starts now. */
+		if (sb->idle_since_ns == 0 || st.cpu_ns != sb->idle_cpu_ns ||
+		    st.syscalls_trapped != sb->idle_syscalls) {
+			sb->idle_cpu_ns = st.cpu_ns;
+			sb->idle_syscalls = st.syscalls_trapped;
+			sb->idle_since_ns = now;
+			continue;
+		}
+		if (now - sb->idle_since_ns < vmmd.hibernate_idle_ns)
+			continue;
+		qlog_info("%s: idle for %.1f s: hibernating", sb->id,
+			  (double)(now - sb->idle_since_ns) / 1e9);
+		sb->idle_since_ns = 0;
+		if (hibernate_start(sb, &err) < 0)
+			qlog_warn("%s: idle, but not hibernated: %s", sb->id, err.msg);
+		else
+			events_publish("hibernating", sb);
+	}
+}
+
+void hibernate_idle_start(void)
+{
+	static uv_timer_t timer;
+	int64_t ms = vmmd.hibernate_idle_ns / 4000000;
+
+	if (vmmd.hibernate_idle_ns <= 0)
+		return;
+	ms = ms < 250 ? 250 : ms > 5000 ? 5000 : ms;
+	uv_timer_init(vmmd.loop, &timer);
+	uv_unref((uv_handle_t *)&timer); /* the loop ends without waiting for it */
+	uv_timer_start(&timer, idle_sweep, (uint64_t)ms, (uint64_t)ms);
+	qlog_info("idle policy: hibernate after %.1f s without CPU or trapped calls",
+		  (double)vmmd.hibernate_idle_ns / 1e9);
 }

@@ -37,7 +37,8 @@ struct vmmd vmmd = {.rootfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 static _Noreturn void usage(void)
 {
 	fprintf(stderr, "usage: quiver-vmmd [--root DIR] [--foreground] [--log FILE|-] "
-			"[--log-format text|json] [--debug] [--metrics ADDR]\n");
+			"[--log-format text|json] [--debug] [--metrics ADDR] "
+			"[--hibernate-idle SECONDS]\n");
 	exit(1);
 }
 
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
 	    {"log-format", required_argument, NULL, 'F'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"metrics", required_argument, NULL, 'm'},
+	    {"hibernate-idle", required_argument, NULL, 'I'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -119,6 +121,14 @@ int main(int argc, char **argv)
 		case 'm':
 			metrics = optarg;
 			break;
+		case 'I': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (*end || end == optarg || !(v >= 0 && v <= 86400 * 365))
+				usage();
+			vmmd.hibernate_idle_ns = (int64_t)(v * 1e9);
+			break;
+		}
 		case 'V':
 			printf("quiver-vmmd %s\n", VMMD_VERSION);
 			return 0;
@@ -170,6 +180,7 @@ int main(int argc, char **argv)
 	}
 	uv_timer_init(vmmd.loop, &vmmd.sweep_timer);
 	uv_timer_start(&vmmd.sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+	hibernate_idle_start();
 	if (ping_us) {
 		uv_timer_init(vmmd.loop, &vmmd.watchdog_timer);
 		uv_timer_start(&vmmd.watchdog_timer, on_watchdog, 0, ping_us / 1000 ?: 1);

@@ -65,6 +65,9 @@ struct sandbox {
 	int64_t hib_ns;	       /* when hibernation began (CLOCK_REALTIME) */
 	uint64_t hib_swapped;  /* bytes of its memory in swap when it finished */
 	uint64_t hib_resident; /* bytes its memory cgroup still held then */
+	/* the idle policy: CPU and trapped calls when they last changed */
+	uint64_t idle_cpu_ns, idle_syscalls;
+	int64_t idle_since_ns; /* CLOCK_MONOTONIC; 0: not sampled yet */
 };
 
 struct vmmd_metrics;
@@ -84,6 +87,7 @@ struct vmmd {
 	pthread_mutex_t lock;
 	struct vmmd_metrics *metrics;
 	bool stopping;
+	int64_t hibernate_idle_ns; /* --hibernate-idle: 0 off */
 };
 
 extern struct vmmd vmmd;
@@ -138,6 +142,10 @@ void set_status(struct sandbox *sb, enum sb_status s);
 /* hibernate.c (docs/hibernate.md) */
 int hibernate_start(struct sandbox *sb, struct qerr *err);
 int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err);
+/* The idle policy (--hibernate-idle): hibernate running sandboxes that used
+ * no CPU and trapped no call for that long; looked at four times per
+ * period (at least every 5 s, at most every 250 ms). */
+void hibernate_idle_start(void);
 
 /* freezer.c: cgroup v1 freezer */
 int freezer_set(struct sandbox *sb, bool frozen, struct qerr *err);

@@ -241,3 +241,26 @@ def test_hibernate_many_shows_progress(runtime, bundle_factory, memhold, swap_ar
     finally:
         for h in hs:
             runtime("delete", "--force", h.id)
+
+
+def test_idle_policy_hibernates_quiet_sandboxes(bundle_factory, memhold, swap_area, private_root, tmp_path):
+    """vmmd --hibernate-idle 1 (qctl daemons start --hibernate-idle 1): a
+    sandbox that sleeps is hibernated within a few seconds, one that
+    spins is not; a kill wakes the sleeper with nothing lost."""
+    rt = Runtime(RUNTIME_PATH, private_root("idle"), True)
+    r = rt("daemons", "start", "--hibernate-idle", "x")
+    assert r.returncode == 1 and "invalid --hibernate-idle" in r.stderr, r
+    rt.ok("daemons", "start", "--hibernate-idle", "1")
+    quiet = Holder(rt, bundle_factory(), memhold, tmp_path, "idleq")
+    busy = bundle_factory().shell("while :; do :; done")
+    bid = rt.new_id("idleb")
+    rt.ok("run", "-d", "--bundle", busy.path, bid)
+    try:
+        assert poll_until(lambda: (quiet.hibernation() or {}).get("state") == "hibernated", 20), (
+            "the idle sandbox was not hibernated: %s" % rt.ok("ls").stdout)
+        assert rt.status(bid) == "running" and json.loads(rt.ok("inspect", bid).stdout)["hibernation"] is None
+        assert quiet.check() == quiet.ready, quiet.text()
+        assert rt.status(quiet.id) == "running"
+    finally:
+        rt("delete", "--force", bid)
+        rt("delete", "--force", quiet.id)

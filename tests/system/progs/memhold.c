@@ -52,7 +52,6 @@ int main(int argc, char **argv)
 	size_t mib, n;
 	uint64_t *mem, x = 88172645463325252ull;
 	FILE *f;
-	sigset_t ss;
 
 	if (argc != 3 || (mib = strtoul(argv[1], NULL, 10)) == 0)
 		return 2;
@@ -71,14 +70,22 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n / 4; i++)
 		fwrite(&mem[i * 3 % n], 8, 1, f);
 	fclose(f);
-	signal(SIGUSR1, on_usr1);
+	/* SIGUSR1 blocked but in sigsuspend: one that comes between the
+	 * test of checks and the wait is not lost (a thaw makes that window
+	 * likely: the frozen task comes out of sigsuspend and goes back). */
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigset_t block, wait_mask;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	sigdelset(&wait_mask, SIGUSR1);
+	sigaction(SIGUSR1, &sa, NULL);
 	printf("ready %016llx %016llx\n", (unsigned long long)sum(mem, n),
 	       (unsigned long long)file_sum(argv[2]));
 	fflush(stdout);
-	sigemptyset(&ss);
 	for (int done = 0;;) {
 		while (checks == done)
-			sigsuspend(&ss);
+			sigsuspend(&wait_mask);
 		done = checks;
 		printf("check %016llx %016llx\n", (unsigned long long)sum(mem, n),
 		       (unsigned long long)file_sum(argv[2]));
