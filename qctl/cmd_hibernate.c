@@ -1,4 +1,5 @@
-/* qctl hibernate [--no-wait] ID... | qctl wake ID... (docs/hibernate.md).
+/* qctl hibernate [--no-wait] ID... | qctl wake [--prefetch|--no-prefetch] ID...
+ * (docs/hibernate.md).
  *
  * vmmd freezes a sandbox at once and pages its memory out in the
  * background; hibernate then follows each sandbox's inspect until it says
@@ -132,12 +133,35 @@ int cmd_hibernate(int argc, char **argv)
 
 int cmd_wake(int argc, char **argv)
 {
-	int first = parse_ids(argc, argv, NULL), failed = 0;
+	static const struct option opts[] = {{"prefetch", no_argument, NULL, 'p'},
+					     {"no-prefetch", no_argument, NULL, 'n'},
+					     {NULL, 0, NULL, 0}};
+	int prefetch = -1, failed = 0, c;
 	struct qerr err;
 
-	for (int i = first; i < argc; i++) {
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p' || c == 'n')
+			prefetch = c == 'p';
+		else
+			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
+	}
+	if (optind >= argc)
+		usage_error(argv[0], "requires at least one container id");
+	for (int i = optind; i < argc; i++) {
+		struct qmsg_out m;
 		struct qmsg_in reply;
-		if (vmmd_call_id("wake", argv[i], &reply, &err) < 0) {
+		int r;
+
+		if (sandbox_id_check(argv[i], &err) < 0)
+			die_err(&err);
+		qmsg_out_init(&m);
+		qmsg_begin(&m, "wake", prefetch < 0 ? 1 : 2);
+		qmsg_put_str(&m, "id", argv[i]);
+		if (prefetch >= 0)
+			qmsg_put_bool(&m, "prefetch", prefetch);
+		r = vmmd_call(&m, &reply, &err);
+		qmsg_out_free(&m);
+		if (r < 0) {
 			fprintf(stderr, "%s: %s\n", argv[i], err.msg);
 			failed++;
 			continue;

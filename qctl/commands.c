@@ -215,10 +215,17 @@ const struct command commands[] = {
       {"ID...", "the sandboxes"}}},
     {"wake",
      cmd_wake,
-     "wake ID...",
+     "wake [--prefetch|--no-prefetch] ID...",
      "bring hibernated sandboxes back to running",
-     "Thaws each sandbox; its pages come back from swap as they are touched.",
-     {{"ID...", "the sandboxes"}}},
+     "Thaws each sandbox; its pages come back from swap as they are touched. A second after "
+     "each wake vmmd records which pages the sandbox touched (its working set); with "
+     "--prefetch, the next wake asks the kernel to read those back before the thaw instead "
+     "of one fault at a time. Without either flag, the sandbox's annotation "
+     "io.quiver.wake-prefetch (\"on\") decides; it also decides for the wakes a kill or a "
+     "resume makes.",
+     {{"--prefetch", "read the recorded working set back in first"},
+      {"--no-prefetch", "do not, whatever the annotation says"},
+      {"ID...", "the sandboxes"}}},
     {"inspect",
      cmd_inspect,
      "inspect ID",

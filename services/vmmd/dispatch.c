@@ -703,7 +703,7 @@ static int op_kill(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 		return r;
 	/* A signal to a hibernated sandbox wakes it first (SIGKILL too: the
 	 * freezer must let go for the tasks to die). */
-	if (sb->hib != HIB_NONE && (r = hibernate_wake(sb, "signal", err)) < 0)
+	if (sb->hib != HIB_NONE && (r = hibernate_wake(sb, "signal", -1, err)) < 0)
 		return r;
 	/* runc: `kill --all` of a stopped container signals what is left in
 	 * its cgroup and succeeds.  Nothing is left here (S's exit tore the
@@ -824,7 +824,7 @@ static int op_resume(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	if (sb->status != SB_PAUSED)
 		return qerr_set(err, EINVAL, "container not paused");
 	if (sb->hib != HIB_NONE) {
-		if ((r = hibernate_wake(sb, "resume", err)) < 0)
+		if ((r = hibernate_wake(sb, "resume", -1, err)) < 0)
 			return r;
 		reply_ok(reply);
 		return 0;
@@ -857,9 +857,17 @@ static int op_wake(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 	struct sandbox *sb = req_sandbox(req, err);
 	int r;
 
+	bool prefetch = false;
+	int given;
+
 	if (!sb)
 		return -err->code;
-	if ((r = hibernate_wake(sb, "request", err)) < 0)
+	/* absent: as the sandbox's io.quiver.wake-prefetch says */
+	given = qmsg_get_bool(req->root, "prefetch", &prefetch, err);
+	if (given < 0 && given != -ENOENT)
+		return given;
+	qerr_clear(err);
+	if ((r = hibernate_wake(sb, "request", given == 0 ? prefetch : -1, err)) < 0)
 		return r;
 	reply_ok(reply);
 	return 0;

@@ -12,9 +12,13 @@
  * (same id, same generation, still hibernated). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,22 +226,264 @@ int hibernate_start(struct sandbox *sb, struct qerr *err)
 	return 0;
 }
 
-int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err)
+/* ---- the working set (REAP-style) ----
+ *
+ * WS_WINDOW after a wake, vmmd notes which pages of the sandbox's
+ * processes are resident: they were all paged out, so those are the pages
+ * it touched since it woke (the request that woke it, typically).  The
+ * ranges go to ROOT/ID/workingset ("PID START LENGTH" lines).  A wake with
+ * prefetch asks the kernel to read them back before the thaw
+ * (process_madvise MADV_WILLNEED: swap and file readahead, asynchronous),
+ * instead of one fault at a time. */
+
+#define WS_WINDOW_NS  (1000LL * 1000000LL)
+#define WS_RANGES_MAX 65536
+#define WS_FILE	      "workingset"
+
+struct ws_job {
+	uv_work_t work;
+	char id[SANDBOX_ID_MAX + 1];
+	char memcg[PATH_MAX];
+	char path[PATH_MAX + SANDBOX_ID_MAX + 32];
+	int64_t t0_ns;
+	uint64_t bytes, ranges;
+	int error;
+};
+
+static uv_timer_t ws_timer;
+static bool ws_timer_on;
+
+/* The pids in the sandbox's memory cgroup (its processes; threads share
+ * their memory). */
+static size_t cgroup_pids(const char *memcg, pid_t *out, size_t max)
+{
+	char p[PATH_MAX + 32];
+	cleanup_fclose FILE *f = NULL;
+	size_t n = 0;
+	long v;
+
+	snprintf(p, sizeof(p), "%s/cgroup.procs", memcg);
+	if (!(f = fopen(p, "re")))
+		return 0;
+	while (n < max && fscanf(f, "%ld", &v) == 1)
+		out[n++] = (pid_t)v;
+	return n;
+}
+
+/* Append the resident runs of one process to out. */
+static void ws_scan_pid(pid_t pid, FILE *out, struct ws_job *j)
+{
+	char p[64], line[PATH_MAX + 128];
+	cleanup_fclose FILE *maps = NULL;
+	cleanup_close int pm = -1;
+	const long page = sysconf(_SC_PAGESIZE);
+
+	snprintf(p, sizeof(p), "/proc/%d/maps", (int)pid);
+	if (!(maps = fopen(p, "re")))
+		return;
+	snprintf(p, sizeof(p), "/proc/%d/pagemap", (int)pid);
+	if ((pm = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	while (fgets(line, sizeof(line), maps) && j->ranges < WS_RANGES_MAX) {
+		unsigned long start, end;
+		uint64_t buf[512];
+		if (sscanf(line, "%lx-%lx", &start, &end) != 2 || strstr(line, "[vsyscall]") ||
+		    strstr(line, "[vvar]") || strstr(line, "[vdso]"))
+			continue;
+		unsigned long run = 0, run_start = 0;
+		for (unsigned long a = start; a < end;) {
+			size_t want = (end - a) / (unsigned long)page;
+			if (want > 512)
+				want = 512;
+			ssize_t got =
+			    pread(pm, buf, want * 8, (off_t)(a / (unsigned long)page * 8));
+			if (got <= 0)
+				break;
+			for (size_t i = 0; i < (size_t)got / 8; i++, a += (unsigned long)page) {
+				bool present = buf[i] >> 63;
+				if (present && !run)
+					run_start = a;
+				if (present) {
+					run += (unsigned long)page;
+					continue;
+				}
+				if (run && j->ranges < WS_RANGES_MAX) {
+					fprintf(out, "%d %lx %lx\n", (int)pid, run_start, run);
+					j->bytes += run;
+					j->ranges++;
+				}
+				run = 0;
+			}
+		}
+		if (run && j->ranges < WS_RANGES_MAX) {
+			fprintf(out, "%d %lx %lx\n", (int)pid, run_start, run);
+			j->bytes += run;
+			j->ranges++;
+		}
+	}
+}
+
+static void ws_work(uv_work_t *w)
+{
+	struct ws_job *j = w->data;
+	char tmp[sizeof(j->path) + 8];
+	pid_t pids[256];
+	size_t n = cgroup_pids(j->memcg, pids, 256);
+	FILE *out;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", j->path);
+	if (!(out = fopen(tmp, "we"))) {
+		j->error = errno;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		ws_scan_pid(pids[i], out, j);
+	if (fclose(out) != 0 || rename(tmp, j->path) < 0) {
+		j->error = errno;
+		unlink(tmp);
+	}
+}
+
+static void ws_done(uv_work_t *w, int status)
+{
+	struct ws_job *j = w->data;
+
+	(void)status;
+	if (j->error)
+		qlog_warn("%s: working set: %s", j->id, strerror(j->error));
+	else
+		qlog_info("%s: working set after the wake: %.1f MiB in %llu ranges (%.1f ms)",
+			  j->id, (double)j->bytes / 1048576.0, (unsigned long long)j->ranges,
+			  (double)(mono_ns() - j->t0_ns) / 1e6);
+	free(j);
+}
+
+static void ws_tick(uv_timer_t *t)
+{
+	int64_t now = mono_ns();
+	bool pending = false;
+
+	for (struct sandbox *sb = vmmd.sandboxes; sb; sb = sb->next) {
+		struct ws_job *j;
+		if (!sb->ws_due_ns)
+			continue;
+		if (sb->status != SB_RUNNING || sb->hib != HIB_NONE) {
+			sb->ws_due_ns = 0; /* hibernated again, or gone: too late */
+			continue;
+		}
+		if (sb->ws_due_ns > now) {
+			pending = true;
+			continue;
+		}
+		sb->ws_due_ns = 0;
+		if (!(j = calloc(1, sizeof(*j))) || memcg_dir(sb, j->memcg, sizeof(j->memcg)) < 0) {
+			free(j);
+			continue;
+		}
+		snprintf(j->id, sizeof(j->id), "%s", sb->id);
+		snprintf(j->path, sizeof(j->path), "%s/%s/%s", vmmd.root, sb->id, WS_FILE);
+		j->t0_ns = now;
+		j->work.data = j;
+		if (uv_queue_work(vmmd.loop, &j->work, ws_work, ws_done) < 0)
+			free(j);
+	}
+	if (!pending) {
+		uv_timer_stop(t);
+		ws_timer_on = false;
+	}
+}
+
+static void ws_record_later(struct sandbox *sb)
+{
+	sb->ws_due_ns = mono_ns() + WS_WINDOW_NS;
+	if (!ws_timer_on) {
+		uv_timer_init(vmmd.loop, &ws_timer);
+		uv_timer_start(&ws_timer, ws_tick, 100, 100);
+		ws_timer_on = true;
+	}
+}
+
+/* io.quiver.wake-prefetch: "on" makes prefetch the default of the
+ * sandbox's wakes (those a kill or resume makes too). */
+static bool wants_prefetch(const struct sandbox *sb)
+{
+	const char *v =
+	    json_string_value(json_object_get(sb->annotations, "io.quiver.wake-prefetch"));
+	return v && strcmp(v, "on") == 0;
+}
+
+/* MADV_WILLNEED over the recorded ranges of the processes still in the
+ * sandbox: bytes asked for. */
+static uint64_t ws_prefetch(const struct sandbox *sb)
+{
+	char path[PATH_MAX + SANDBOX_ID_MAX + 32], memcg[PATH_MAX];
+	cleanup_fclose FILE *f = NULL;
+	pid_t pids[256], cur = -1;
+	size_t npids, n = 0;
+	struct iovec iov[IOV_MAX];
+	uint64_t total = 0;
+	int pidfd = -1, pid;
+	unsigned long start, len;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", vmmd.root, sb->id, WS_FILE);
+	if (memcg_dir(sb, memcg, sizeof(memcg)) < 0 || !(f = fopen(path, "re")))
+		return 0;
+	npids = cgroup_pids(memcg, pids, 256);
+	for (;;) {
+		int k = fscanf(f, "%d %lx %lx", &pid, &start, &len);
+		if ((k != 3 || pid != cur || n == IOV_MAX) && n && pidfd >= 0) {
+			ssize_t r = syscall(SYS_process_madvise, pidfd, iov, n, MADV_WILLNEED, 0);
+			if (r > 0)
+				total += (uint64_t)r;
+			n = 0;
+		}
+		if (k != 3)
+			break;
+		if (pid != cur) {
+			bool ours = false;
+			for (size_t i = 0; i < npids; i++)
+				ours |= pids[i] == pid;
+			if (pidfd >= 0)
+				close(pidfd);
+			/* a pid no longer in the sandbox may be anyone's now */
+			pidfd = ours ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+			cur = pid;
+		}
+		if (pidfd >= 0)
+			iov[n++] = (struct iovec){.iov_base = (void *)start, .iov_len = len};
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return total;
+}
+
+int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qerr *err)
 {
 	int64_t t0 = mono_ns();
+	uint64_t fetched = 0;
 	int r;
 
 	if (sb->hib == HIB_NONE)
 		return qerr_set(err, EINVAL, "container %s is not hibernated", sb->id);
+	if (prefetch < 0)
+		prefetch = wants_prefetch(sb);
+	/* Asked for before the thaw: the reads are under way when the
+	 * sandbox runs again. */
+	if (prefetch && sb->hib == HIB_DONE)
+		fetched = ws_prefetch(sb);
 	if ((r = freezer_set(sb, false, err)) < 0)
 		return r;
+	ws_record_later(sb);
 	sb->hib = HIB_NONE;
 	sb->hib_gen++; /* a worker still paging out finds nothing to record */
 	set_status(sb, sb->paused_from == SB_CREATED ? SB_CREATED : SB_RUNNING);
 	save_or_log(sb);
 	double took = (double)(mono_ns() - t0) / 1e9;
 	vmmd_metrics_woken(took);
-	qlog_info("%s: woken (%s) in %.2f ms", sb->id, why, took * 1e3);
+	qlog_info("%s: woken (%s) in %.2f ms%s", sb->id, why, took * 1e3,
+		  prefetch ? ", working set prefetched" : "");
+	if (prefetch)
+		qlog_info("%s: prefetch asked for %.1f MiB", sb->id, (double)fetched / 1048576.0);
 	events_publish("woken", sb);
 	return 0;
 }

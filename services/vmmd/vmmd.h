@@ -68,6 +68,7 @@ struct sandbox {
 	/* the idle policy: CPU and trapped calls when they last changed */
 	uint64_t idle_cpu_ns, idle_syscalls;
 	int64_t idle_since_ns; /* CLOCK_MONOTONIC; 0: not sampled yet */
+	int64_t ws_due_ns;     /* when to record the working set after a wake; 0: not */
 };
 
 struct vmmd_metrics;
@@ -141,7 +142,9 @@ void set_status(struct sandbox *sb, enum sb_status s);
 
 /* hibernate.c (docs/hibernate.md) */
 int hibernate_start(struct sandbox *sb, struct qerr *err);
-int hibernate_wake(struct sandbox *sb, const char *why, struct qerr *err);
+/* prefetch: 1 read the working set recorded after the last wake back in
+ * first, 0 not, -1 as the sandbox's io.quiver.wake-prefetch says. */
+int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qerr *err);
 /* The idle policy (--hibernate-idle): hibernate running sandboxes that used
  * no CPU and trapped no call for that long; looked at four times per
  * period (at least every 5 s, at most every 250 ms). */

@@ -264,3 +264,33 @@ def test_idle_policy_hibernates_quiet_sandboxes(bundle_factory, memhold, swap_ar
     finally:
         rt("delete", "--force", bid)
         rt("delete", "--force", quiet.id)
+
+
+def test_wake_prefetch_reads_the_working_set_back(runtime, bundle, memhold, swap_area, tmp_path):
+    """A second after a wake vmmd records the pages the sandbox touched
+    (ROOT/ID/workingset); wake --prefetch reads them back before the thaw,
+    so the memory is resident before the workload touches it.  Without
+    prefetch it stays out until touched."""
+    h = Holder(runtime, bundle, memhold, tmp_path, "hibp")
+    ws = os.path.join(runtime.root, h.id, "workingset")
+    try:
+        runtime.ok("hibernate", h.id)
+        assert h.check() == h.ready  # the wake, and every page touched
+        assert poll_until(lambda: os.path.exists(ws), 10), "no working set recorded after the wake"
+        with open(ws) as f:
+            ranges = [l.split() for l in f.read().splitlines()]
+        recorded = sum(int(r[2], 16) for r in ranges)
+        assert recorded >= (MIB - 2) << 20, (recorded, ranges[:5])
+
+        runtime.ok("hibernate", h.id)
+        runtime.ok("wake", "--no-prefetch", h.id)
+        cold = memcg_usage(runtime, h.id)
+        assert cold < 8 << 20, "resident without prefetch, before any touch: %d" % cold
+        runtime.ok("hibernate", h.id)
+        runtime.ok("wake", "--prefetch", h.id)
+        # the reads are asynchronous: give them a moment, not a touch
+        assert poll_until(lambda: memcg_usage(runtime, h.id) >= (MIB - 8) << 20, 10), (
+            "prefetch brought back only %d bytes" % memcg_usage(runtime, h.id))
+        assert h.check() == h.ready, h.text()
+    finally:
+        runtime("delete", "--force", h.id)
