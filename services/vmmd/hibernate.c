@@ -238,6 +238,7 @@ int hibernate_start(struct sandbox *sb, struct qerr *err)
 
 #define WS_WINDOW_NS  (1000LL * 1000000LL)
 #define WS_RANGES_MAX 65536
+#define WS_VMA_MAX    (64ULL << 30)
 #define WS_FILE	      "workingset"
 
 struct ws_job {
@@ -270,41 +271,53 @@ static size_t cgroup_pids(const char *memcg, pid_t *out, size_t max)
 	return n;
 }
 
-/* Append the resident runs of one process to out. */
+/* Append the resident runs of one process to out.  The mappings come from
+ * smaps, which has each one's Rss: only those with pages resident are
+ * walked in pagemap, and none larger than WS_VMA_MAX (a sanitizer's
+ * shadow is terabytes of reserved address space with a few pages in it:
+ * walking it page by page would take hours). */
 static void ws_scan_pid(pid_t pid, FILE *out, struct ws_job *j)
 {
 	char p[64], line[PATH_MAX + 128];
-	cleanup_fclose FILE *maps = NULL;
+	cleanup_fclose FILE *smaps = NULL;
 	cleanup_close int pm = -1;
-	const long page = sysconf(_SC_PAGESIZE);
+	const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+	unsigned long start = 0, end = 0;
+	bool skip = true;
 
-	snprintf(p, sizeof(p), "/proc/%d/maps", (int)pid);
-	if (!(maps = fopen(p, "re")))
+	snprintf(p, sizeof(p), "/proc/%d/smaps", (int)pid);
+	if (!(smaps = fopen(p, "re")))
 		return;
 	snprintf(p, sizeof(p), "/proc/%d/pagemap", (int)pid);
 	if ((pm = open(p, O_RDONLY | O_CLOEXEC)) < 0)
 		return;
-	while (fgets(line, sizeof(line), maps) && j->ranges < WS_RANGES_MAX) {
-		unsigned long start, end;
-		uint64_t buf[512];
-		if (sscanf(line, "%lx-%lx", &start, &end) != 2 || strstr(line, "[vsyscall]") ||
-		    strstr(line, "[vvar]") || strstr(line, "[vdso]"))
+	while (fgets(line, sizeof(line), smaps) && j->ranges < WS_RANGES_MAX) {
+		unsigned long a, b, rss;
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			start = a;
+			end = b;
+			skip = strstr(line, "[vsyscall]") || strstr(line, "[vvar]") ||
+			       strstr(line, "[vdso]");
+			continue;
+		}
+		if (skip || sscanf(line, "Rss: %lu kB", &rss) != 1 || rss == 0 ||
+		    end - start > WS_VMA_MAX)
 			continue;
 		unsigned long run = 0, run_start = 0;
-		for (unsigned long a = start; a < end;) {
-			size_t want = (end - a) / (unsigned long)page;
+		for (unsigned long a2 = start; a2 < end;) {
+			uint64_t buf[512];
+			size_t want = (end - a2) / page;
 			if (want > 512)
 				want = 512;
-			ssize_t got =
-			    pread(pm, buf, want * 8, (off_t)(a / (unsigned long)page * 8));
+			ssize_t got = pread(pm, buf, want * 8, (off_t)(a2 / page * 8));
 			if (got <= 0)
 				break;
-			for (size_t i = 0; i < (size_t)got / 8; i++, a += (unsigned long)page) {
-				bool present = buf[i] >> 63;
-				if (present && !run)
-					run_start = a;
-				if (present) {
-					run += (unsigned long)page;
+			for (size_t i = 0; i < (size_t)got / 8; i++, a2 += page) {
+				if (buf[i] >> 63) { /* present */
+					if (!run)
+						run_start = a2;
+					run += page;
 					continue;
 				}
 				if (run && j->ranges < WS_RANGES_MAX) {
@@ -395,9 +408,15 @@ static void ws_tick(uv_timer_t *t)
 
 static void ws_record_later(struct sandbox *sb)
 {
+	static bool inited; /* a handle is initialised once: it stays on the loop */
+
 	sb->ws_due_ns = mono_ns() + WS_WINDOW_NS;
-	if (!ws_timer_on) {
+	if (!inited) {
 		uv_timer_init(vmmd.loop, &ws_timer);
+		uv_unref((uv_handle_t *)&ws_timer);
+		inited = true;
+	}
+	if (!ws_timer_on) {
 		uv_timer_start(&ws_timer, ws_tick, 100, 100);
 		ws_timer_on = true;
 	}
