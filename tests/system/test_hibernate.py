@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -104,7 +105,7 @@ def memcg_usage(runtime, cid):
 class Holder:
     """A running memhold sandbox and its output file."""
 
-    def __init__(self, runtime, bundle, memhold, tmp_path, name="hib"):
+    def __init__(self, runtime, bundle, memhold, tmp_path, name="hib", sock=False):
         self.rt = runtime
         dest = os.path.join(bundle.rootfs, "bin", "memhold")
         subprocess.run(["cp", memhold, dest], check=True)
@@ -116,7 +117,9 @@ class Holder:
         bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": outdir,
                                         "options": ["rbind", "rw"]})
         bundle.write()
-        bundle.shell("exec /bin/memhold %d /tmp/pattern > /out/%s.out" % (MIB, name))
+        self.sock = os.path.join(outdir, "%s.sock" % name) if sock else None
+        bundle.shell("exec /bin/memhold %d /tmp/pattern %s > /out/%s.out" % (
+            MIB, "/out/%s.sock" % name if sock else "", name))
         self.id = runtime.new_id(name)
         runtime.ok("run", "-d", "--bundle", bundle.path, self.id)
         assert poll_until(lambda: self.lines("ready"), 30), "memhold never got ready: %r" % self.text()
@@ -142,6 +145,23 @@ class Holder:
 
     def hibernation(self):
         return json.loads(self.rt.ok("inspect", self.id).stdout)["hibernation"]
+
+    def connect(self):
+        """A connection to the workload's socket (through a directory fd:
+        tmp_path is longer than a sun_path)."""
+        d = os.open(os.path.dirname(self.sock), os.O_PATH | os.O_DIRECTORY)
+        try:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(30)
+            c.connect("/proc/self/fd/%d/%s" % (d, os.path.basename(self.sock)))
+            return c
+        finally:
+            os.close(d)
+
+    @staticmethod
+    def ping(c):
+        c.sendall(b"ping\n")
+        return c.recv(256).decode().split()
 
 
 def test_hibernate_pages_out_and_wake_loses_nothing(runtime, bundle, memhold, swap_area, tmp_path):
@@ -293,4 +313,26 @@ def test_wake_prefetch_reads_the_working_set_back(runtime, bundle, memhold, swap
             "prefetch brought back only %d bytes" % memcg_usage(runtime, h.id))
         assert h.check() == h.ready, h.text()
     finally:
+        runtime("delete", "--force", h.id)
+
+
+def test_sockets_survive_hibernation(runtime, bundle, memhold, swap_area, tmp_path):
+    """A connection made before hibernation answers after the wake, and the
+    listening socket takes new ones; the answers carry the memory's sum."""
+    h = Holder(runtime, bundle, memhold, tmp_path, "hibs", sock=True)
+    old = None
+    try:
+        assert poll_until(lambda: os.path.exists(h.sock), 10)
+        old = h.connect()
+        assert h.ping(old) == ["pong", h.ready[0]]
+        runtime.ok("hibernate", h.id)
+        assert h.hibernation()["state"] == "hibernated"
+        runtime.ok("wake", h.id)
+        assert h.ping(old) == ["pong", h.ready[0]], "the old connection"
+        new = h.connect()
+        assert h.ping(new) == ["pong", h.ready[0]], "a new connection"
+        new.close()
+    finally:
+        if old:
+            old.close()
         runtime("delete", "--force", h.id)
