@@ -145,17 +145,10 @@ int cmd_daemons(int argc, char **argv)
 
 int cmd_ls(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-	bool as_json = false;
 	json_t *arr, *sb;
 	size_t i;
-	int c;
+	bool as_json = parse_json_flag(argc, argv);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'j')
-			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
-		as_json = true;
-	}
 	if (optind != argc)
 		usage_error(argv[0], "takes no arguments");
 	arr = list_sandboxes();

@@ -68,18 +68,11 @@ static void fmt_int(json_t *v, char *buf, size_t len)
 
 int cmd_stats(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-	bool as_json = false;
 	struct qerr err;
 	json_t *arr, *sb;
 	size_t i;
-	int c;
+	bool as_json = parse_json_flag(argc, argv);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'j')
-			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
-		as_json = true;
-	}
 	for (int k = optind; k < argc; k++)
 		if (sandbox_id_check(argv[k], &err) < 0)
 			die_err(&err);

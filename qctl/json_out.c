@@ -1,5 +1,6 @@
 /* Output: vmmd's msgpack replies as JSON, and tables laid out like Go's
  * text/tabwriter does for runc (minwidth 12, padding 3, spaces). */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +124,18 @@ void table_print(struct table *t)
 	free(w);
 	free(t->cells);
 	free(t);
+}
+
+bool parse_json_flag(int argc, char **argv)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	bool as_json = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'j')
+			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
+		as_json = true;
+	}
+	return as_json;
 }

@@ -59,6 +59,9 @@ json_t *msgpack_to_json(const msgpack_object *o);
 /* A reply's root map as a JSON object, without "v" and "op". */
 json_t *reply_to_json(const struct qmsg_in *reply);
 void print_json(json_t *j);
+/* The options of a command whose only one is --json: whether it was given;
+ * optind is then at the operands. */
+bool parse_json_flag(int argc, char **argv);
 /* Go's text/tabwriter with runc's settings (minwidth 12, padding 3). */
 struct table;
 struct table *table_new(size_t ncols);
