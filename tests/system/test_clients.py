@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import CMD_TIMEOUT, REAPER_PAUSED, RUNTIME_PATH, vmmd_processes
+from conftest import CMD_TIMEOUT, LOOP, REAPER_PAUSED, RUNTIME_PATH, SESSION_TAG, Runtime, vmmd_processes
 
 CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
 
@@ -124,3 +124,27 @@ def test_device_file_mode_with_type_bits(runtime, bundle):
                                   "fileMode": 0o20600, "uid": 0, "gid": 0}])
     r = runtime("run", "--bundle", bundle.path, runtime.new_id("devmode"))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.quiver_only
+def test_long_root_and_id(private_root, bundle):
+    """podman and containerd name containers with 64 hex digits, and the
+    root is theirs to choose: ROOT/ID/guest.sock can pass the 107 bytes of
+    a unix socket's sun_path (podman under a temporary directory did), and
+    start, exec, kill and delete still reach the sandbox's supervisor."""
+    rt = Runtime(RUNTIME_PATH, private_root("long"), True)
+    cid = SESSION_TAG + "0123456789abcdef" * 4
+    cid = cid[:64]
+    assert len(os.path.join(rt.root, cid, "guest.sock")) > 107
+    bundle.shell(LOOP)
+    rt.ok("create", "--bundle", bundle.path, cid)
+    try:
+        rt.ok("start", cid)
+        r = rt("exec", cid, "sh", "-c", "echo in-exec; exit 4")
+        assert r.returncode == 4 and r.stdout == "in-exec\n", (r.returncode, r.stdout, r.stderr)
+        rt.ok("kill", cid, "TERM")
+        assert rt.wait_status(cid, "stopped")
+        assert rt.state(cid)["status"] == "stopped"
+    finally:
+        rt("delete", "--force", cid)
+    assert rt("state", cid).returncode != 0
