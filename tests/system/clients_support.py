@@ -164,6 +164,52 @@ def unmount_under(path):
     return left
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def cgroup_hierarchies():
+    return [os.path.join(CGROUP_ROOT, h) for h in sorted(os.listdir(CGROUP_ROOT))
+            if os.path.isdir(os.path.join(CGROUP_ROOT, h))
+            and not os.path.islink(os.path.join(CGROUP_ROOT, h))]
+
+
+def make_cgroups(*relpaths):
+    """mkdir each relative cgroup path in every hierarchy, ahead of a client
+    that makes them and never removes them; a new cpuset gets its parent's
+    cpus and mems, without which no task can join it."""
+    made = []
+    for h in cgroup_hierarchies():
+        for rel in relpaths:
+            parent = h
+            for part in rel.strip("/").split("/"):
+                d = os.path.join(parent, part)
+                if not os.path.isdir(d):
+                    os.mkdir(d)
+                    made.append(d)
+                    for knob in ("cpuset.cpus", "cpuset.mems"):
+                        if os.path.exists(os.path.join(parent, knob)):
+                            with open(os.path.join(parent, knob)) as f:
+                                v = f.read()
+                            with open(os.path.join(d, knob), "w") as f:
+                                f.write(v)
+                parent = d
+    return made
+
+
+def remove_cgroups(dirs):
+    """rmdir dirs and anything left below them; returns what would not go."""
+    problems = []
+    for top in sorted(dirs, key=len, reverse=True):
+        for sub, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(sub)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                problems.append("cgroup %s: %s" % (sub, e))
+    return problems
+
+
 class HostDirs:
     """Directories a client insists on making at a fixed place outside the
     test's directory (containerd's shims put their sockets in

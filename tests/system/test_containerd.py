@@ -23,20 +23,14 @@ import tempfile
 
 import pytest
 
-from clients_support import HostDirs, mounts_under, run_with_pty, unmount_under, write_busybox_archive
+from clients_support import (HostDirs, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+                             unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LIVE_POPEN, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, reap_zombies, wait_gone)
 
 # ctr puts each container in the cgroup /NAMESPACE/ID of every hierarchy:
 # with the session's tag in the namespace the leak checker sees them.
 NAMESPACE = "quiver-" + SESSION_TAG
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def _cgroup_hierarchies():
-    return [os.path.join(CGROUP_ROOT, h) for h in sorted(os.listdir(CGROUP_ROOT))
-            if os.path.isdir(os.path.join(CGROUP_ROOT, h))
-            and not os.path.islink(os.path.join(CGROUP_ROOT, h))]
 
 
 class Containerd:
@@ -184,9 +178,7 @@ def containerd(session):
     host_dirs = HostDirs("/run/containerd")
     # The namespace's cgroup directories: containerd makes /NAMESPACE/ID and
     # no runtime removes /NAMESPACE (runc neither), so the fixture owns them.
-    ns_cgroups = [os.path.join(h, NAMESPACE) for h in _cgroup_hierarchies()]
-    for d in ns_cgroups:
-        os.makedirs(d, exist_ok=True)
+    ns_cgroups = make_cgroups(NAMESPACE)
     cd = Containerd(base)
     try:
         with open(cd.log, "w") as log:
@@ -212,12 +204,7 @@ def containerd(session):
         yield cd
     finally:
         problems = _stop(cd)
-        for d in ns_cgroups:
-            for sub, _, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
-                try:
-                    os.rmdir(sub)
-                except OSError as e:
-                    problems.append("cgroup %s: %s" % (sub, e))
+        problems += remove_cgroups(ns_cgroups)
         subprocess.run(["rm", "-rf", "--one-file-system", base])
         host_dirs.remove()
         if problems:
@@ -233,7 +220,7 @@ def _assert_nothing_left(cd, cid):
     assert poll_until(lambda: not [p for p in all_pids() if cid in proc_cmdline(p)], 10), \
         [proc_cmdline(p) for p in all_pids() if cid in proc_cmdline(p)]
     assert not [m for m in mounts_under(cd.base) if cid in m]
-    assert not [h for h in _cgroup_hierarchies() if os.path.exists(os.path.join(h, NAMESPACE, cid))]
+    assert not [h for h in cgroup_hierarchies() if os.path.exists(os.path.join(h, NAMESPACE, cid))]
 
 
 def _new_id(name):
