@@ -9,6 +9,7 @@ with /bin/busybox and its applet links).  `ctr image import` names the
 image after the index entry's io.containerd.image.name annotation; podman's
 oci-archive transport after its org.opencontainers.image.ref.name."""
 
+import fcntl
 import hashlib
 import io
 import json
@@ -16,8 +17,10 @@ import os
 import pty
 import select
 import shutil
+import struct
 import subprocess
 import tarfile
+import termios
 import time
 
 from conftest import APPLETS, BUSYBOX, CMD_TIMEOUT, LIVE_POPEN, reap_zombies
@@ -105,10 +108,12 @@ def write_busybox_archive(path, name=IMAGE_NAME):
 
 
 
-def run_with_pty(argv, seconds=CMD_TIMEOUT, env=None):
-    """Run argv with a pseudo-terminal as its stdin, stdout and stderr, as
-    from an interactive shell; returns (exit status, everything it wrote)."""
+def run_with_pty(argv, seconds=CMD_TIMEOUT, env=None, rows=33, cols=91):
+    """Run argv with a pseudo-terminal of rows x cols as its stdin, stdout
+    and stderr, as from an interactive shell; returns (exit status,
+    everything it wrote)."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     try:
         p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                              start_new_session=True)

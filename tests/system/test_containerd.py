@@ -271,18 +271,25 @@ def test_detached_task_exec_pause_kill_delete(containerd):
     _assert_nothing_left(containerd, cid)
 
 
+# ctr sets no process.consoleSize: it resizes the pty once the task has
+# started, so the workload may see 0x0 first (under runc as well).
+WAIT_FOR_SIZE = "n=0; while [ \"$(stty size 2>/dev/null)\" != '33 91' ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done; "
+
+
 def test_terminal(containerd):
     """`ctr run -t` from a terminal: the workload's stdio is a pty of the
-    sandbox's own, and the exit status still comes back; `ctr task exec -t`
-    into a running task gets one too."""
+    sandbox's own, with the caller's window size and the kernel's default
+    modes (as runc leaves them: ONLCR on), and the exit status still comes
+    back; `ctr task exec -t` into a running task gets one too."""
     cid = _new_id("tty")
     rc, out = run_with_pty(["ctr", "--address", containerd.address, "--namespace", NAMESPACE, "run", "-t",
                             "--rm"] + containerd.runtime_flags()
                            + [containerd.image, cid, "sh", "-c",
-                              "tty; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; exit 7"])
+                              "tty; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; " + WAIT_FOR_SIZE + "stty size; "
+                              "stty -a | grep -o -- '-*onlcr'; exit 7"], rows=33, cols=91)
     assert rc == 7, out
     lines = out.replace("\r", "").splitlines()
-    assert lines[0].startswith("/dev/pts/") and "is-a-tty" in lines, out
+    assert lines[0].startswith("/dev/pts/") and lines[1:] == ["is-a-tty", "33 91", "onlcr"], out
     _assert_nothing_left(containerd, cid)
 
     cid = _new_id("exec-tty")

@@ -36,8 +36,8 @@ import threading
 
 import pytest
 
-from clients_support import (HostDirs, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, unmount_under,
-                             write_busybox_archive)
+from clients_support import (HostDirs, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+                             unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, proc_stat, reap_zombies, wait_gone)
 
@@ -376,3 +376,28 @@ def test_default_bridge(podman):
     assert got and got[0][0].startswith(SUBNET + ".") and got[0][1] == b"hello-from-podman\n", got
     assert poll_until(lambda: not podman.runtime_list(), 10), podman.runtime_list()
     assert poll_until(lambda: not (_links() - links_before), 10), _links() - links_before
+
+
+def test_terminal(podman):
+    """`podman run -it` and `podman exec -it` from a terminal: the workload's
+    stdio is a pty of the sandbox's own, with the caller's window size, and
+    the exit status comes back (through conmon's console socket)."""
+    script = ("tty; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; "
+              "n=0; while [ \"$(stty size 2>/dev/null)\" != '33 91' ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done; "
+              "stty size; exit %d")
+    rc, out = run_with_pty(podman.argv("run", "--cgroup-parent", CGROUP_PARENT, "-it", "--rm", "--network", "none",
+                                       podman.image, "sh", "-c", script % 9), env=podman.env, rows=33, cols=91)
+    assert rc == 9, out
+    lines = out.replace("\r", "").splitlines()
+    assert lines[0].startswith("/dev/pts/") and lines[1:] == ["is-a-tty", "33 91"], out
+
+    name = SESSION_TAG + "-exec-tty"
+    r = podman.run("-d", "--name", name, "--network", "none", podman.image, "sh", "-c", LOOP)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    cid = r.stdout.strip()
+    rc, out = run_with_pty(podman.argv("exec", "-it", name, "sh", "-c", script % 6), env=podman.env, rows=33, cols=91)
+    assert rc == 6, out
+    lines = out.replace("\r", "").splitlines()
+    assert lines[0].startswith("/dev/pts/") and lines[1:] == ["is-a-tty", "33 91"], out
+    podman.ok("rm", "--force", "--time", "0", name)
+    _assert_nothing_left(podman, cid)
