@@ -5,7 +5,10 @@ process.json, delete, and their JSON logs).
 
 The test starts a containerd of its own (CRI plugin disabled) whose root,
 state, sockets and the image's snapshots all live under the session's
-temporary directory, and imports a busybox image built on the spot.
+temporary directory, and imports a busybox image built on the spot.  Only
+the shims' sockets (/run/containerd/s, fixed in containerd 1.6) and the
+fifos of `ctr task exec` (/run/containerd/fifo) are made outside it:
+/run/containerd is removed at the end if the test made it.
 
 The runtime's root: the shim calls the runtime with `--root R/NAMESPACE`,
 where R is the runc option Root (`ctr run --runc-root R`).  R is under the
