@@ -20,6 +20,7 @@ one, and ctr always sets linux.cgroupsPath, which a warm supervisor cannot
 take: these tests cover the cold path in every mode."""
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -176,6 +177,9 @@ def _stop(cd):
 
 @pytest.fixture(scope="module")
 def containerd(session):
+    for prog in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if not shutil.which(prog):
+            pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
     base = os.path.join(session.tmp, "containerd")
     os.mkdir(base, 0o711)
     host_dirs = HostDirs("/run/containerd")

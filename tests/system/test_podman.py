@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -226,6 +227,9 @@ def _stop(pm):
 
 @pytest.fixture(scope="module")
 def podman(session):
+    for prog in ("podman", "conmon", "iptables-save"):
+        if not shutil.which(prog):
+            pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
     # Not under session.tmp: podman refuses a run root longer than 50
     # characters.  The session's tag in the name still marks it as ours.
     base = tempfile.mkdtemp(prefix="qpm-%s-" % SESSION_TAG)
