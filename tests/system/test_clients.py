@@ -148,3 +148,21 @@ def test_long_root_and_id(private_root, bundle):
     finally:
         rt("delete", "--force", cid)
     assert rt("state", cid).returncode != 0
+
+
+def test_devices_that_replace_the_default_nodes(runtime, bundle):
+    """`podman run --privileged` lists every host device in linux.devices,
+    /dev/null and /dev/full among them: as in runc, the config's node takes
+    the place of the default one (a sandbox that had bound the default node
+    first failed with EBUSY replacing it)."""
+    bundle.set("linux.devices", [
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o20666, "uid": 0, "gid": 0},
+        {"path": "/dev/full", "type": "c", "major": 1, "minor": 7, "fileMode": 0o20640, "uid": 0, "gid": 0}])
+    bundle.set("linux.resources.devices", [{"allow": False, "access": "rwm"},
+                                           {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                                           {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"}])
+    bundle.shell("echo x > /dev/null && echo null-ok; echo x 2>/dev/null > /dev/full || echo full-refused; "
+                 "stat -c '%t:%T %a' /dev/full")
+    r = runtime("run", "--bundle", bundle.path, runtime.new_id("devs"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["null-ok", "full-refused", "1:7", "640"], r.stdout
