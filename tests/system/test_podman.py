@@ -344,6 +344,15 @@ def test_network_none(podman):
     assert r.stdout.split()[0] == "1" and " lo:" in r.stdout, r.stdout
 
 
+def test_privileged(podman):
+    """`podman run --privileged` lists every host device in linux.devices,
+    /dev/null among them, and allows them all in the devices cgroup."""
+    r = podman.run("--rm", "--network", "none", "--privileged", podman.image, "sh", "-c",
+                   "echo x > /dev/null && echo null-ok; [ -c /dev/full ] && echo has-full")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.split() == ["null-ok", "has-full"], r.stdout
+
+
 def test_default_bridge(podman):
     """The default network (netavark's bridge): the sandbox gets an address
     on the subnet and a default route, and a TCP connection from it reaches
