@@ -215,6 +215,37 @@ def remove_cgroups(dirs):
     return problems
 
 
+class MachineLock:
+    """Held by a client's fixture for its whole module: other sessions on
+    this machine (another worktree's `make test`) wait.  containerd's
+    /run/containerd and netavark's /run/containers, firewall chains and
+    ip_forward are shared by every client on the machine; a session only
+    removes what it made, which is only sound if no other session's client
+    runs meanwhile.  The lock file stays (removing it would break the lock
+    for a session waiting on it)."""
+
+    PATH = "/run/lock/quiver-tests-clients.lock"
+
+    def __init__(self, seconds=300):
+        self.fd = os.open(self.PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise TimeoutError("%s: held by another session for %ds" % (self.PATH, seconds))
+                time.sleep(0.1)
+
+    def release(self):
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
 class HostDirs:
     """Directories a client insists on making at a fixed place outside the
     test's directory (containerd's shims put their sockets in

@@ -27,7 +27,7 @@ import tempfile
 
 import pytest
 
-from clients_support import (HostDirs, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+from clients_support import (HostDirs, MachineLock, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
                              unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LIVE_POPEN, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, reap_zombies, wait_gone)
@@ -180,14 +180,26 @@ def containerd(session):
     for prog in ("containerd", "ctr", "containerd-shim-runc-v2"):
         if not shutil.which(prog):
             pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
+    try:
+        lock = MachineLock()
+    except TimeoutError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield from _containerd(session)
+    finally:
+        lock.release()
+
+
+def _containerd(session):
     base = os.path.join(session.tmp, "containerd")
     os.mkdir(base, 0o711)
     host_dirs = HostDirs("/run/containerd")
-    # The namespace's cgroup directories: containerd makes /NAMESPACE/ID and
-    # no runtime removes /NAMESPACE (runc neither), so the fixture owns them.
-    ns_cgroups = make_cgroups(NAMESPACE)
     cd = Containerd(base)
+    ns_cgroups = []
     try:
+        # The namespace's cgroup directories: containerd makes /NAMESPACE/ID
+        # and no runtime removes /NAMESPACE (runc neither): the fixture owns them.
+        ns_cgroups = make_cgroups(NAMESPACE)
         with open(cd.log, "w") as log:
             cd.proc = subprocess.Popen(["containerd", "--config", cd.config], stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=log)

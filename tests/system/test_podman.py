@@ -37,7 +37,7 @@ import threading
 
 import pytest
 
-from clients_support import (HostDirs, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+from clients_support import (HostDirs, MachineLock, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
                              unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, proc_stat, reap_zombies, wait_gone)
@@ -230,6 +230,17 @@ def podman(session):
     for prog in ("podman", "conmon", "iptables-save"):
         if not shutil.which(prog):
             pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
+    try:
+        lock = MachineLock()
+    except TimeoutError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield from _podman(session)
+    finally:
+        lock.release()
+
+
+def _podman(session):
     # Not under session.tmp: podman refuses a run root longer than 50
     # characters.  The session's tag in the name still marks it as ours.
     base = tempfile.mkdtemp(prefix="qpm-%s-" % SESSION_TAG)
@@ -239,9 +250,10 @@ def podman(session):
     firewall_before = _firewall()
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         ip_forward = f.read()
-    cgroups = make_cgroups(CGROUP_PARENT + "/conmon")
     pm = Podman(base)
+    cgroups = []
     try:
+        cgroups = make_cgroups(CGROUP_PARENT + "/conmon")
         archive = os.path.join(base, "busybox.tar")
         name = write_busybox_archive(archive)
         r = pm("load", "--input", archive)
