@@ -9,7 +9,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
@@ -47,13 +46,10 @@ int console_setup(int console_fd, const struct guest_process *p, struct qerr *er
 	if (ptsname_r(master, name, sizeof(name)) != 0)
 		snprintf(name, sizeof(name), "/dev/pts/?");
 
-	/* runc clears ONLCR so that output is not mangled twice (the caller's
-	 * own terminal translates newlines already). */
-	struct termios t;
-	if (tcgetattr(slave, &t) == 0) {
-		t.c_oflag &= ~(tcflag_t)ONLCR;
-		(void)tcsetattr(slave, TCSANOW, &t);
-	}
+	/* The modes stay the kernel's defaults (ONLCR on), as runc leaves the
+	 * pty it sends to --console-socket: the receiver (containerd's shim,
+	 * conmon) decides.  runc clears ONLCR only on a console it receives
+	 * itself, for its foreground `run -t`, which qctl does not have. */
 	if (p->has_console_size) {
 		struct winsize ws = {.ws_row = (unsigned short)p->console_height,
 				     .ws_col = (unsigned short)p->console_width};

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "libcommon/cleanup.h"
 #include "libcommon/log.h"
 #include "libcommon/msg.h"
+#include "libcommon/unix_connect.h"
 #include "guest/cgroups.h"
 #include "guest/guest.h"
 
@@ -35,15 +37,15 @@ struct exec_msg {
 
 static int connect_ctl(const char *state_dir, struct qerr *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guest.sock", state_dir) >=
-	    (int)sizeof(sa.sun_path))
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/guest.sock", state_dir) >= (int)sizeof(path))
 		return qerr_set(err, ENAMETOOLONG, "%s/guest.sock: path too long", state_dir);
 	cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return qerr_sys(err, errno, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return qerr_sys(err, errno, "connect %s", sa.sun_path);
+	int r = unix_connect(fd, path);
+	if (r < 0)
+		return qerr_sys(err, -r, "connect %s", path);
 	return steal_fd(fd);
 }
 

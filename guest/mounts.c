@@ -382,7 +382,19 @@ static int bind_dev_node(int rootfd, const char *host, const char *rel, struct q
 	return bind_remount(target, MS_RDONLY | MS_NOSUID | MS_NOEXEC, 0, host, err);
 }
 
-static int populate_dev(int rootfd, struct qerr *err)
+static bool lists_device(const struct guest_config *cfg, const char *path)
+{
+	for (size_t i = 0; i < cfg->n_devices; i++)
+		if (strcmp(cfg->devices[i].path, path) == 0)
+			return true;
+	return false;
+}
+
+/* The default nodes, but for those linux.devices names: as in runc, the
+ * config's node takes the place of the default one (podman --privileged
+ * lists every host device, /dev/null and /dev/full among them; binding the
+ * default first left make_devices a mount point it could not replace). */
+static int populate_dev(int rootfd, const struct guest_config *cfg, struct qerr *err)
 {
 	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 	static const char *const links[][2] = {
@@ -396,6 +408,8 @@ static int populate_dev(int rootfd, struct qerr *err)
 	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
 		char path[32];
 		snprintf(path, sizeof(path), "/dev/%s", nodes[i]);
+		if (lists_device(cfg, path))
+			continue;
 		int r = bind_dev_node(rootfd, path, path, err);
 		if (r < 0)
 			return r;
@@ -621,7 +635,7 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 		if (r < 0)
 			goto out;
 	}
-	if (dev_tmpfs && (r = populate_dev(rootfd, err)) < 0)
+	if (dev_tmpfs && (r = populate_dev(rootfd, cfg, err)) < 0)
 		goto out;
 	if ((r = make_devices(rootfd, cfg,
 			      (cfg->clone_flags & CLONE_NEWUSER) || cfg->ns_present[GUEST_NS_USER],

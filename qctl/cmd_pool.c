@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,20 @@
 
 extern char **environ;
 
-static int pool_call(const char *op, struct qmsg_in *reply, struct qerr *err)
+/* *dialed (if not NULL) tells a poold that could not be reached from a
+ * failure after the request went out. */
+static int pool_call(const char *op, struct qmsg_in *reply, bool *dialed, struct qerr *err)
 {
 	char url[4200];
 	nng_socket s;
 	struct qmsg_out m;
 	snprintf(url, sizeof(url), "ipc://%s/poold.sock", g.root);
+	if (dialed)
+		*dialed = false;
 	if (qnng_req_dial(&s, url, 5000, err) < 0)
 		return qerr_prefix(err, "poold is not running at %s/poold.sock", g.root);
+	if (dialed)
+		*dialed = true;
 	qmsg_out_init(&m);
 	qmsg_begin(&m, op, 0);
 	int r = qnng_call(s, &m, reply, err);
@@ -36,7 +43,7 @@ static int pool_call(const char *op, struct qmsg_in *reply, struct qerr *err)
 static json_t *pool_status(struct qerr *err)
 {
 	struct qmsg_in reply;
-	if (pool_call("status", &reply, err) < 0)
+	if (pool_call("status", &reply, NULL, err) < 0)
 		return NULL;
 	json_t *j = reply_to_json(&reply);
 	qmsg_in_free(&reply);
@@ -183,11 +190,18 @@ static int pool_stop(void)
 	struct qmsg_in reply;
 	struct qerr err = {0};
 	char pidfile[4200];
-	if (pool_call("shutdown", &reply, &err) < 0) {
-		printf("poold: not running\n");
-		return 0;
+	bool dialed;
+	if (pool_call("shutdown", &reply, &dialed, &err) < 0) {
+		if (!dialed) {
+			printf("poold: not running\n");
+			return 0;
+		}
+		/* poold closes its socket as soon as it has queued the reply to
+		 * a shutdown, and the reply can be lost with the connection: the
+		 * pid file below, not the reply, says whether it stopped. */
+	} else {
+		qmsg_in_free(&reply);
 	}
-	qmsg_in_free(&reply);
 	/* it drains its pools before it removes its pid file */
 	snprintf(pidfile, sizeof(pidfile), "%s/poold.pid", g.root);
 	for (int i = 0; i < 600 && access(pidfile, F_OK) == 0; i++)

@@ -1,6 +1,7 @@
 /* Requests to a sandbox's supervisor over ROOT/ID/guest.sock: one
  * SOCK_SEQPACKET request, one reply (docs/guest-protocol.md). */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,27 +11,28 @@
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
+#include "libcommon/unix_connect.h"
 #include "services/vmmd/vmmd.h"
 
 int guest_call(struct sandbox *sb, const struct qmsg_out *req, struct qmsg_in *reply,
 	       struct qerr *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char path[PATH_MAX];
 	cleanup_close int fd = -1;
 	cleanup_free char *buf = NULL;
 	struct pollfd pfd;
 	ssize_t n;
 	int r;
 
-	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/guest.sock", vmmd.root,
-			     sb->id) >= sizeof(sa.sun_path))
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s/guest.sock", vmmd.root, sb->id) >=
+	    sizeof(path))
 		return qerr_set(err, ENAMETOOLONG, "%s/%s/guest.sock: path too long", vmmd.root,
 				sb->id);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return qerr_sys(err, errno, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return qerr_sys(err, errno, "connect to the sandbox supervisor");
+	if ((r = unix_connect(fd, path)) < 0)
+		return qerr_sys(err, -r, "connect to the sandbox supervisor");
 	if (send(fd, qmsg_data(req), qmsg_size(req), MSG_NOSIGNAL) < 0)
 		return qerr_sys(err, errno, "send to the sandbox supervisor");
 	pfd.fd = fd;

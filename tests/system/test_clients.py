@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import CMD_TIMEOUT, REAPER_PAUSED, RUNTIME_PATH, vmmd_processes
+from conftest import CMD_TIMEOUT, LOOP, REAPER_PAUSED, RUNTIME_PATH, SESSION_TAG, Runtime, vmmd_processes
 
 CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
 
@@ -124,3 +124,45 @@ def test_device_file_mode_with_type_bits(runtime, bundle):
                                   "fileMode": 0o20600, "uid": 0, "gid": 0}])
     r = runtime("run", "--bundle", bundle.path, runtime.new_id("devmode"))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.quiver_only
+def test_long_root_and_id(private_root, bundle):
+    """podman and containerd name containers with 64 hex digits, and the
+    root is theirs to choose: ROOT/ID/guest.sock can pass the 107 bytes of
+    a unix socket's sun_path (podman under a temporary directory did), and
+    start, exec, kill and delete still reach the sandbox's supervisor."""
+    rt = Runtime(RUNTIME_PATH, private_root("long"), True)
+    cid = SESSION_TAG + "0123456789abcdef" * 4
+    cid = cid[:64]
+    assert len(os.path.join(rt.root, cid, "guest.sock")) > 107
+    bundle.shell(LOOP)
+    rt.ok("create", "--bundle", bundle.path, cid)
+    try:
+        rt.ok("start", cid)
+        r = rt("exec", cid, "sh", "-c", "echo in-exec; exit 4")
+        assert r.returncode == 4 and r.stdout == "in-exec\n", (r.returncode, r.stdout, r.stderr)
+        rt.ok("kill", cid, "TERM")
+        assert rt.wait_status(cid, "stopped")
+        assert rt.state(cid)["status"] == "stopped"
+    finally:
+        rt("delete", "--force", cid)
+    assert rt("state", cid).returncode != 0
+
+
+def test_devices_that_replace_the_default_nodes(runtime, bundle):
+    """`podman run --privileged` lists every host device in linux.devices,
+    /dev/null and /dev/full among them: as in runc, the config's node takes
+    the place of the default one (a sandbox that had bound the default node
+    first failed with EBUSY replacing it)."""
+    bundle.set("linux.devices", [
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o20666, "uid": 0, "gid": 0},
+        {"path": "/dev/full", "type": "c", "major": 1, "minor": 7, "fileMode": 0o20640, "uid": 0, "gid": 0}])
+    bundle.set("linux.resources.devices", [{"allow": False, "access": "rwm"},
+                                           {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                                           {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"}])
+    bundle.shell("echo x > /dev/null && echo null-ok; echo x 2>/dev/null > /dev/full || echo full-refused; "
+                 "stat -c '%t:%T %a' /dev/full")
+    r = runtime("run", "--bundle", bundle.path, runtime.new_id("devs"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["null-ok", "full-refused", "1:7", "640"], r.stdout

@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import subprocess
+import termios
 import threading
 import time
 
@@ -125,3 +126,23 @@ def test_terminal_without_console_socket_detached(runtime, bundle):
     r = runtime("create", "--bundle", bundle.path, cid)
     assert r.returncode != 0
     assert runtime("state", cid).returncode != 0
+
+
+def test_console_modes_left_to_the_receiver(runtime, bundle, tmp_path):
+    """The pty sent to --console-socket keeps the kernel's default modes, ONLCR
+    among them, as runc leaves it: the receiver (containerd's shim, conmon)
+    sets what it wants.  A sandbox that cleared ONLCR printed bare newlines
+    under `ctr run -t`, unlike runc."""
+    bundle.set("process.terminal", True).args("sh", "-c", "printf 'a\\nb\\n'; sleep 0.2")
+    cs = ConsoleSocket(str(tmp_path / "console.sock"))
+    cid = runtime.new_id("tty")
+    try:
+        runtime.ok("create", "--console-socket", cs.path, "--bundle", bundle.path, cid)
+        master = cs.get()
+        assert termios.tcgetattr(master)[1] & termios.ONLCR, "ONLCR cleared"
+        runtime.ok("start", cid)
+        out = read_until(master, b"b\r\n")
+        assert b"a\r\nb\r\n" in out, out
+        assert runtime.wait_status(cid, "stopped")
+    finally:
+        cs.close()

@@ -1,0 +1,37 @@
+/* connect(2) by a path longer than sun_path (unix_connect.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "libcommon/cleanup.h"
+#include "libcommon/unix_connect.h"
+
+int unix_connect(int fd, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	cleanup_close int dirfd = -1;
+	size_t len = strlen(path);
+
+	if (len < sizeof(sa.sun_path)) {
+		memcpy(sa.sun_path, path, len + 1);
+	} else {
+		const char *slash = strrchr(path, '/');
+		char dir[PATH_MAX];
+		if (!slash || slash == path || (size_t)(slash - path) >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+		dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0)
+			return -errno;
+		int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd,
+				 slash + 1);
+		if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+			return -ENAMETOOLONG;
+	}
+	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+}

@@ -1,0 +1,14 @@
+/* connect(2) to a unix socket named by a path of any length.
+ *
+ * sun_path holds 107 bytes and a name.  A runtime root chosen by a client
+ * (containerd's Root/NAMESPACE, a podman test's temporary directory) plus a
+ * 64-character container id plus "/guest.sock" can pass that; such a path
+ * is reached through an O_PATH descriptor of its directory, as
+ * /proc/self/fd/N/NAME, the way the binding side already names it. */
+#ifndef QUIVER_UNIX_CONNECT_H
+#define QUIVER_UNIX_CONNECT_H
+
+/* 0, or -errno (-ENAMETOOLONG if even the /proc form does not fit). */
+int unix_connect(int fd, const char *path);
+
+#endif
