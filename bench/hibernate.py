@@ -50,7 +50,8 @@ dropped.
 
     sudo /usr/bin/python3 bench/hibernate.py [--rounds 5] [--bin build/bin]
         [--only qctl,crun,runc] [--plot docs/hibernate.png] [--json-out F]
-        [--swap-mib 512] [--settle 2] [--idle 85]
+        [--swap-mib 512] [--settle 2] [--idle 85] [--quiet-wait 120]
+    /usr/bin/python3 bench/hibernate.py --from-json F [--plot P]   (report and plot again)
 
 Goals (after Quark): wake to first response <= 0.1 x cold start, memory
 while hibernated <= 0.2 x keep-warm.
@@ -471,11 +472,9 @@ def report(args, rts, results, meta):
         print("warning: the machine was busy during the run (%.1f%% idle); repeat it" % meta["idle_during"])
 
 
-def goal_line(y, text, n):
-    return ("set arrow from -0.6,%g to %g,%g nohead dt 2 lw 1.5 lc rgb '#aa3333' front\n"
-            "set style textbox opaque noborder\n"
-            "set label '%s' at %g,%g right offset 0,0.8 tc rgb '#aa3333' boxed front"
-            % (y, n - 0.4, y, text, n - 0.45, y))
+def goal_line(y, text):
+    """A dashed horizontal line, titled in the key."""
+    return ", \\\n     %g with lines dt 2 lw 1.5 lc rgb '#aa3333' title '%s'" % (y, text)
 
 
 def plot(path, rts, results):
@@ -519,31 +518,27 @@ set title 'time to first response (ms, log scale)'
 set logscale y
 set yrange [0.5:*]
 set xrange [-0.6:%(nl)d-0.4]
-%(lat_goal)s
 plot '%(d)s/lat.dat' using 1:3:xtic(2) with boxes lc rgb '#4477aa' notitle, \\
      '' using 1:3:4:5 with yerrorbars lc rgb 'black' lw 1.5 pt 7 ps 0.4 notitle, \\
-     '' using 1:($5*1.3):(sprintf('%%.1f', $3)) with labels notitle
-unset arrow
-unset label
+     '' using 1:($5*1.3):(sprintf('%%.1f', $3)) with labels notitle%(lat_goal)s
 unset logscale y
 set title 'resident memory (MiB)'
 set yrange [0:%(mtop).0f]
 set key top right opaque
 set xrange [-0.6:%(nm)d-0.4]
 set boxwidth 0.35
-%(mem_goal)s
 plot '%(d)s/mem.dat' using ($1-0.18):3:xtic(2) with boxes lc rgb '#66aa55' title 'memory cgroup usage', \\
      '' using ($1-0.18):3:4:5 with yerrorbars lc rgb 'black' lw 1.5 pt 7 ps 0.4 notitle, \\
      '' using ($1+0.18):6 with boxes lc rgb '#cc6677' title 'PSS of its processes', \\
      '' using ($1-0.18):($3+1.2):(sprintf('%%.1f', $3)) with labels notitle, \\
-     '' using ($1+0.18):($6+1.2):(sprintf('%%.1f', $6)) with labels notitle
+     '' using ($1+0.18):($6+1.2):(sprintf('%%.1f', $6)) with labels notitle%(mem_goal)s
 unset multiplot
 """ % {"out": path, "d": d, "nl": len(lat), "nm": len(mem),
                "mtop": 1.3 * max(max(u + p) for _, u, p in mem) + 3,
                "lat_goal": goal_line(GOAL_WAKE * statistics.median([r["cold_s"] * 1e3 for r in q]),
-                                     "goal: %.1f x qctl cold" % GOAL_WAKE, len(lat)) if q else "",
+                                     "goal: %.1f x qctl cold" % GOAL_WAKE) if q else "",
                "mem_goal": goal_line(GOAL_MEM * statistics.median([mib(r["warm_mem"]["usage"]) for r in q]),
-                                     "goal: %.1f x qctl keep-warm (memcg)" % GOAL_MEM, len(mem)) if q else ""}
+                                     "goal: %.1f x qctl keep-warm (memcg)" % GOAL_MEM) if q else ""}
         r = subprocess.run(["gnuplot"], input=script, text=True, stderr=subprocess.PIPE)
         if r.returncode != 0:
             print("gnuplot failed: %s" % r.stderr, file=sys.stderr)
@@ -558,12 +553,22 @@ def main():
     ap.add_argument("--only", default="qctl,crun,runc")
     ap.add_argument("--plot", default=None, help="PNG to write with gnuplot")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--from-json", default=None, help="no run: print the report and plot of a --json-out file")
     ap.add_argument("--swap-mib", type=int, default=512)
     ap.add_argument("--settle", type=float, default=2.0, help="idle seconds before each memory reading")
     ap.add_argument("--idle", type=float, default=85.0)
     ap.add_argument("--quiet-wait", type=float, default=120.0,
                     help="seconds to wait for --idle before a round, then measure anyway")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        rts = [Runtime(n, [], "", "") for n in saved["results"]]
+        args.rounds = len(next(iter(saved["results"].values())))
+        report(args, rts, saved["results"], saved["meta"])
+        if args.plot:
+            plot(args.plot, rts, saved["results"])
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     want = args.only.split(",")
