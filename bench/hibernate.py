@@ -490,6 +490,7 @@ def plot(path, rts, results):
     if q:
         lat.append(("(b) keep-warm\\nqctl", [r["warm_s"] * 1e3 for r in q]))
         lat.append(("(c) wake\\nqctl", [r["wake_s"] * 1e3 for r in q]))
+        lat.append(("(c) of which\\nqctl wake cmd", [r["wake_cmd_s"] * 1e3 for r in q]))
     for rt in rts:
         mem.append(("(b) keep-warm\\n%s" % rt.name, [mib(r["warm_mem"]["usage"]) for r in results[rt.name]],
                     [mib(r["warm_mem"]["pss"]) for r in results[rt.name]]))
@@ -516,7 +517,7 @@ set xtics scale 0
 set key top right
 set title 'time to first response (ms, log scale)'
 set logscale y
-set yrange [0.5:*]
+set yrange [0.5:%(ltop)g]
 set xrange [-0.6:%(nl)d-0.4]
 plot '%(d)s/lat.dat' using 1:3:xtic(2) with boxes lc rgb '#4477aa' notitle, \\
      '' using 1:3:4:5 with yerrorbars lc rgb 'black' lw 1.5 pt 7 ps 0.4 notitle, \\
@@ -534,6 +535,7 @@ plot '%(d)s/mem.dat' using ($1-0.18):3:xtic(2) with boxes lc rgb '#66aa55' title
      '' using ($1+0.18):($6+1.2):(sprintf('%%.1f', $6)) with labels notitle%(mem_goal)s
 unset multiplot
 """ % {"out": path, "d": d, "nl": len(lat), "nm": len(mem),
+               "ltop": 4 * max(max(xs) for _, xs in lat),
                "mtop": 1.3 * max(max(u + p) for _, u, p in mem) + 3,
                "lat_goal": goal_line(GOAL_WAKE * statistics.median([r["cold_s"] * 1e3 for r in q]),
                                      "goal: %.1f x qctl cold" % GOAL_WAKE) if q else "",
