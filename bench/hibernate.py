@@ -338,7 +338,6 @@ def one_round(rt, bundle, sock, args, tag):
     res["cold_s"] = now() - t0
     if p.wait(30) != 0:
         raise BenchError("%s run -d %s: exit %d (see %s)" % (rt.name, cid, p.returncode, rt.log))
-    res["run_cmd_s"] = None  # not meaningful: it returned before or after the response
     cg = rt.memcg(cid)
     # (b) keep-warm
     time.sleep(args.settle)
