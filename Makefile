@@ -230,7 +230,8 @@ DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libnng-dev libmsgpack-dev libuv1-dev liburing-dev libcgroup-dev libseccomp-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
-	xfsprogs fio groff-base man-db prometheus containerd podman conmon netavark iptables
+	xfsprogs fio groff-base man-db prometheus containerd podman conmon netavark iptables \
+	gnuplot-nox
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
