@@ -197,7 +197,7 @@ unit-test: $(UNIT_BINS)
 	@set -e; pass=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; pass=$$((pass+1)); done; \
 		echo "unit: $$pass test programs passed ($(BUILD))"
 
-system-test: $(PROGRAMS)
+system-test: $(PROGRAMS) $(MAN)
 	QUIVER_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
 
 # The full suite: plain build, the sanitized unit tests, fuzz smoke, format
