@@ -433,9 +433,28 @@ static bool wants_prefetch(const struct sandbox *sb)
 
 /* MADV_WILLNEED over the recorded ranges of the processes still in the
  * sandbox: bytes asked for. */
-static uint64_t ws_prefetch(const struct sandbox *sb)
+/* Wait for the reads MADV_WILLNEED started: copy the ranges out of the
+ * process (process_vm_readv faults each page in, waiting for its read),
+ * into a scratch buffer that is thrown away. */
+static void ws_wait(pid_t pid, const struct iovec *iov, size_t n)
 {
-	char path[PATH_MAX + SANDBOX_ID_MAX + 32], memcg[PATH_MAX];
+	static char scratch[256 << 10];
+
+	for (size_t i = 0; i < n; i++) {
+		for (size_t off = 0; off < iov[i].iov_len; off += sizeof(scratch)) {
+			size_t len = iov[i].iov_len - off;
+			struct iovec local = {.iov_base = scratch,
+					      .iov_len = len < sizeof(scratch) ? len : sizeof(scratch)};
+			struct iovec remote = {.iov_base = (char *)iov[i].iov_base + off,
+					       .iov_len = local.iov_len};
+			if (process_vm_readv(pid, &local, 1, &remote, 1, 0) < 0)
+				break;
+		}
+	}
+}
+
+static uint64_t ws_prefetch(const char *path, const char *memcg, bool wait)
+{
 	cleanup_fclose FILE *f = NULL;
 	pid_t pids[256], cur = -1;
 	size_t npids, n = 0;
@@ -444,8 +463,7 @@ static uint64_t ws_prefetch(const struct sandbox *sb)
 	int pidfd = -1, pid;
 	unsigned long start, len;
 
-	snprintf(path, sizeof(path), "%s/%s/%s", vmmd.root, sb->id, WS_FILE);
-	if (memcg_dir(sb, memcg, sizeof(memcg)) < 0 || !(f = fopen(path, "re")))
+	if (!(f = fopen(path, "re")))
 		return 0;
 	npids = cgroup_pids(memcg, pids, 256);
 	for (;;) {
@@ -454,6 +472,8 @@ static uint64_t ws_prefetch(const struct sandbox *sb)
 			ssize_t r = syscall(SYS_process_madvise, pidfd, iov, n, MADV_WILLNEED, 0);
 			if (r > 0)
 				total += (uint64_t)r;
+			if (wait)
+				ws_wait(cur, iov, n);
 			n = 0;
 		}
 		if (k != 3)
@@ -476,20 +496,33 @@ static uint64_t ws_prefetch(const struct sandbox *sb)
 	return total;
 }
 
+/* Before the thaw: start every read, then wait for them, so that the
+ * sandbox runs with its working set in memory. */
+static void ws_prefetch_sync(const struct sandbox *sb)
+{
+	char path[PATH_MAX + SANDBOX_ID_MAX + 32], memcg[PATH_MAX];
+	int64_t t0 = mono_ns();
+	uint64_t total;
+
+	if (memcg_dir(sb, memcg, sizeof(memcg)) < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/%s/%s", vmmd.root, sb->id, WS_FILE);
+	total = ws_prefetch(path, memcg, true);
+	qlog_info("%s: prefetch: %.1f MiB of its working set read back in %.1f ms", sb->id,
+		  (double)total / 1048576.0, (double)(mono_ns() - t0) / 1e6);
+}
+
 int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qerr *err)
 {
 	int64_t t0 = mono_ns();
-	uint64_t fetched = 0;
 	int r;
 
 	if (sb->hib == HIB_NONE)
 		return qerr_set(err, EINVAL, "container %s is not hibernated", sb->id);
 	if (prefetch < 0)
 		prefetch = wants_prefetch(sb);
-	/* Asked for before the thaw: the reads are under way when the
-	 * sandbox runs again. */
 	if (prefetch && sb->hib == HIB_DONE)
-		fetched = ws_prefetch(sb);
+		ws_prefetch_sync(sb);
 	if ((r = freezer_set(sb, false, err)) < 0)
 		return r;
 	ws_record_later(sb);
@@ -500,9 +533,7 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
 	double took = (double)(mono_ns() - t0) / 1e9;
 	vmmd_metrics_woken(took);
 	qlog_info("%s: woken (%s) in %.2f ms%s", sb->id, why, took * 1e3,
-		  prefetch ? ", working set prefetched" : "");
-	if (prefetch)
-		qlog_info("%s: prefetch asked for %.1f MiB", sb->id, (double)fetched / 1048576.0);
+		  prefetch ? ", prefetching its working set" : "");
 	events_publish("woken", sb);
 	return 0;
 }
