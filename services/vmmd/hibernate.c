@@ -444,7 +444,8 @@ static void ws_wait(pid_t pid, const struct iovec *iov, size_t n)
 		for (size_t off = 0; off < iov[i].iov_len; off += sizeof(scratch)) {
 			size_t len = iov[i].iov_len - off;
 			struct iovec local = {.iov_base = scratch,
-					      .iov_len = len < sizeof(scratch) ? len : sizeof(scratch)};
+					      .iov_len =
+						  len < sizeof(scratch) ? len : sizeof(scratch)};
 			struct iovec remote = {.iov_base = (char *)iov[i].iov_base + off,
 					       .iov_len = local.iov_len};
 			if (process_vm_readv(pid, &local, 1, &remote, 1, 0) < 0)
