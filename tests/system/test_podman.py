@@ -246,6 +246,10 @@ def _podman(session):
     base = tempfile.mkdtemp(prefix="qpm-%s-" % SESSION_TAG)
     os.chmod(base, 0o711)
     host_dirs = HostDirs("/run/containers")
+    # podman's lock segment: one fixed name for every podman on the host
+    # (its shm lock manager), made by the first and never removed.
+    shm_lock = "/dev/shm/libpod_lock"
+    shm_lock_before = os.path.exists(shm_lock)
     links_before = _links()
     firewall_before = _firewall()
     with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -279,6 +283,11 @@ def _podman(session):
         problems += remove_cgroups(cgroups)
         subprocess.run(["rm", "-rf", "--one-file-system", base])
         host_dirs.remove()
+        if not shm_lock_before:
+            try:
+                os.unlink(shm_lock)  # ours: no podman was using it before
+            except FileNotFoundError:
+                pass
         if not any("NETAVARK" in l for l in firewall_before):
             _remove_netavark_chains()
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
