@@ -15,11 +15,13 @@ import io
 import json
 import os
 import pty
+import pytest
 import select
 import shutil
 import struct
 import subprocess
 import tarfile
+import tempfile
 import termios
 import time
 
@@ -264,3 +266,40 @@ class HostDirs:
 if __name__ == "__main__":
     import sys
     print(write_busybox_archive(sys.argv[1]))
+
+
+def run_to_files(argv, timeout=CMD_TIMEOUT, env=None):
+    """Run a client command with its output in files, not pipes: what it
+    leaves running (a shim, conmon) must not hold a pipe of ours.  Killed
+    (and TimeoutExpired raised) after timeout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        r = subprocess.CompletedProcess(argv, rc, out.read().decode(errors="replace"),
+                                        err.read().decode(errors="replace"))
+    reap_zombies()
+    return r
+
+
+def client_fixture(programs, body, session):
+    """A module fixture's body for a client: fail (not skip) when one of its
+    programs is missing, hold the machine-wide lock while body(session)
+    runs (a generator that yields the client)."""
+    for prog in programs:
+        if not shutil.which(prog):
+            pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
+    try:
+        lock = MachineLock()
+    except TimeoutError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield from body(session)
+    finally:
+        lock.release()

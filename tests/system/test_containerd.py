@@ -20,15 +20,13 @@ one, and ctr always sets linux.cgroupsPath, which a warm supervisor cannot
 take: these tests cover the cold path in every mode."""
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 
 import pytest
 
-from clients_support import (HostDirs, MachineLock, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
-                             unmount_under, write_busybox_archive)
+from clients_support import (HostDirs, cgroup_hierarchies, client_fixture, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+                             run_to_files, unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LIVE_POPEN, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, reap_zombies, wait_gone)
 
@@ -65,20 +63,7 @@ class Containerd:
         """One ctr command in the test's namespace.  Output goes to files: a
         detached task's shim must not hold a pipe of ours."""
         argv = ["ctr", "--address", self.address, "--namespace", NAMESPACE] + [str(a) for a in args]
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            try:
-                rc = p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                raise
-            out.seek(0)
-            err.seek(0)
-            r = subprocess.CompletedProcess(argv, rc, out.read().decode(errors="replace"),
-                                            err.read().decode(errors="replace"))
-        reap_zombies()
-        return r
+        return run_to_files(argv, timeout)
 
     def ok(self, *args, **kw):
         r = self.ctr(*args, **kw)
@@ -177,17 +162,7 @@ def _stop(cd):
 
 @pytest.fixture(scope="module")
 def containerd(session):
-    for prog in ("containerd", "ctr", "containerd-shim-runc-v2"):
-        if not shutil.which(prog):
-            pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
-    try:
-        lock = MachineLock()
-    except TimeoutError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield from _containerd(session)
-    finally:
-        lock.release()
+    yield from client_fixture(("containerd", "ctr", "containerd-shim-runc-v2"), _containerd, session)
 
 
 def _containerd(session):

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,8 +36,8 @@ import threading
 
 import pytest
 
-from clients_support import (HostDirs, MachineLock, cgroup_hierarchies, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
-                             unmount_under, write_busybox_archive)
+from clients_support import (HostDirs, cgroup_hierarchies, client_fixture, make_cgroups, mounts_under, remove_cgroups, run_with_pty,
+                             run_to_files, unmount_under, write_busybox_archive)
 from conftest import (CMD_TIMEOUT, IS_QUIVER, LOOP, RUNTIME_PATH, SESSION_TAG, all_pids,
                       poll_until, proc_cmdline, proc_stat, reap_zombies, wait_gone)
 
@@ -160,21 +159,7 @@ class Podman:
     def __call__(self, *args, timeout=CMD_TIMEOUT):
         """One podman command; output to files, as `run -d` leaves conmon
         holding what it inherited."""
-        argv = self.argv(*args)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self.env)
-            try:
-                rc = p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                raise
-            out.seek(0)
-            err.seek(0)
-            r = subprocess.CompletedProcess(argv, rc, out.read().decode(errors="replace"),
-                                            err.read().decode(errors="replace"))
-        reap_zombies()
-        return r
+        return run_to_files(self.argv(*args), timeout, self.env)
 
     def ok(self, *args, **kw):
         r = self(*args, **kw)
@@ -227,17 +212,7 @@ def _stop(pm):
 
 @pytest.fixture(scope="module")
 def podman(session):
-    for prog in ("podman", "conmon", "iptables-save"):
-        if not shutil.which(prog):
-            pytest.fail("%s is not installed (`make deps` installs it)" % prog, pytrace=False)
-    try:
-        lock = MachineLock()
-    except TimeoutError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield from _podman(session)
-    finally:
-        lock.release()
+    yield from client_fixture(("podman", "conmon", "iptables-save"), _podman, session)
 
 
 def _podman(session):
