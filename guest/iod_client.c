@@ -230,10 +230,7 @@ static bool spinning(const struct iod_client *c, const struct timespec *t0)
 /* One completion off the CQ: 1 handled, 0 none, -1 iod misbehaved. */
 static int one(struct iod_client *c)
 {
-	union {
-		struct iod_resp resp;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} o;
+	union iod_resp_entry o;
 	int r = ring_cq_pop(&c->ring, &o, iod_resp_valid, NULL);
 
 	if (r == -EAGAIN)

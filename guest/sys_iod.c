@@ -627,14 +627,8 @@ static bool notif_alive(void *arg);
  * procfs's ptrace check (pid 1 is this supervisor) is the workload's. */
 static int proc_link_as(int pid, char *out, size_t size, const char *link)
 {
-	union {
-		struct iod_req req;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} in;
-	union {
-		struct iod_resp resp;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} o;
+	union iod_req_entry in;
+	union iod_resp_entry o;
 	size_t l = strlen(link) + 1;
 	int fd = -1, r;
 
@@ -1121,14 +1115,8 @@ static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, stru
 			const struct task *tp, const char *p1, const char *p2, int link_fd,
 			int64_t *val)
 {
-	union {
-		struct iod_req req;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} in;
-	union {
-		struct iod_resp resp;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} out;
+	union iod_req_entry in;
+	union iod_resp_entry out;
 	char s1[PATH_MAX + 1], s2[PATH_MAX + 1];
 	struct iod_req *r = &in.req;
 	struct fcall f = *fp;

@@ -142,6 +142,18 @@ struct iod_fdmsg {
 	uint64_t user_data; /* the request this fd answers (or goes with) */
 };
 
+/* A whole ring entry, for a request or a completion built or read in
+ * place: the header and its data after it, IOD_ENTRY_SIZE bytes in all. */
+union iod_req_entry {
+	struct iod_req req;
+	unsigned char raw[IOD_ENTRY_SIZE];
+};
+
+union iod_resp_entry {
+	struct iod_resp resp;
+	unsigned char raw[IOD_ENTRY_SIZE];
+};
+
 /* Checks of a request copied out of the ring (iod) and of a completion
  * (guest): sizes, NULs, opcode ranges.  Meaning is checked by the caller. */
 bool iod_req_valid(const void *entry, void *ctx);

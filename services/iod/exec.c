@@ -71,14 +71,8 @@ struct job {
 	char *name[2]; /* last components, in split[] */
 	char split[2][PATH_MAX + 2];
 	struct statx stx;
-	union {
-		struct iod_req req;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} in;
-	union {
-		struct iod_resp resp;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} out;
+	union iod_req_entry in;
+	union iod_resp_entry out;
 };
 
 static struct {

@@ -423,10 +423,7 @@ static int guest_pop(void)
 	int popped = 0;
 
 	for (;;) {
-		union {
-			struct iod_resp r;
-			unsigned char raw[IOD_ENTRY_SIZE];
-		} c;
+		union iod_resp_entry c;
 		int r = ring_cq_pop(&sub, &c, iod_resp_valid, NULL);
 
 		if (r == -EAGAIN)
@@ -444,13 +441,13 @@ static int guest_pop(void)
 			fprintf(stderr,
 				"fuzz_iod_ring: invalid completion: op %u flags %#x len %u "
 				"res %lld data_len %u\n",
-				c.r.hdr.opcode, c.r.hdr.flags, c.r.hdr.len, (long long)c.r.res,
-				c.r.data_len);
+				c.resp.hdr.opcode, c.resp.hdr.flags, c.resp.hdr.len,
+				(long long)c.resp.res, c.resp.data_len);
 			abort();
 		}
 		check(r == 0);
 		popped++;
-		check_completion(&c.r);
+		check_completion(&c.resp);
 	}
 	return popped;
 }
@@ -606,10 +603,7 @@ static bool two_paths(unsigned op)
 
 static void push_shaped(const uint8_t *p, size_t n)
 {
-	static union {
-		struct iod_req r;
-		unsigned char raw[IOD_ENTRY_SIZE];
-	} e;
+	static union iod_req_entry e;
 	uint8_t f[21] = {0};
 	const uint8_t *paths = n > sizeof(f) ? p + sizeof(f) : NULL;
 	size_t plen = n > sizeof(f) ? n - sizeof(f) : 0, l1, l2 = 0;
@@ -619,41 +613,41 @@ static void push_shaped(const uint8_t *p, size_t n)
 
 	memcpy(f, p, n < sizeof(f) ? n : sizeof(f));
 	memset(&e, 0, sizeof(e));
-	e.r.hdr.opcode = (uint16_t)(f[0] % (IOD_OP_MAX_ - 1) + 1);
-	e.r.hdr.user_data = ++next_user_data;
+	e.req.hdr.opcode = (uint16_t)(f[0] % (IOD_OP_MAX_ - 1) + 1);
+	e.req.hdr.user_data = ++next_user_data;
 	for (int i = 0; i < 8; i++)
 		if (f[1] & (1u << i))
-			e.r.at_flags |= at_bits[i];
+			e.req.at_flags |= at_bits[i];
 	memcpy(&u32, f + 2, 4);
-	e.r.flags = u32;
-	e.r.mode = (uint32_t)f[6] | (uint32_t)f[7] << 8;
+	e.req.flags = u32;
+	e.req.mode = (uint32_t)f[6] | (uint32_t)f[7] << 8;
 	memcpy(&u64, f + 8, 8);
-	e.r.arg0 = u64;
+	e.req.arg0 = u64;
 	memcpy(&u32, f + 16, 4);
-	e.r.arg1 = u32;
-	e.r.times[0] = e.r.times[2] = (int64_t)u64;
-	e.r.times[1] = e.r.times[3] = u32;
-	set_creds(&e.r.creds, f[20]);
+	e.req.arg1 = u32;
+	e.req.times[0] = e.req.times[2] = (int64_t)u64;
+	e.req.times[1] = e.req.times[3] = u32;
+	set_creds(&e.req.creds, f[20]);
 
 	if (plen > PATHS_ROOM)
 		plen = PATHS_ROOM;
 	nul = plen ? memchr(paths, '\0', plen) : NULL;
 	l1 = nul ? (size_t)(nul - paths) : plen;
 	if (l1)
-		memcpy(e.r.paths, paths, l1);
-	e.r.path_len = (uint32_t)l1 + 1;
-	if (two_paths(e.r.hdr.opcode)) {
+		memcpy(e.req.paths, paths, l1);
+	e.req.path_len = (uint32_t)l1 + 1;
+	if (two_paths(e.req.hdr.opcode)) {
 		const uint8_t *p2 = nul ? nul + 1 : NULL;
 		size_t rest = nul ? plen - l1 - 1 : 0;
 		const uint8_t *end = rest ? memchr(p2, '\0', rest) : NULL;
 
 		l2 = end ? (size_t)(end - p2) : rest;
 		if (l2)
-			memcpy(e.r.paths + l1 + 1, p2, l2);
-		e.r.path2_len = (uint32_t)l2 + 1;
+			memcpy(e.req.paths + l1 + 1, p2, l2);
+		e.req.path2_len = (uint32_t)l2 + 1;
 	}
-	e.r.hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(e.r.hdr)) + e.r.path_len +
-		      e.r.path2_len;
+	e.req.hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(e.req.hdr)) +
+			e.req.path_len + e.req.path2_len;
 	check(iod_req_valid(&e, NULL));
 	push(e.raw);
 }
