@@ -40,18 +40,11 @@ static json_t *hibernation_of(const char *id, struct qerr *err)
 	return h;
 }
 
-static int parse_ids(int argc, char **argv, bool *no_wait)
+/* After the options: at least one id, and every one well formed. */
+static int ids_from(int argc, char **argv)
 {
-	static const struct option opts[] = {{"no-wait", no_argument, NULL, 'n'},
-					     {NULL, 0, NULL, 0}};
 	struct qerr err;
-	int c;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'n' || !no_wait)
-			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
-		*no_wait = true;
-	}
 	if (optind >= argc)
 		usage_error(argv[0], "requires at least one container id");
 	for (int i = optind; i < argc; i++)
@@ -62,8 +55,17 @@ static int parse_ids(int argc, char **argv, bool *no_wait)
 
 int cmd_hibernate(int argc, char **argv)
 {
+	static const struct option opts[] = {{"no-wait", no_argument, NULL, 'n'},
+					     {NULL, 0, NULL, 0}};
 	bool no_wait = false;
-	int first = parse_ids(argc, argv, &no_wait), n = argc - first, done = 0, failed = 0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'n')
+			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
+		no_wait = true;
+	}
+	int first = ids_from(argc, argv), n = argc - first, done = 0, failed = 0;
 	bool finished[n];
 	struct progress pr;
 	struct qerr err;
@@ -145,15 +147,11 @@ int cmd_wake(int argc, char **argv)
 		else
 			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
 	}
-	if (optind >= argc)
-		usage_error(argv[0], "requires at least one container id");
-	for (int i = optind; i < argc; i++) {
+	for (int i = ids_from(argc, argv); i < argc; i++) {
 		struct qmsg_out m;
 		struct qmsg_in reply;
 		int r;
 
-		if (sandbox_id_check(argv[i], &err) < 0)
-			die_err(&err);
 		qmsg_out_init(&m);
 		qmsg_begin(&m, "wake", prefetch < 0 ? 1 : 2);
 		qmsg_put_str(&m, "id", argv[i]);
