@@ -48,6 +48,8 @@ LIB_MSGPACK := $(STATIC_ON) -lmsgpackc $(STATIC_OFF)
 LIB_GUEST   := $(STATIC_ON) -lseccomp -ljansson -lcap $(STATIC_OFF)
 LIB_UV      := -luv
 LIB_CMOCKA  := -lcmocka
+# netd: netlink (libmnl) and the nftables ruleset (libnftables)
+LIB_NET     := -lmnl -lnftables
 # sd_notify (libcommon/notify.c): the daemons only.  Debian ships no static
 # libsystemd, and it is not on the sandbox start path.
 LIB_SYSTEMD := -lsystemd
@@ -57,6 +59,7 @@ GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
 VMMD_SRC   := $(wildcard services/vmmd/*.c)
 POOLD_SRC  := $(filter-out services/poold/main.c,$(wildcard services/poold/*.c))
 IOD_SRC    := $(filter-out services/iod/main.c,$(wildcard services/iod/*.c))
+NETD_SRC   := $(filter-out services/netd/main.c,$(wildcard services/netd/*.c))
 QCTL_SRC   := $(wildcard qctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -67,6 +70,7 @@ LIBCOMMON := $(BUILD)/libcommon.a
 LIBGUEST  := $(BUILD)/libguest.a
 LIBPOOLD  := $(BUILD)/libpoold.a
 LIBIOD    := $(BUILD)/libiod.a
+LIBNETD   := $(BUILD)/libnetd.a
 BIN       := $(BUILD)/bin
 PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold $(BIN)/quiver-iod
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -101,6 +105,10 @@ $(LIBPOOLD): $(call obj,$(POOLD_SRC))
 	rm -f $@ && ar rcs $@ $^
 
 $(LIBIOD): $(call obj,$(IOD_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBNETD): $(call obj,$(NETD_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -150,7 +158,11 @@ $(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(LIBCOMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(LIB_NNG) -lpthread
 
 # Unit tests link libcommon; test_guest_*.c link libguest as well,
-# test_poold_X.c services/poold/X.c (one module) and libguest.
+# test_poold_X.c services/poold/X.c (one module) and libguest,
+# test_netd_*.c libnetd.
+$(BUILD)/tests/test_netd_%: $(call obj,tests/unit/test_netd_%.c) $(LIBNETD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_NET) $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
 $(BUILD)/tests/test_poold_%: $(BUILD)/obj/tests/unit/test_poold_%.o $(BUILD)/obj/services/poold/%.o $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
@@ -231,7 +243,7 @@ DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
 	xfsprogs fio groff-base man-db prometheus containerd podman conmon netavark iptables \
-	gnuplot-nox
+	gnuplot-nox libmnl-dev libnftables-dev nftables redis-tools
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
