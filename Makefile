@@ -50,6 +50,8 @@ LIB_UV      := -luv
 LIB_CMOCKA  := -lcmocka
 # netd: netlink (libmnl) and the nftables ruleset (libnftables)
 LIB_NET     := -lmnl -lnftables
+# netd's node-to-node transport: RDMA verbs (rdma-core), when a device exists
+LIB_RDMA    := -libverbs -lrdmacm
 # sd_notify (libcommon/notify.c): the daemons only.  Debian ships no static
 # libsystemd, and it is not on the sandbox start path.
 LIB_SYSTEMD := -lsystemd
@@ -162,7 +164,7 @@ $(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(LIBCOMMON)
 # test_netd_*.c libnetd.
 $(BUILD)/tests/test_netd_%: $(call obj,tests/unit/test_netd_%.c) $(LIBNETD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_NET) $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_NET) $(LIB_RDMA) $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
 $(BUILD)/tests/test_poold_%: $(BUILD)/obj/tests/unit/test_poold_%.o $(BUILD)/obj/services/poold/%.o $(LIBGUEST) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_CMOCKA) $(LIB_UV) $(LIB_GUEST) $(LIB_MSGPACK) $(LIB_NNG) -lpthread
@@ -184,6 +186,10 @@ $(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 $(BUILD)/fuzz/fuzz_iod_%: tests/fuzz/fuzz_iod_%.c $(COMMON_SRC) $(IOD_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lsystemd -lpthread
+# fuzz_netd_*.c get netd's library sources (main.c aside).
+$(BUILD)/fuzz/fuzz_netd_%: tests/fuzz/fuzz_netd_%.c $(COMMON_SRC) $(NETD_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(NETD_SRC) $(LIB_NET) $(LIB_RDMA) -luv -lmsgpackc -lnng -lsystemd -ljansson -lpthread
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lsystemd -lpthread
@@ -243,7 +249,8 @@ DEPS_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 	libjansson-dev libcmocka-dev libsystemd-dev libcap-dev \
 	python3 python3-pytest busybox-static runc crun iproute2 procps util-linux \
 	xfsprogs fio groff-base man-db prometheus containerd podman conmon netavark iptables \
-	gnuplot-nox libmnl-dev libnftables-dev nftables redis-tools
+	gnuplot-nox libmnl-dev libnftables-dev nftables redis-tools \
+	libibverbs-dev librdmacm-dev
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
 		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
