@@ -253,14 +253,15 @@ static void addr_name(struct in_addr a, char buf[INET_ADDRSTRLEN])
 }
 
 /* The next line of [*p, end) if it is "key value" (or exactly "key" when
- * val is NULL); the value is copied to val. */
+ * val is NULL); the value is copied to val.  -2 when the file ends before
+ * the line does. */
 static int take_line(const char **p, const char *end, const char *key, char *val, size_t vlen)
 {
 	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
 	size_t klen = strlen(key), n;
 
 	if (!nl)
-		return -1;
+		return -2;
 	n = (size_t)(nl - *p);
 	if (n < klen || memcmp(*p, key, klen) != 0)
 		return -1;
@@ -283,33 +284,41 @@ static int parse_lease(const char *name, const char *text, size_t len, struct ip
 {
 	const char *p = text, *end = text + len;
 	char val[PORTS_SPEC_MAX + 1];
+	int r;
 
 	memset(l, 0, sizeof(*l));
+	/* Each step names what it wanted; a line the file ends inside of
+	 * is a write cut short, whichever it was. */
 	*why = "not a lease (no header)";
-	if (take_line(&p, end, LEASE_MAGIC, NULL, 0) < 0)
-		return -1;
+	if ((r = take_line(&p, end, LEASE_MAGIC, NULL, 0)) < 0)
+		goto bad;
 	*why = "no valid id line";
-	if (take_line(&p, end, "id", val, sizeof(val)) < 0 || sandbox_id_check(val, NULL) < 0)
-		return -1;
+	if ((r = take_line(&p, end, "id", val, sizeof(val))) < 0 || sandbox_id_check(val, NULL) < 0)
+		goto bad;
 	memcpy(l->id, val, strlen(val) + 1);
 	*why = "no addr line matching the file name";
-	if (take_line(&p, end, "addr", val, sizeof(val)) < 0 || strcmp(val, name) != 0 ||
+	if ((r = take_line(&p, end, "addr", val, sizeof(val))) < 0 || strcmp(val, name) != 0 ||
 	    inet_pton(AF_INET, val, &l->addr) != 1)
-		return -1;
+		goto bad;
 	*why = "no valid ifname line";
-	if (take_line(&p, end, "ifname", val, sizeof(val)) < 0 || !ipam_ifname_ok(val))
-		return -1;
+	if ((r = take_line(&p, end, "ifname", val, sizeof(val))) < 0 || !ipam_ifname_ok(val))
+		goto bad;
 	memcpy(l->ifname, val, strlen(val) + 1);
 	*why = "no valid ports line";
-	if (take_line(&p, end, "ports", val, sizeof(val)) < 0 || ports_parse(val, &l->ports, NULL))
-		return -1;
-	*why = "cut short (no end line)";
-	if (take_line(&p, end, "end", NULL, 0) < 0)
-		return -1;
+	if ((r = take_line(&p, end, "ports", val, sizeof(val))) < 0 ||
+	    ports_parse(val, &l->ports, NULL))
+		goto bad;
+	*why = "no end line";
+	if ((r = take_line(&p, end, "end", NULL, 0)) < 0)
+		goto bad;
 	*why = "data after the end line";
 	if (p != end)
 		return -1;
 	return 0;
+bad:
+	if (r == -2)
+		*why = "cut short";
+	return -1;
 }
 
 static int format_lease(const struct ipam_lease *l, char *buf, size_t len)
