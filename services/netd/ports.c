@@ -41,6 +41,13 @@ static int parse_port(const char *s, size_t n, uint16_t *out)
 	return 0;
 }
 
+static bool unicast_or_any(struct in_addr a)
+{
+	uint32_t h = ntohl(a.s_addr);
+
+	return (h >> 28) != 0xe && h != 0xffffffffu;
+}
+
 /* A dotted quad (inet_pton: exactly four parts, decimal, no leading zeros),
  * not multicast and not the limited broadcast address. */
 static int parse_host_ip(const char *s, size_t n, struct in_addr *out, const char **why)
@@ -54,8 +61,7 @@ static int parse_host_ip(const char *s, size_t n, struct in_addr *out, const cha
 	buf[n] = '\0';
 	if (inet_pton(AF_INET, buf, out) != 1)
 		return -1;
-	uint32_t h = ntohl(out->s_addr);
-	if ((h >> 28) == 0xe || h == 0xffffffffu) {
+	if (!unicast_or_any(*out)) {
 		*why = "not a unicast address";
 		return -1;
 	}
@@ -196,6 +202,32 @@ int ports_parse(const char *spec, struct port_set *out, struct qerr *err)
 			return 0;
 		p = comma + 1;
 	}
+}
+
+int ports_validate(const struct port_set *set, struct qerr *err)
+{
+	if (set->n > PORTS_MAX)
+		return qerr_set(err, EINVAL, "ports: %u mappings, more than %d", set->n, PORTS_MAX);
+	for (unsigned i = 0; i < set->n; i++) {
+		const struct port_map *m = &set->map[i];
+
+		if (m->host_port == 0 || m->sandbox_port == 0)
+			return qerr_set(err, EINVAL, "ports: mapping %u: port 0", i + 1);
+		if (m->proto != PORT_TCP && m->proto != PORT_UDP)
+			return qerr_set(err, EINVAL, "ports: mapping %u: protocol %d unknown",
+					i + 1, (int)m->proto);
+		if (!unicast_or_any(m->host_ip))
+			return qerr_set(err, EINVAL,
+					"ports: mapping %u: host address is not unicast", i + 1);
+		for (unsigned j = 0; j < i; j++)
+			if (port_maps_overlap(&set->map[j], m))
+				return qerr_set(
+				    err, EINVAL,
+				    "ports: host port %u/%s is published twice (mappings "
+				    "%u and %u)",
+				    m->host_port, port_proto_name(m->proto), j + 1, i + 1);
+	}
+	return 0;
 }
 
 int ports_format(const struct port_set *set, char *buf, size_t len, struct qerr *err)

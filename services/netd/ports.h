@@ -50,6 +50,10 @@ struct port_set {
  * twice.  *out is zeroed first, also on failure. */
 int ports_parse(const char *spec, struct port_set *out, struct qerr *err);
 
+/* Check a set that did not come from ports_parse (a caller's struct):
+ * the bounds and rules the parser enforces.  -EINVAL, naming the mapping. */
+int ports_validate(const struct port_set *set, struct qerr *err);
+
 /* The canonical spec of set: "8080:80/tcp,127.0.0.1:5353:53/udp" (the
  * protocol always, the host address only when not 0.0.0.0).  parse(format(s))
  * gives s back.  Returns the length written (a buffer of PORTS_SPEC_MAX + 1

@@ -202,12 +202,40 @@ static void test_conflicts(void **state)
 	assert_int_equal(ports_check_conflict(&mine, &web, "web", &err), 0);
 }
 
+static void test_validate(void **state)
+{
+	struct port_set s;
+	struct qerr err;
+
+	(void)state;
+	assert_int_equal(ports_parse("8080:80,127.0.0.1:5353:53/udp", &s, &err), 0);
+	assert_int_equal(ports_validate(&s, &err), 0);
+	s.n = PORTS_MAX + 1;
+	assert_int_equal(ports_validate(&s, &err), -EINVAL);
+	s.n = 2;
+	s.map[1].sandbox_port = 0;
+	assert_int_equal(ports_validate(&s, &err), -EINVAL);
+	assert_string_equal(err.msg, "ports: mapping 2: port 0");
+	s.map[1].sandbox_port = 53;
+	s.map[1].proto = (enum port_proto)7;
+	assert_int_equal(ports_validate(&s, &err), -EINVAL);
+	s.map[1].proto = PORT_TCP;
+	s.map[1].host_port = 8080;
+	assert_int_equal(ports_validate(&s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "published twice"));
+	s.map[1].host_port = 8081;
+	s.map[1].host_ip.s_addr = htonl(0xe0000001);
+	assert_int_equal(ports_validate(&s, &err), -EINVAL);
+	s.map[1].host_ip.s_addr = htonl(0x7f000001);
+	assert_int_equal(ports_validate(&s, &err), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good),      cmocka_unit_test(test_bad),
 	    cmocka_unit_test(test_bounds),    cmocka_unit_test(test_format_round_trip),
-	    cmocka_unit_test(test_conflicts),
+	    cmocka_unit_test(test_conflicts), cmocka_unit_test(test_validate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
