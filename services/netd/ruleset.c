@@ -14,8 +14,8 @@
  * port, and a packet to a local address walks the published chain
  * linearly.  test_netd_bridge prints an apply's time; here (2 cores) it
  * was 0.3 ms for 1 sandbox with a published port, 1.9 ms for 100 and
- * 11.6 ms for 1000, so starting N sandboxes costs O(N^2) in total.  At scale the rules would become a map keyed on
- * "daddr . proto . dport" (`dnat to ip daddr . meta l4proto . th dport map
+ * 11.6 ms for 1000, so starting N sandboxes costs O(N^2) in total.  At scale the rules would become
+ * a map keyed on "daddr . proto . dport" (`dnat to ip daddr . meta l4proto . th dport map
  * @published`) with an interval for "any address", and attach/detach would
  * add and delete the sandbox's elements: O(1) per change and per packet.
  * The table would still be rebuilt whole at open, from the leases.
@@ -197,20 +197,22 @@ int ruleset_build(const char *bridge, const struct ipam_subnet *sn, const struct
 		  "\t\tip saddr %s oifname \"%s\" ct status dnat masquerade\n"
 		  "\t}\n",
 		  cidr, bridge, cidr, bridge);
-	/* Forwarding: out of the bridge anything; into it replies and
-	 * published ports only, so a neighbour routing the subnet through this
-	 * host cannot reach a sandbox's other ports.  Accept here does not
-	 * override another table's drop (docs/netd.md, "Limitations"). */
+	/* Forwarding: out of the bridge anything from the subnet (a sandbox
+	 * forging another source would otherwise leave un-NATed); into it
+	 * replies and published ports only, so a neighbour routing the subnet
+	 * through this host cannot reach a sandbox's other ports.  Accept here
+	 * does not override another table's drop (docs/netd.md). */
 	sb_printf(&b,
 		  "\tchain forward {\n"
 		  "\t\ttype filter hook forward priority filter; policy accept;\n"
+		  "\t\tiifname \"%s\" ip saddr != %s drop\n"
 		  "\t\tiifname \"%s\" accept\n"
 		  "\t\toifname \"%s\" ct state established,related accept\n"
 		  "\t\toifname \"%s\" ct status dnat accept\n"
 		  "\t\toifname \"%s\" drop\n"
 		  "\t}\n"
 		  "}\n",
-		  bridge, bridge, bridge, bridge);
+		  bridge, cidr, bridge, bridge, bridge, bridge);
 	if (b.err) {
 		free(b.p);
 		return qerr_set(err, b.err, "nftables: build the ruleset: out of memory");

@@ -9,8 +9,9 @@
  *                             interface than the bridge, and DNAT'ed
  *                             traffic from the subnet back into it (a
  *                             sandbox reaching a published port: hairpin)
- *   forward (filter)          from the bridge: accept; into it: replies and
- *                             DNAT'ed connections, anything else dropped
+ *   forward (filter)          from the bridge: sources in the subnet only;
+ *                             into it: replies and DNAT'ed connections,
+ *                             anything else dropped
  *
  * Through libnftables (nft's own parser and its netlink batching), not
  * hand-built nftnl expressions: the text is what `nft list` prints back, so
