@@ -451,6 +451,24 @@ static int pick_ifname(struct bridge *b, const char *id, char name[IFNAMSIZ], st
 	return qerr_set(err, EEXIST, "no free interface name in %d attempts", IFNAME_ATTEMPTS);
 }
 
+/* Take back what a failed attach made: the veth, only if it made one
+ * (ifname NULL otherwise: an EEXIST may be someone else's link), and the
+ * lease. */
+static void undo_attach(struct bridge *b, const char *id, const char *ifname, int index)
+{
+	struct qerr e;
+	int r = 0;
+
+	if (index > 0)
+		r = rtnl_link_del(&b->nl, index, &e);
+	else if (ifname)
+		r = delete_host_veth(b, ifname, &e);
+	if (r < 0)
+		qlog_warn("attach %s: undo: %s", id, e.msg);
+	if (ipam_release(b->ipam, id, &e) < 0)
+		qlog_warn("attach %s: undo: %s", id, e.msg);
+}
+
 int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct port_set *ports,
 		  struct bridge_lease *out, struct qerr *err)
 {
@@ -458,6 +476,7 @@ int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct p
 	struct ipam_lease *lease, *v;
 	char ifname[IFNAMSIZ];
 	struct rtnl_link link = {0};
+	bool made = false;
 	struct in_addr addr;
 	size_t n;
 	int r;
@@ -505,6 +524,7 @@ int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct p
 	r = rtnl_veth_add(&b->nl, ifname, b->index, BRIDGE_SANDBOX_IFNAME, netns_fd, err);
 	if (r < 0)
 		goto undo;
+	made = true;
 	r = rtnl_link_get(&b->nl, ifname, &link, err);
 	if (r < 0)
 		goto undo;
@@ -519,17 +539,9 @@ int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct p
 		to_bridge_lease(b, ipam_find(b->ipam, id), out);
 	return 0;
 
-undo : {
-	struct qerr e;
-
-	if (link.index > 0 && rtnl_link_del(&b->nl, link.index, &e) < 0)
-		qlog_warn("attach %s: undo: %s", id, e.msg);
-	else if (link.index == 0 && delete_host_veth(b, ifname, &e) < 0)
-		qlog_warn("attach %s: undo: %s", id, e.msg);
-	if (ipam_release(b->ipam, id, &e) < 0)
-		qlog_warn("attach %s: undo: %s", id, e.msg);
+undo:
+	undo_attach(b, id, made ? ifname : NULL, link.index);
 	return qerr_prefix(err, "attach %s", id);
-}
 }
 
 int bridge_detach(struct bridge *b, const char *id, struct qerr *err)

@@ -14,7 +14,8 @@
  * gateway, sandbox to sandbox, published ports from the host over the
  * gateway address and over another local address, UDP, hairpin, egress
  * masquerade, ingress through a published port, no ingress otherwise);
- * refusals that leave nothing behind; detach; the monitor releasing the
+ * refusals that leave nothing behind; detach; a host name taken by
+ * someone else's link; the monitor releasing the
  * lease of a sandbox whose netns died, and not the lease of one attached
  * again under the same name; restart and kill -9 followed by reconcile;
  * teardown; and what attach, detach and a table rebuild cost. */
@@ -776,6 +777,33 @@ static void test_detach(void **state)
 	end_sandbox(&sb);
 }
 
+/* A link (not ours) already has a sandbox's first host name: the next
+ * candidate is taken, and the link is left alone. */
+static void test_name_collision(void **state)
+{
+	static const unsigned char mac[6] = {0x02, 0, 0, 0, 0, 0x42};
+	struct bridge_lease l;
+	struct rtnl_link other;
+	char first[IFNAMSIZ], second[IFNAMSIZ];
+	struct qerr err;
+
+	(void)state;
+	skip_unless_ready();
+	ipam_ifname_for("collide", 0, first);
+	ipam_ifname_for("collide", 1, second);
+	OK(rtnl_bridge_add(&nl, first, mac, &err));
+	sc = make_sandbox();
+	must_attach("collide", &sc, "", &l);
+	assert_string_equal(l.host_ifname, second);
+	assert_true(link_exists(NULL, first));
+	assert_int_equal(bridge_detach(b, "collide", &err), 1);
+	assert_false(link_exists(NULL, second));
+	OK(rtnl_link_get(&nl, first, &other, &err));
+	assert_string_equal(other.kind, "bridge");
+	OK(rtnl_link_del(&nl, other.index, &err));
+	end_sandbox(&sc);
+}
+
 struct released {
 	char ids[8][SANDBOX_ID_MAX + 1];
 	int n;
@@ -1047,6 +1075,7 @@ int main(void)
 	    cmocka_unit_test(test_attach_and_traffic),
 	    cmocka_unit_test(test_attach_refusals),
 	    cmocka_unit_test(test_detach),
+	    cmocka_unit_test(test_name_collision),
 	    cmocka_unit_test(test_monitor),
 	    cmocka_unit_test(test_restart_reconcile),
 	    cmocka_unit_test(test_kill9),
