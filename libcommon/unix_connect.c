@@ -4,7 +4,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "libcommon/cleanup.h"
@@ -34,4 +36,25 @@ int unix_connect(int fd, const char *path)
 			return -ENAMETOOLONG;
 	}
 	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
+int unix_listen_seqpacket(const char *dir, const char *name, struct qerr *err)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd;
+
+	if ((size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", dir, name) >=
+	    sizeof(a.sun_path))
+		return qerr_set(err, ENAMETOOLONG, "%s/%s: path too long", dir, name);
+	unlink(a.sun_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return qerr_sys(err, errno, "socket");
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(a.sun_path, 0600) < 0 ||
+	    listen(fd, 256) < 0) {
+		int e = errno;
+		close(fd);
+		return qerr_sys(err, e, "listen on %s", a.sun_path);
+	}
+	return fd;
 }

@@ -11,4 +11,11 @@
 /* 0, or -errno (-ENAMETOOLONG if even the /proc form does not fit). */
 int unix_connect(int fd, const char *path);
 
+#include "libcommon/err.h"
+
+/* A daemon's listening socket DIR/NAME: SOCK_SEQPACKET, non-blocking,
+ * close-on-exec, mode 0600 (root's daemons and supervisors only), a stale
+ * socket file replaced.  The fd, or -errno with err filled. */
+int unix_listen_seqpacket(const char *dir, const char *name, struct qerr *err);
+
 #endif

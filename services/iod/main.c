@@ -39,6 +39,7 @@
 #include "libcommon/log.h"
 #include "libcommon/notify.h"
 #include "libcommon/statefile.h"
+#include "libcommon/unix_connect.h"
 #include "services/iod/iod.h"
 
 #define DEFAULT_ROOT	   "/run/quiver"
@@ -227,27 +228,6 @@ static void on_listen(void)
 }
 
 /* ---- loop ---- */
-
-static int listen_on(const char *name, struct qerr *err)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd;
-
-	if ((size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", iod.root, name) >=
-	    sizeof(a.sun_path))
-		return qerr_set(err, ENAMETOOLONG, "%s/%s: path too long", iod.root, name);
-	unlink(a.sun_path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return qerr_sys(err, errno, "socket");
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(a.sun_path, 0600) < 0 ||
-	    listen(fd, 256) < 0) {
-		int e = errno;
-		close(fd);
-		return qerr_sys(err, e, "listen on %s", a.sun_path);
-	}
-	return fd;
-}
 
 /* A periodic timerfd in the loop: the ping stops when the loop does. */
 static void watchdog_start(uint64_t ping_us)
@@ -476,7 +456,7 @@ int main(int argc, char **argv)
 	sigfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sigfd < 0)
 		fatal("signalfd");
-	iod.listen_fd = listen_on(IOD_SOCK_NAME, &err);
+	iod.listen_fd = unix_listen_seqpacket(iod.root, IOD_SOCK_NAME, &err);
 	if (iod.listen_fd < 0)
 		fatalx("%s", err.msg);
 	ep_add(iod.listen_fd, EPOLLIN, &ev_listen);
