@@ -138,6 +138,12 @@ bool sys_iod_watches(int nr);
 void sys_iod_forget_creds(void);
 int sys_iod(const struct policy_call *call, int64_t *val);
 
+/* The socket calls the socket service serves (sys_net.c) in netd's quiver
+ * mode: their PASS entries then trap, and sys_net answers (or lets the
+ * kernel run the ones that are not its business). */
+bool sys_net_serves(int nr);
+int sys_net(const struct policy_call *call, int64_t *val);
+
 /* Access to the workload's memory (sys_uaccess.c), by process_vm_readv/
  * writev on the notification's pid.  The notification must still be valid
  * (SECCOMP_IOCTL_NOTIF_ID_VALID): a write checks it before writing, a read

@@ -39,13 +39,14 @@
 #include "guest/hooks.h"
 #include "guest/iod_client.h"
 #include "guest/meta_cache.h"
+#include "guest/net_client.h"
 #include "guest/trap.h"
 
 #define MAX_CONNS     16
 #define MAX_LISTENERS 64
 #define IDLE_SHED_MS  2000
 
-enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE, EV_IOD };
+enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE, EV_IOD, EV_NET };
 
 /* Messages on S<->W's socketpair. */
 /* W_LISTENER carries W's seccomp listener (SCM_RIGHTS), sent before any OCI
@@ -76,7 +77,8 @@ struct sup {
 	int conns[MAX_CONNS];
 	int listeners[MAX_LISTENERS];
 	struct trap_ctx trap;
-	struct iod_client iodc; /* with io.quiver.iod: the sandbox's ring to iod */
+	struct iod_client iodc;	 /* with io.quiver.iod: the sandbox's ring to iod */
+	struct net_client *netc; /* with io.quiver.net bridge or quiver: netd */
 	int exec_errno;
 	char exec_msg[QERR_MSG_MAX];
 };
@@ -105,6 +107,19 @@ static void iod_watch(void *arg, int fd, bool add)
 		 * spinning the loop meanwhile). */
 		uint32_t events = fd == s->iodc.conn ? EPOLLRDHUP : EPOLLIN;
 		struct epoll_event ev = {.events = events, .data.u64 = ev_data(EV_IOD, fd)};
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+	} else {
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	}
+}
+
+/* netd's connection, and in quiver mode the sockets the service waits on. */
+static void net_watch(void *arg, int fd, uint32_t events, bool add)
+{
+	struct sup *s = arg;
+
+	if (add) {
+		struct epoll_event ev = {.events = events, .data.u64 = ev_data(EV_NET, fd)};
 		epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
 	} else {
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -909,6 +924,16 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 		if ((s.iodc.cache = want_meta_cache(a->cfg, &err)) < 0)
 			fail_prepare(&s, &err);
 	}
+	/* The network before the workload exists: it starts with its address. */
+	int net_mode = net_mode_from_config(a->cfg, &err);
+	if (net_mode < 0 ||
+	    (net_mode != NET_MODE_NONE &&
+	     net_client_open(&s.netc, a->state_dirfd, a->opts->id, a->cfg, net_mode, &err) < 0))
+		fail_prepare(&s, &err);
+	if (net_mode == NET_MODE_QUIVER) {
+		trap_use_net(true);
+		s.trap.net = s.netc;
+	}
 
 	/* Every catchable signal is read from a signalfd; W unblocks them. */
 	sigset_t all;
@@ -959,6 +984,8 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	}
 	if (iod_on)
 		iod_client_set_watch(&s.iodc, iod_watch, &s);
+	if (s.netc)
+		net_client_set_watch(s.netc, net_watch, &s);
 
 	bool busy = false; /* events since the stack was last shed */
 	for (;;) {
@@ -1004,6 +1031,10 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				break;
 			case EV_IOD:
 				iod_client_dispatch(&s.iodc, false);
+				break;
+			case EV_NET:
+				if (s.netc)
+					net_client_event(s.netc, fd, evs[i].events);
 				break;
 			case EV_LISTENER: {
 				struct qerr terr = {0};

@@ -36,6 +36,9 @@ int trap_install_quiver(struct qerr *err);
  * or (iod true) the one where the calls iod serves trap too.  Set in S
  * before W is forked. */
 void trap_use_iod(bool iod);
+/* The same for the socket service (netd's quiver mode, guest/sys_net.c):
+ * the socket calls it serves trap too. */
+void trap_use_net(bool net);
 int trap_oci_load(void *compiled, struct qerr *err);
 void trap_oci_free(void *compiled);
 int trap_install(json_t *oci_seccomp, struct qerr *err);
@@ -55,6 +58,7 @@ int trap_export_c(FILE *out, struct qerr *err);
 int trap_check_embedded(struct qerr *err);
 
 struct iod_client;
+struct net_client;
 
 /* What the supervisor knows about its sandbox when it serves a syscall. */
 struct trap_ctx {
@@ -64,6 +68,7 @@ struct trap_ctx {
 	 * memory.current), for sysinfo's freeram; NULL: unknown. */
 	const char *memory_usage_path;
 	struct iod_client *iod; /* the sandbox's iod connection, or NULL */
+	struct net_client *net; /* quiver mode: the sandbox's netd connection, or NULL */
 };
 
 /* Answer notification id later than trap_serve (an iod completion): err a
