@@ -74,7 +74,8 @@ LIBPOOLD  := $(BUILD)/libpoold.a
 LIBIOD    := $(BUILD)/libiod.a
 LIBNETD   := $(BUILD)/libnetd.a
 BIN       := $(BUILD)/bin
-PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold $(BIN)/quiver-iod
+PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold $(BIN)/quiver-iod \
+	    $(BIN)/quiver-netd
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # bench/loadgen.c drives vmmd's API (bench/api.py); cgroup_alloc.c is
 # compiled by its own script.
@@ -150,6 +151,10 @@ $(BIN)/quiver-poold: $(call obj,services/poold/main.c) $(LIBPOOLD) $(LIBGUEST) $
 $(BIN)/quiver-iod: $(call obj,services/iod/main.c) $(LIBIOD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
+
+$(BIN)/quiver-netd: $(call obj,services/netd/main.c) $(LIBNETD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_NET) $(LIB_RDMA) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

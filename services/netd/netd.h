@@ -1,0 +1,80 @@
+/* quiver-netd's shared state (docs/netd.md). */
+#ifndef QUIVER_NETD_H
+#define QUIVER_NETD_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "libcommon/err.h"
+#include "libcommon/metrics.h"
+#include "libcommon/sandbox_id.h"
+
+#define NETD_VERSION "0.1"
+
+#define NETD_MAX_LISTENS 64 /* per sandbox, as the guest keeps them */
+
+struct bridge;
+
+enum nsbx_mode { NSBX_NEW = 0, NSBX_BRIDGE, NSBX_QUIVER, NSBX_CONTROL };
+
+struct nlisten {
+	struct in_addr ip; /* INADDR_ANY: every address of the sandbox */
+	uint16_t port;
+};
+
+/* One connection: a sandbox's supervisor (after its hello), or a control
+ * client (qctl). */
+struct nsbx {
+	uv_poll_t poll;
+	int fd;
+	enum nsbx_mode mode;
+	bool closing;
+	char id[SANDBOX_ID_MAX + 1];
+	struct in_addr ip;
+	uint16_t next_port; /* the local ports its direct connections get */
+	struct nlisten listens[NETD_MAX_LISTENS];
+	unsigned nlistens;
+	struct nsbx *next;
+};
+
+struct netd {
+	char root[4096];
+	int rootfd;
+	int statefd; /* ROOT/netd */
+	uv_loop_t *loop;
+	int lfd; /* ROOT/netd.sock */
+	uv_poll_t lpoll;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t sweep_timer, watchdog_timer;
+	struct bridge *bridge;
+	int monitor_fd; /* the bridge's netlink monitor, or -1 */
+	uv_poll_t monitor_poll;
+	struct nsbx *sandboxes;
+	bool stopping;
+	struct qmetrics *metrics;
+	struct qmetrics_http *metrics_http;
+	struct qmetric_series *m_direct, *m_kernel, *m_refused, *m_errors;
+};
+
+extern struct netd netd;
+
+/* The socket service (broker.c): listeners by address, connects between
+ * sandboxes of this node. */
+void broker_listen(struct nsbx *s, const struct qmsg_in *in, bool on);
+void broker_connect(struct nsbx *s, const struct qmsg_in *in);
+void broker_accepted(struct nsbx *s, const struct qmsg_in *in);
+/* s is going away: what waits on it is refused. */
+void broker_forget(struct nsbx *s);
+/* Refuse what has waited too long on a supervisor that does not answer. */
+void broker_sweep(void);
+size_t broker_pending(void);
+
+/* Send one message with at most one fd on a sandbox's connection; a
+ * failure closes the connection (later, from the loop). */
+struct qmsg_out;
+int nsbx_send(struct nsbx *s, struct qmsg_out *m, int fd);
+
+#endif
