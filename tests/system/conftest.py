@@ -26,6 +26,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -155,6 +156,44 @@ def wait_gone(pid, seconds=10.0):
             return True
         time.sleep(0.02)
     return False
+
+
+def read_text(path, default=""):
+    """A file's text, or default when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+_METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_metrics(url, who="a daemon"):
+    """{(name, frozenset(labels)): value} from a Prometheus text endpoint."""
+    with urllib.request.urlopen(url, timeout=CMD_TIMEOUT) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC.match(line)
+        assert m, "not a sample line in %s's /metrics: %r" % (who, line)
+        out[(m.group(1), frozenset(_LABEL.findall(m.group(2) or "")))] = float(m.group(3))
+    return out
+
+
+def compile_prog(outdir, name):
+    """tests/system/progs/NAME.c, static (it runs inside sandboxes), once."""
+    out = os.path.join(outdir, name)
+    if not os.path.exists(out):
+        r = subprocess.run(["gcc", "-static", "-O1", "-Wall", "-pthread", "-o", out, os.path.join(PROGS, name + ".c")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert r.returncode == 0, "compiling %s.c failed:\n%s" % (name, r.stdout)
+    return out
 
 
 def poll_until(fn, seconds=10.0, interval=0.02):

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import (PROGS, RUNTIME_PATH, SESSION_TAG, Runtime, _id_counter, cgroup_paths_of, poll_until,
+from conftest import (RUNTIME_PATH, SESSION_TAG, Runtime, _id_counter, cgroup_paths_of, compile_prog, poll_until,
                       vmmd_pid, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
@@ -33,12 +33,7 @@ def swaps():
 
 @pytest.fixture(scope="module")
 def memhold(session):
-    out = os.path.join(session.tmp, "memhold")
-    if not os.path.exists(out):
-        r = subprocess.run(["gcc", "-static", "-O1", "-Wall", "-o", out, os.path.join(PROGS, "memhold.c")],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert r.returncode == 0, r.stdout
-    return out
+    return compile_prog(session.tmp, "memhold")
 
 
 class SwapPoold:

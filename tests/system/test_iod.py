@@ -37,12 +37,11 @@ import stat
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, LIVE_POPEN, PROGS, RUNTIME_PATH, SESSION_TAG, assert_error, pid_alive,
-                      poll_until, reap_zombies, wait_gone)
+from conftest import (CMD_TIMEOUT, LIVE_POPEN, RUNTIME_PATH, SESSION_TAG, assert_error, compile_prog, pid_alive,
+                      poll_until, read_text, reap_zombies, scrape_metrics, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -63,16 +62,7 @@ APPLETS = ["cp", "mv", "find", "tar", "ln", "chmod", "sort", "md5sum", "cut", "s
 ERRNO_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
               "CAP_SETUID", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
 
-METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return default
+read = read_text
 
 
 # ---------------------------------------------------------------------------
@@ -132,18 +122,7 @@ class Iod:
 
     def metrics(self):
         """{(name, frozenset(labels)): value} from /metrics."""
-        with urllib.request.urlopen(self.url, timeout=CMD_TIMEOUT) as resp:
-            assert resp.status == 200
-            text = resp.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            m = METRIC.match(line)
-            assert m, "not a sample line in iod's /metrics: %r" % line
-            labels = frozenset(LABEL.findall(m.group(2) or ""))
-            out[(m.group(1), labels)] = float(m.group(3))
-        return out
+        return scrape_metrics(self.url, "iod")
 
     def counter(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())), 0.0)
@@ -233,15 +212,6 @@ def add_applets(bundle):
         if not os.path.lexists(p):
             os.symlink("busybox", p)
     return bundle
-
-
-def compile_prog(tmpdir, name):
-    out = os.path.join(tmpdir, name)
-    if not os.path.exists(out):
-        r = subprocess.run(["gcc", "-static", "-O1", "-Wall", "-pthread", "-o", out, os.path.join(PROGS, name + ".c")],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert r.returncode == 0, "compiling %s.c failed:\n%s" % (name, r.stdout)
-    return out
 
 
 @pytest.fixture(scope="module")

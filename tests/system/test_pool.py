@@ -21,8 +21,8 @@ import urllib.request
 import pytest
 
 from conftest import (CMD_TIMEOUT, LOOP, RUNTIME_PATH, SESSION_TAG, Runtime, VmmdClient, _id_counter, all_pids,
-                      assert_error, cgroup_paths_of, pid_alive, poll_until, proc_cmdline, proc_stat, reap_zombies,
-                      wait_gone)
+                      assert_error, cgroup_paths_of, pid_alive, poll_until, proc_cmdline, proc_stat, read_text,
+                      reap_zombies, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -50,12 +50,7 @@ def by_kind(status):
     return {p["kind"]: p for p in status["pools"]}
 
 
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return default
+read = read_text
 
 
 def mountpoints():

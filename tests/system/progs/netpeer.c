@@ -1,0 +1,278 @@
+/* TCP peers for tests/system/test_netd.py, run inside sandboxes (static).
+ *
+ *   netpeer serve PORT block|epoll|poll N
+ *	listen on 0.0.0.0:PORT, print eth0's address ("addr IP:0") and
+ *	"listening", then serve N connections
+ *	one after the other: print what accept and the socket calls say, echo
+ *	every byte back until EOF.  block: a blocking accept; epoll/poll: a
+ *	non-blocking listener (accept4 SOCK_NONBLOCK) behind epoll or poll.
+ *   netpeer connect IP PORT [nb] WORD...
+ *	connect (nb: non-blocking, then poll and SO_ERROR), print the
+ *	addresses, then for each WORD send it and read it back ("echo WORD");
+ *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist.
+ *   netpeer errors
+ *	socket calls with bad arguments; one "case errno" line each, to be
+ *	compared with the host kernel's answers.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *fmt(const struct sockaddr_in *a, char *buf, size_t len)
+{
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+	snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
+	return buf;
+}
+
+static void names(int fd, const char *what)
+{
+	struct sockaddr_in l = {0}, p = {0};
+	socklen_t ll = sizeof(l), pl = sizeof(p);
+	char a[64], b[64];
+	int one = 1, nodelay = -1, dom = -1;
+	socklen_t il = sizeof(int);
+
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0 ||
+	    getpeername(fd, (struct sockaddr *)&p, &pl) < 0) {
+		printf("%s names: %s\n", what, strerror(errno));
+		return;
+	}
+	int so = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &il);
+	il = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &il);
+	printf("%s local %s peer %s family %d len %u nodelay-set %d domain %d\n", what,
+	       fmt(&l, a, sizeof(a)), fmt(&p, b, sizeof(b)), l.sin_family, (unsigned)pl, so,
+	       dom == AF_INET);
+	fflush(stdout);
+}
+
+static void echo(int c)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(c, buf, sizeof(buf));
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = c, .events = POLLIN};
+			poll(&p, 1, -1);
+			continue;
+		}
+		if (n <= 0)
+			break;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(c, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EAGAIN) {
+				struct pollfd p = {.fd = c, .events = POLLOUT};
+				poll(&p, 1, -1);
+				continue;
+			}
+			if (w <= 0)
+				return;
+			off += w;
+		}
+	}
+}
+
+static int serve(int port, const char *mode, int n)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	bool nb = strcmp(mode, "block") != 0;
+
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 16) < 0) {
+		printf("listen: %s\n", strerror(errno));
+		return 1;
+	}
+	if (nb)
+		fcntl(s, F_SETFL, O_NONBLOCK);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN};
+	epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	if (ioctl(s, SIOCGIFADDR, &ifr) == 0) {
+		char buf[64];
+		printf("addr %s\n", fmt((struct sockaddr_in *)&ifr.ifr_addr, buf, sizeof(buf)));
+	}
+	printf("listening\n");
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof(peer);
+		char buf[64];
+		int c;
+		for (;;) {
+			if (strcmp(mode, "epoll") == 0)
+				epoll_wait(ep, &ev, 1, -1);
+			else if (strcmp(mode, "poll") == 0) {
+				struct pollfd p = {.fd = s, .events = POLLIN};
+				poll(&p, 1, -1);
+			}
+			c = nb ? accept4(s, (struct sockaddr *)&peer, &pl,
+					 SOCK_NONBLOCK | SOCK_CLOEXEC)
+			       : accept(s, (struct sockaddr *)&peer, &pl);
+			if (c >= 0 || errno != EAGAIN)
+				break;
+		}
+		if (c < 0) {
+			printf("accept: %s\n", strerror(errno));
+			return 1;
+		}
+		int fl = fcntl(c, F_GETFL), fd = fcntl(c, F_GETFD);
+		printf("accepted %s len %u nonblock %d cloexec %d\n", fmt(&peer, buf, sizeof(buf)),
+		       (unsigned)pl, !!(fl & O_NONBLOCK), !!(fd & FD_CLOEXEC));
+		names(c, "server");
+		echo(c);
+		close(c);
+		printf("closed\n");
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int client(const char *ip, int port, int argc, char **argv)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	bool nb = argc > 0 && strcmp(argv[0], "nb") == 0;
+
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	if (nb) {
+		fcntl(s, F_SETFL, O_NONBLOCK);
+		argc--;
+		argv++;
+	}
+	int r = connect(s, (struct sockaddr *)&a, sizeof(a));
+	if (r < 0 && !(nb && errno == EINPROGRESS)) {
+		printf("connect: %s\n", strerror(errno));
+		return 1;
+	}
+	if (r < 0) {
+		struct pollfd p = {.fd = s, .events = POLLOUT};
+		int e = 0;
+		socklen_t el = sizeof(e);
+		poll(&p, 1, 10000);
+		getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el);
+		if (e) {
+			printf("connect: %s\n", strerror(e));
+			return 1;
+		}
+	}
+	if (nb)
+		fcntl(s, F_SETFL, 0);
+	names(s, "client");
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "sleep:", 6) == 0) {
+			sleep((unsigned)atoi(argv[i] + 6));
+			continue;
+		}
+		if (strncmp(argv[i], "wait:", 5) == 0) {
+			struct stat st;
+			while (stat(argv[i] + 5, &st) < 0)
+				usleep(20000);
+			continue;
+		}
+		size_t len = strlen(argv[i]), got = 0;
+		char buf[4096];
+		if (write(s, argv[i], len) != (ssize_t)len) {
+			printf("write: %s\n", strerror(errno));
+			return 1;
+		}
+		while (got < len) {
+			ssize_t n = read(s, buf + got, len - got);
+			if (n <= 0) {
+				printf("read: %s\n", n < 0 ? strerror(errno) : "EOF");
+				return 1;
+			}
+			got += (size_t)n;
+		}
+		buf[got] = '\0';
+		printf("echo %s\n", buf);
+		fflush(stdout);
+	}
+	shutdown(s, SHUT_WR);
+	close(s);
+	return 0;
+}
+
+static void report(const char *what, int r)
+{
+	printf("%s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok");
+}
+
+static int errors(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9)};
+	struct sockaddr_storage big;
+	void *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	socklen_t neg = (socklen_t)-1, sl = sizeof(a);
+	int p[2];
+
+	inet_pton(AF_INET, "10.255.255.1", &a.sin_addr);
+	memset(&big, 0, sizeof(big));
+	report("connect-len0", connect(s, (struct sockaddr *)&a, 0));
+	report("connect-len1", connect(s, (struct sockaddr *)&a, 1));
+	report("connect-len15", connect(s, (struct sockaddr *)&a, 15));
+	report("connect-len200", connect(s, (struct sockaddr *)&big, 200));
+	big.ss_family = 12345;
+	report("connect-family", connect(s, (struct sockaddr *)&big, sizeof(big)));
+	report("connect-null", connect(s, NULL, sizeof(a)));
+	report("connect-unmapped", connect(s, unmapped, sizeof(a)));
+	report("connect-badfd", connect(999, (struct sockaddr *)&a, sizeof(a)));
+	pipe(p);
+	report("connect-notsock", connect(p[0], (struct sockaddr *)&a, sizeof(a)));
+	report("listen-notsock", listen(p[0], 1));
+	report("listen-badfd", listen(999, 1));
+	report("accept-notlistening", accept(s, NULL, NULL));
+	report("accept4-badflags", accept4(s, NULL, NULL, 0x7));
+	report("accept-notsock", accept(p[0], NULL, NULL));
+	report("getsockname-neglen", getsockname(s, (struct sockaddr *)&a, &neg));
+	report("getsockname-nulllen", getsockname(s, (struct sockaddr *)&a, NULL));
+	report("getpeername-notconn", getpeername(s, (struct sockaddr *)&a, &sl));
+	report("getsockname-unmapped", getsockname(s, unmapped, &sl));
+	int v = 1;
+	report("setsockopt-tcp-badlen", setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, 1));
+	report("setsockopt-unmapped", setsockopt(s, IPPROTO_TCP, TCP_NODELAY, unmapped, 4));
+	socklen_t il = sizeof(v);
+	report("getsockopt-badlevel", getsockopt(s, 9999, 1, &v, &il));
+	report("getsockopt-nulllen", getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, NULL));
+	/* a real connect to a closed port of the sandbox's own loopback */
+	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons(1)};
+	inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+	int s2 = socket(AF_INET, SOCK_STREAM, 0);
+	report("connect-refused", connect(s2, (struct sockaddr *)&lo, sizeof(lo)));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 5 && strcmp(argv[1], "serve") == 0)
+		return serve(atoi(argv[2]), argv[3], atoi(argv[4]));
+	if (argc >= 4 && strcmp(argv[1], "connect") == 0)
+		return client(argv[2], atoi(argv[3]), argc - 4, argv + 4);
+	if (argc == 2 && strcmp(argv[1], "errors") == 0)
+		return errors();
+	fprintf(stderr, "usage: netpeer serve PORT block|epoll|poll N | connect IP PORT [nb] "
+			"WORD... | errors\n");
+	return 2;
+}

@@ -1,0 +1,437 @@
+"""quiver-netd (issue 5), through the real binaries: sandboxes whose bundle
+says "io.quiver.net": "bridge" get a veth into netd's bridge and an address
+from its subnet; "quiver" adds the socket service, where a connect from one
+sandbox to another on this node becomes an AF_UNIX stream pair handed to
+both workloads, while they keep seeing TCP addresses.
+
+One netd serves the session's root for the module, on its own bridge and
+subnet (so that it cannot meet a real quiver0), and is torn down at the
+end with `quiver-netd --teardown`, which must leave no bridge, veth, lease or
+nftables table.  Every test checks that the veths and leases of its
+sandboxes are gone after they are deleted.
+
+- bridge: address, route and a TCP connection to the host; a published
+  port reached from the host; nothing left after delete.
+- quiver: sandbox-to-sandbox connects become direct channels (netd's
+  counter says so, and the listener sees the connecting sandbox's address,
+  not the doorbell's), for blocking, poll and epoll listeners; ordinary TCP
+  clients (the host) still reach the listener; connects to the host take
+  the kernel's path; bad socket-call arguments get the host kernel's errno.
+- kill -9 of netd: an established channel keeps working; a new netd
+  reconciles, the supervisors greet it again, and new connections are
+  direct again.
+- bad input: a bad mode, a bad port spec, no netd, no network namespace."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, assert_error, compile_prog, pid_alive, poll_until,
+                      read_text, scrape_metrics, wait_gone)
+
+pytestmark = pytest.mark.quiver_only
+
+NETD_BIN = os.environ.get("QUIVER_NETD") or (
+    os.path.join(os.path.dirname(RUNTIME_PATH), "quiver-netd") if RUNTIME_PATH else None)
+RUN_TIMEOUT = 30
+# A bridge name and subnet of the session's own, unlikely to meet another.
+BRIDGE = "qvt%s" % SESSION_TAG[-6:]
+SUBNET_OCTET = 100 + os.getpid() % 100
+SUBNET = "10.214.%d.0/24" % SUBNET_OCTET
+GATEWAY = "10.214.%d.1" % SUBNET_OCTET
+
+read = read_text
+
+
+def host_veths():
+    out = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, text=True).stdout
+    return sorted(set(re.findall(r"^\d+: (qv[0-9a-f]{10})[@:]", out, re.M)))
+
+
+def nft_ruleset():
+    return subprocess.run(["nft", "list", "ruleset"], stdout=subprocess.PIPE, text=True).stdout
+
+
+class Netd:
+    def __init__(self, root, log):
+        self.root = root
+        self.log = log
+        self.pid = None
+        self.url = None
+
+    def path(self, name):
+        return os.path.join(self.root, name)
+
+    def argv(self, *extra):
+        return [NETD_BIN, "--root", self.root, "--bridge", BRIDGE, "--subnet", SUBNET, "--log", self.log] + list(extra)
+
+    def start(self):
+        r = subprocess.run(self.argv("--metrics", "127.0.0.1:0"), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=CMD_TIMEOUT)
+        assert r.returncode == 0, "quiver-netd exited %d: %s\n%s" % (r.returncode, r.stdout, self.logs())
+        assert os.path.exists(self.path("netd.sock")), "no netd.sock after start: %s" % self.logs()
+        self.pid = int(read(self.path("netd.pid"), "0").strip() or 0)
+        assert self.pid and pid_alive(self.pid), "no live netd after start: %s" % self.logs()
+        self.url = read(self.path("netd.metrics")).strip()
+        return self.pid
+
+    def alive(self):
+        return self.pid is not None and pid_alive(self.pid)
+
+    def stop(self):
+        os.kill(self.pid, signal.SIGTERM)
+        assert wait_gone(self.pid, 20), "netd alive 20 s after SIGTERM: %s" % self.logs()
+        self.pid = None
+        left = [n for n in ("netd.sock", "netd.pid", "netd.metrics") if os.path.exists(self.path(n))]
+        assert not left, "netd left %s after SIGTERM" % left
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        assert wait_gone(self.pid), "netd %d survived SIGKILL" % self.pid
+        self.pid = None
+
+    def teardown(self):
+        r = subprocess.run(self.argv("--teardown"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=CMD_TIMEOUT)
+        assert r.returncode == 0, "quiver-netd --teardown exited %d: %s\n%s" % (r.returncode, r.stdout,
+                                                                             self.logs())
+
+    def logs(self, n=30):
+        lines = read(self.log).splitlines()
+        return "netd log (last %d lines):\n  %s" % (n, "\n  ".join(lines[-n:]))
+
+    def metrics(self):
+        return scrape_metrics(self.url, "netd")
+
+    def connections(self, path):
+        return self.metrics().get(("quiver_netd_connections_total", frozenset({("path", path)})), 0.0)
+
+    def leases(self):
+        d = self.path("netd")
+        out = []
+        for dirpath, _, files in os.walk(d):
+            out += [os.path.join(dirpath, f) for f in files if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)]
+        return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def netpeer(session):
+    return compile_prog(session.tmp, "netpeer")
+
+
+def make_bundle(bundle_factory, netpeer, mode, tmp_path, ports=None, out_name="out"):
+    b = bundle_factory()
+    shutil.copy2(netpeer, os.path.join(b.rootfs, "bin", "netpeer"))
+    ann = {"io.quiver.net": mode}
+    if ports:
+        ann["io.quiver.net.ports"] = ports
+    b.set("annotations", ann)
+    host_out = os.path.join(str(tmp_path), out_name)
+    os.makedirs(host_out, exist_ok=True)
+    os.makedirs(os.path.join(b.rootfs, "out"), exist_ok=True)
+    b.config["mounts"].append({"destination": "/out", "type": "bind", "source": host_out,
+                               "options": ["rbind", "rw"]})
+    b.write()
+    b.out = host_out
+    return b
+
+
+class Server:
+    """A detached sandbox running `netpeer serve`; its output in a file."""
+
+    def __init__(self, runtime, bundle, port=7000, mode="block", n=1, name="srv"):
+        self.runtime = runtime
+        self.bundle = bundle
+        self.id = runtime.new_id(name)
+        self.file = os.path.join(bundle.out, self.id + ".out")
+        bundle.shell("exec /bin/netpeer serve %d %s %d > /out/%s.out 2>&1" % (port, mode, n, self.id))
+        runtime.ok("run", "-d", "--bundle", bundle.path, self.id)
+        assert poll_until(lambda: "listening" in self.text(), 15), "server never listened: %r" % self.text()
+        m = re.search(r"^addr (\S+):0$", self.text(), re.M)
+        assert m, "server printed no address: %r" % self.text()
+        self.ip = m.group(1)
+
+    def text(self):
+        return read(self.file)
+
+    def wait_closed(self, n=1):
+        assert poll_until(lambda: self.text().count("closed") >= n, 15), "server output: %r" % self.text()
+
+    def delete(self):
+        self.runtime("kill", self.id, "KILL")
+        self.runtime.wait_status(self.id, "stopped")
+        self.runtime.ok("delete", self.id)
+
+
+def run_client(runtime, bundle, *args, timeout=RUN_TIMEOUT):
+    bundle.args("/bin/netpeer", "connect", *args)
+    cid = runtime.new_id("cli")
+    r = runtime("run", "--bundle", bundle.path, cid, timeout=timeout)
+    return r
+
+
+def sandbox_gone_cleanly(netd, veths_before):
+    assert poll_until(lambda: host_veths() == veths_before, 10), \
+        "veths left: %s (before: %s)" % (host_veths(), veths_before)
+    assert poll_until(lambda: not netd.leases(), 10), "leases left: %s" % netd.leases()
+
+
+# ---------------------------------------------------------------------------
+# before netd runs
+
+
+def test_no_netd_is_a_clear_error(runtime, bundle_factory, netpeer, tmp_path):
+    assert not os.path.exists(os.path.join(runtime.root, "netd.sock"))
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+    b.args("true")
+    assert_error(runtime("run", "--bundle", b.path, runtime.new_id("nonetd")), "netd", "not running")
+
+
+@pytest.fixture(scope="module")
+def netd(session):
+    if not NETD_BIN or not os.access(NETD_BIN, os.X_OK):
+        pytest.fail("quiver-netd is not built (%s)" % NETD_BIN, pytrace=False)
+    veths = host_veths()
+    d = Netd(session.root, os.path.join(session.tmp, "netd-%s.log" % SESSION_TAG))
+    d.start()
+    try:
+        yield d
+    finally:
+        if d.alive():
+            d.stop()
+        d.teardown()
+        # nothing of netd's may be left on the host
+        left = []
+        if subprocess.run(["ip", "link", "show", BRIDGE], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            left.append("bridge %s" % BRIDGE)
+        if host_veths() != veths:
+            left.append("veths %s" % host_veths())
+        if d.leases():
+            left.append("leases %s" % d.leases())
+        if SUBNET.split("/")[0].rsplit(".", 1)[0] in nft_ruleset():
+            left.append("nftables rules naming %s" % SUBNET)
+        assert not left, "after netd --teardown: %s" % left
+
+
+# ---------------------------------------------------------------------------
+# bridge mode
+
+
+def test_bridge_address_and_host_reach(runtime, bundle_factory, netpeer, netd, tmp_path):
+    veths = host_veths()
+    # a listener on the gateway address (the bridge's, on the host)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((GATEWAY, 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    got = {}
+
+    def serve():
+        c, peer = ls.accept()
+        got["peer"] = peer
+        data = c.recv(100)
+        c.sendall(data)
+        c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+    r = run_client(runtime, b, GATEWAY, str(port), "hi")
+    t.join(5)
+    ls.close()
+    assert r.returncode == 0, "client: %s %s\n%s" % (r.stdout, r.stderr, netd.logs())
+    assert "echo hi" in r.stdout
+    m = re.search(r"^client local (\S+):(\d+) peer %s:%d" % (re.escape(GATEWAY), port), r.stdout, re.M)
+    assert m, r.stdout
+    assert m.group(1).startswith("10.214.%d." % SUBNET_OCTET) and m.group(1) != GATEWAY
+    assert got.get("peer", ("",))[0] == m.group(1), "the host saw %r" % got
+    sandbox_gone_cleanly(netd, veths)
+
+
+def test_bridge_published_port(runtime, bundle_factory, netpeer, netd, tmp_path):
+    veths = host_veths()
+    hport = 20000 + os.getpid() % 20000
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports="%d:7000" % hport)
+    srv = Server(runtime, b, 7000, "block", 1)
+    try:
+        assert re.search(r"dport %d\b" % hport, nft_ruleset()), "no rule for the published port:\n%s" % nft_ruleset()
+        # from the host, to a host address: DNAT in the output chain
+        with socket.create_connection((GATEWAY, hport), timeout=10) as c:
+            c.sendall(b"published")
+            assert c.recv(100) == b"published"
+        srv.wait_closed()
+        assert re.search(r"^accepted %s:\d+" % re.escape(GATEWAY), srv.text(), re.M), srv.text()
+    finally:
+        srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+    assert not re.search(r"dport %d\b" % hport, nft_ruleset()), "the published port's rule outlived its sandbox"
+
+
+# ---------------------------------------------------------------------------
+# quiver mode
+
+
+@pytest.mark.parametrize("mode", ["block", "poll", "epoll"])
+def test_quiver_direct_channel(runtime, bundle_factory, netpeer, netd, tmp_path, mode):
+    veths = host_veths()
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7000, mode, 2)
+    try:
+        direct = netd.connections("direct")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        r = run_client(runtime, cb, srv.ip, "7000", "hello", "world")
+        assert r.returncode == 0, "client: %s %s\n%s" % (r.stdout, r.stderr, netd.logs())
+        assert "echo hello" in r.stdout and "echo world" in r.stdout, r.stdout
+        assert netd.connections("direct") == direct + 1, "not a direct channel:\n%s" % netd.logs()
+        m = re.search(r"^client local (\S+):(\d+) peer %s:7000 family 2 len 16 nodelay-set 0 domain 1$" %
+                      re.escape(srv.ip), r.stdout, re.M)
+        assert m, r.stdout
+        cip, cport = m.group(1), m.group(2)
+        srv.wait_closed(1)
+        text = srv.text()
+        # the listener sees the connecting sandbox, not the doorbell (127.0.0.1)
+        assert re.search(r"^accepted %s:%s len 16 nonblock %d cloexec %d$" % (
+            re.escape(cip), cport, mode != "block", mode != "block"), text, re.M), text
+        assert re.search(r"^server local %s:7000 peer %s:%s family 2 len 16 nodelay-set 0 domain 1$" % (
+            re.escape(srv.ip), re.escape(cip), cport), text, re.M), text
+        # an ordinary TCP client (the host, through the bridge) still gets in
+        with socket.create_connection((srv.ip, 7000), timeout=10) as c:
+            c.sendall(b"tcp")
+            assert c.recv(100) == b"tcp"
+        srv.wait_closed(2)
+        assert re.search(r"^accepted %s:\d+ len 16" % re.escape(GATEWAY), srv.text(), re.M), srv.text()
+    finally:
+        srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+
+
+def test_quiver_nonblocking_connect(runtime, bundle_factory, netpeer, netd, tmp_path):
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7001, "epoll", 1)
+    try:
+        direct = netd.connections("direct")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        r = run_client(runtime, cb, srv.ip, "7001", "nb", "x" * 3000)
+        assert r.returncode == 0, "client: %s %s" % (r.stdout, r.stderr)
+        assert "echo " + "x" * 3000 in r.stdout
+        assert netd.connections("direct") == direct + 1
+    finally:
+        srv.delete()
+
+
+def test_quiver_to_host_takes_the_kernel_path(runtime, bundle_factory, netpeer, netd, tmp_path):
+    ls = socket.socket()
+    ls.bind((GATEWAY, 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+
+    def serve():
+        c, _ = ls.accept()
+        c.sendall(c.recv(100))
+        c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    kernel = netd.connections("kernel")
+    b = make_bundle(bundle_factory, netpeer, "quiver", tmp_path)
+    r = run_client(runtime, b, GATEWAY, str(port), "out")
+    t.join(5)
+    ls.close()
+    assert r.returncode == 0 and "echo out" in r.stdout, "%s %s" % (r.stdout, r.stderr)
+    assert netd.connections("kernel") == kernel + 1
+
+
+def test_quiver_connect_nobody_listens(runtime, bundle_factory, netpeer, netd, tmp_path):
+    # a sandbox's address, a port nobody listens on: the kernel's answer
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7002, "block", 1)
+    try:
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        r = run_client(runtime, cb, srv.ip, "7003", "x")
+        assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
+    finally:
+        srv.delete()
+
+
+def test_quiver_socket_errors_match_the_kernel(runtime, bundle_factory, netpeer, netd, tmp_path):
+    # natively, in a network namespace of its own with lo up, as a sandbox has
+    native = subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" errors', netpeer],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=CMD_TIMEOUT)
+    assert native.returncode == 0, native.stdout
+    b = make_bundle(bundle_factory, netpeer, "quiver", tmp_path)
+    b.args("/bin/netpeer", "errors")
+    r = runtime("run", "--bundle", b.path, runtime.new_id("errs"), timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == native.stdout.splitlines()
+
+
+def test_kill9_keeps_channels_and_recovers(runtime, bundle_factory, netpeer, netd, tmp_path):
+    veths = host_veths()
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7004, "epoll", 2)
+    cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+    go = os.path.join(cb.out, "go")
+    cb.shell("exec /bin/netpeer connect %s 7004 before wait:/out/go after > /out/c1.out 2>&1" % srv.ip)
+    c1 = runtime.new_id("c1")
+    c1_out = os.path.join(cb.out, "c1.out")
+    try:
+        direct = netd.connections("direct")
+        runtime.ok("run", "-d", "--bundle", cb.path, c1)
+        assert poll_until(lambda: "echo before" in read(c1_out), 15), read(c1_out)
+        assert netd.connections("direct") == direct + 1
+        netd.kill9()
+        with open(go, "w"):
+            pass
+        # the channel is the kernel's: it does not need netd
+        assert poll_until(lambda: "echo after" in read(c1_out), 15), read(c1_out)
+        runtime.wait_status(c1, "stopped")
+        runtime.ok("delete", c1)
+        netd.start()
+        # the supervisors come back (they retry every 0.5 s) with their listeners
+        c2 = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli2")
+        time.sleep(1.5)
+        r = run_client(runtime, c2, srv.ip, "7004", "again")
+        assert r.returncode == 0 and "echo again" in r.stdout, r.stdout + r.stderr + netd.logs()
+        assert netd.connections("direct") == 1, "after the restart: not direct\n%s" % netd.logs()
+    finally:
+        if os.path.exists(os.path.join(runtime.root, c1)):
+            runtime("kill", c1, "KILL")
+            runtime("delete", "--force", c1)
+        srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+
+
+# ---------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_mode_is_refused(runtime, bundle_factory, netpeer, netd, tmp_path):
+    b = make_bundle(bundle_factory, netpeer, "tcp", tmp_path)
+    b.args("true")
+    assert_error(runtime("run", "--bundle", b.path, runtime.new_id("bad")), "io.quiver.net", "tcp")
+
+
+@pytest.mark.parametrize("spec", ["70000:80", "80", "1:2:3:4", "8080:80/sctp", "x:80"])
+def test_bad_ports_are_refused(runtime, bundle_factory, netpeer, netd, tmp_path, spec):
+    veths = host_veths()
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports=spec)
+    b.args("true")
+    assert_error(runtime("run", "--bundle", b.path, runtime.new_id("badports")), "netd")
+    sandbox_gone_cleanly(netd, veths)
+
+
+def test_host_network_is_refused(runtime, bundle_factory, netpeer, netd, tmp_path):
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+    b.set("linux.namespaces", [{"type": t} for t in ("pid", "ipc", "uts", "mount")])
+    b.args("true")
+    assert_error(runtime("run", "--bundle", b.path, runtime.new_id("hostnet")), "network namespace")
