@@ -725,16 +725,18 @@ static void on_open(struct qt_conn *c, const struct qt_frame_hdr *h, const uint8
 		return;
 	}
 	struct qt_channel *ch = calloc(1, sizeof(*ch));
+	if (ch) {
+		ch->peer = p;
+		ch->conn = c;
+		ch->id = h->chan;
+		ch->state = QT_CH_PENDING;
+		ch->open = o;
+	}
 	if (!ch || chan_insert(p, ch) < 0) {
 		free(ch);
 		send_errno(c, QT_OPEN_FAIL, h->chan, ENOBUFS);
 		return;
 	}
-	ch->peer = p;
-	ch->conn = c;
-	ch->id = h->chan;
-	ch->state = QT_CH_PENDING;
-	ch->open = o;
 	chan_event(ch, QT_EV_OPEN_REQ);
 }
 

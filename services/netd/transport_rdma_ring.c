@@ -267,7 +267,7 @@ static ssize_t rb_send(struct qt_backend *b, const void *buf, size_t len, struct
 {
 	struct rdma_backend *rb = (struct rdma_backend *)b;
 	if (rb->state == QT_RDEV_DOWN)
-		return qerr_set(err, EPIPE, "rdma: connection closed");
+		return qerr_set(err, ECONNRESET, "rdma: the peer disconnected");
 	ssize_t n = qt_rring_send(&rb->ring, buf, len);
 	if (n < 0 && n != -EAGAIN && err)
 		*err = rb->ring.err;
