@@ -915,6 +915,8 @@ static void conn_read(struct qt_conn *c)
 			while (c->state == QT_C_ACTIVE || c->state == QT_C_HELLO) {
 				struct qt_frame_hdr h;
 				size_t avail = qt_buf_len(&c->in);
+				if (avail < QT_HDR_SIZE)
+					break;
 				qerr_clear(&err);
 				int r =
 				    qt_frame_decode_hdr(c->in.data + c->in.head, avail, &h, &err);
