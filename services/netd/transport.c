@@ -1265,14 +1265,32 @@ struct qt_conn *qt_node_attach(struct qt_node *n, struct qt_backend *be, uint64_
 	c->state = QT_C_CONNECTING;
 	c->next = n->conns;
 	n->conns = c;
-	enter(n);
 	struct qerr e2 = {0};
 	int r = be->ops->connect_step(be, &e2);
-	if (r < 0)
-		conn_close(c, -r, 0, false, "connect: %s", e2.msg[0] ? e2.msg : strerror(-r));
-	else if (r > 0) {
+	if (r < 0) {
+		/* The caller never had the handle: no conn_down, just the error. */
+		n->conns = c->next;
+		conn_free(c);
+		qerr_set(err, -r, "transport: connect: %s", e2.msg[0] ? e2.msg : strerror(-r));
+		return NULL;
+	}
+	enter(n);
+	if (r > 0) {
+		/* HELLO now: an RDMA backend has no writable event to wait for. */
 		conn_connected(c);
 		conn_flush(c);
+	}
+	if (c->state == QT_C_DEAD) {
+		/* Still ours alone: take it back out before anyone hears of it. */
+		for (struct qt_conn **pp = &n->conns; *pp; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		qerr_set(err, c->err, "transport: %s", c->why);
+		conn_free(c);
+		leave(n);
+		return NULL;
 	}
 	conn_poll_update(c);
 	leave(n);
@@ -1297,9 +1315,8 @@ int qt_node_accept(struct qt_node *n, struct qt_listener *l, struct qerr *err)
 	}
 }
 
-uint32_t qt_node_tick(struct qt_node *n, uint64_t now_ms_unused)
+uint32_t qt_node_tick(struct qt_node *n)
 {
-	(void)now_ms_unused;
 	uint64_t now = qt_now_ms();
 	const struct qt_config *cfg = &n->cfg;
 	uint32_t next = cfg->keepalive_ms;

@@ -12,14 +12,16 @@
  * qt_node_accept(); and it calls qt_node_tick() from a timer.  Everything
  * the library has to say comes back through struct qt_callbacks.
  *
- * Callbacks run only from those event entry points (on_readable,
- * on_writable, tick, accept, attach) and from qt_node_free()... never: see
- * below.  The qt_channel_* calls and qt_channel_open never call back (they
- * may call poll_update, which must only change the poll registration), so a
- * callback may call any qt_channel_* function on any channel.  A channel
- * handle stays valid until the application calls qt_channel_close() (or
- * qt_channel_refuse() on an incoming open), whatever happened to the
- * channel; a connection handle until conn_down has returned.
+ * Callbacks run only from the event entry points (qt_conn_on_readable,
+ * qt_conn_on_writable, qt_node_tick, qt_node_accept, qt_node_attach,
+ * qt_node_disconnect, qt_conn_abort), after the work of the call is done;
+ * qt_node_free calls none.  The qt_channel_* calls, qt_channel_open among
+ * them, never call back (only poll_update, which must do nothing but change
+ * the poll registration), so a callback may call any qt_channel_* function
+ * on any channel.  A channel handle stays valid until the application calls
+ * qt_channel_close() or qt_channel_abort() (or qt_channel_refuse() on an
+ * incoming open), whatever happened to the channel meanwhile; a connection
+ * handle until its conn_down has returned.
  *
  * Single-threaded: one node and everything under it belong to one thread.
  */
@@ -194,7 +196,7 @@ struct qt_conn *qt_node_attach(struct qt_node *n, struct qt_backend *be, uint64_
 int qt_node_accept(struct qt_node *n, struct qt_listener *l, struct qerr *err);
 /* Keepalives and timeouts; returns the ms until it wants to be called
  * again. */
-uint32_t qt_node_tick(struct qt_node *n, uint64_t now_ms);
+uint32_t qt_node_tick(struct qt_node *n);
 /* Whether the node has a working connection to peer. */
 bool qt_node_connected(const struct qt_node *n, uint64_t peer);
 /* Close the connection to peer (GOAWAY(ESHUTDOWN)): its channels get

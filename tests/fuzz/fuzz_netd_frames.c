@@ -305,7 +305,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!a.conn_dead && (a.events & POLLOUT))
 			qt_conn_on_writable(c);
 		if (!a.conn_dead && m->off == off && m->sent == sent) {
-			qt_node_tick(n, 0);
+			qt_node_tick(n);
 			if (m->off == off && m->sent == sent)
 				break;
 		}

@@ -412,7 +412,7 @@ static void pump_once(struct tnode **nodes, int k, int timeout_ms, uint32_t *shu
 				qt_conn_on_writable(who[i].c);
 		}
 	for (int i = 0; i < k; i++)
-		qt_node_tick(nodes[i]->n, 0);
+		qt_node_tick(nodes[i]->n);
 }
 
 typedef bool (*done_fn)(void *arg);
