@@ -15,7 +15,7 @@
 #include "services/netd/transport_rdma.h"
 
 #define DEFAULT_WINDOW	     (256u << 10)
-#define DEFAULT_MAX_CHANNELS 4096u
+#define DEFAULT_MAX_CHANNELS 1024u
 #define DEFAULT_SEND_QUEUE   (1u << 20)
 #define DEFAULT_KEEPALIVE_MS 5000u
 #define DEFAULT_TIMEOUT_MS   15000u

@@ -128,7 +128,9 @@ struct qt_config {
 	/* Receive window of each channel, announced in HELLO: the bytes a
 	 * peer may send on a channel before we grant more.  0: 256 KiB. */
 	uint32_t window;
-	/* Channels per connection (both directions together).  0: 4096. */
+	/* Channels per peer (both directions together).  0: 1024.  With the
+	 * window this bounds what a peer can make us buffer: max_channels x
+	 * window (256 MiB with the defaults). */
 	uint32_t max_channels;
 	/* DATA bytes a connection queues for its backend before senders get
 	 * -EAGAIN; also where a connection stops reading while control frames
