@@ -1094,6 +1094,40 @@ static void test_open_timeout(void **state)
 	tnode_free(&a);
 }
 
+/* A dial to a port nobody listens on: the connection goes down with
+ * ECONNREFUSED (or attach says so at once); a channel waiting for it keeps
+ * waiting for another connection. */
+static void test_dial_refused(void **state)
+{
+	(void)state;
+	struct tnode a;
+	tnode_init(&a, 1, NULL);
+	struct tnode b = {.id = 2};
+	struct tchan *t = open_chan(&a, &b, 9, 0, false);
+	/* A port just freed: nothing listens there. */
+	struct qt_listener *l = NULL;
+	struct qerr err = {0};
+	struct sockaddr_in sin = loopback(0);
+	l = qt_tcp_listen((struct sockaddr *)&sin, sizeof(sin), &err);
+	assert_non_null(l);
+	sin = loopback(qt_tcp_listener_port(l));
+	qt_listener_free(l);
+	struct qt_backend *be = qt_tcp_dial((struct sockaddr *)&sin, sizeof(sin), &err);
+	if (be && qt_node_attach(a.n, be, 2, &err)) {
+		struct tnode *nodes[] = {&a};
+		for (int i = 0; i < 400 && a.downs == 0; i++)
+			pump_once(nodes, 1, 5, NULL);
+		assert_int_equal(a.downs, 1);
+		assert_int_equal(a.last_down_err, ECONNREFUSED);
+		assert_non_null(strstr(a.last_down_why, "connect"));
+	} else {
+		assert_int_equal(err.code, ECONNREFUSED);
+	}
+	assert_false(t->open_done);
+	assert_false(qt_node_connected(a.n, 2));
+	tnode_free(&a);
+}
+
 /* ---- two-way open of the pair ------------------------------------------ */
 
 struct sim {
@@ -1707,6 +1741,7 @@ int main(void)
 	    cmocka_unit_test(test_conn_loss_tcp),
 	    cmocka_unit_test(test_conn_loss_rdma),
 	    cmocka_unit_test(test_open_timeout),
+	    cmocka_unit_test(test_dial_refused),
 	    cmocka_unit_test(test_simultaneous_dial),
 	    cmocka_unit_test(test_two_way_open_ordering),
 	    cmocka_unit_test(test_malformed_frames),
