@@ -77,9 +77,10 @@ BIN       := $(BUILD)/bin
 PROGRAMS  := $(BIN)/qctl $(BIN)/quiver-guest $(BIN)/quiver-vmmd $(BIN)/quiver-poold $(BIN)/quiver-iod \
 	    $(BIN)/quiver-netd
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-# bench/loadgen.c drives vmmd's API (bench/api.py); cgroup_alloc.c is
-# compiled by its own script.
-BENCH_BINS := $(BUILD)/bench/loadgen
+# bench/loadgen.c drives vmmd's API (bench/api.py); netd_transport.c
+# measures netd's node-to-node transport against plain TCP; cgroup_alloc.c
+# is compiled by its own script.
+BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/netd_transport
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit-test system-test fuzz fuzz-smoke demo fmt fmt-check clean install docs
@@ -163,6 +164,10 @@ $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 $(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(LIB_NNG) -lpthread
+
+$(BUILD)/bench/netd_transport: $(call obj,bench/netd_transport.c) $(LIBNETD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_RDMA)
 
 # Unit tests link libcommon; test_guest_*.c link libguest as well,
 # test_poold_X.c services/poold/X.c (one module) and libguest,
