@@ -43,8 +43,12 @@ pytestmark = pytest.mark.quiver_only
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(RUNTIME_PATH) if RUNTIME_PATH else None
-UNITS = ["quiver-vmmd.service", "quiver-poold.service", "quiver-iod.service", "quiver.target"]
-PROGRAMS = ["qctl", "quiver-guest", "quiver-vmmd", "quiver-poold", "quiver-iod"]
+UNITS = ["quiver-vmmd.service", "quiver-poold.service", "quiver-iod.service", "quiver-netd.service", "quiver.target"]
+PROGRAMS = ["qctl", "quiver-guest", "quiver-vmmd", "quiver-poold", "quiver-iod", "quiver-netd"]
+DAEMONS = ["quiver-vmmd", "quiver-poold", "quiver-iod", "quiver-netd"]
+# A notified netd's own bridge and subnet (it is torn down after): never the
+# host's quiver0.
+NETD_ARGS = ["--bridge", "qvsd%s" % SESSION_TAG[-6:], "--subnet", "10.219.%d.0/24" % (os.getpid() % 250)]
 HOST_UNITS = "/usr/lib/systemd/system"
 WATCHDOG_USEC = 200000  # pings every 100 ms
 MSG_TIMEOUT = 15.0  # seconds: hang protection, not an assertion
@@ -141,7 +145,7 @@ def test_install_layout(installed):
 
 def test_unit_settings(installed):
     sysdir = os.path.join(installed, "usr/lib/systemd/system")
-    for name in ("quiver-vmmd", "quiver-poold", "quiver-iod"):
+    for name in DAEMONS:
         s = unit_settings(os.path.join(sysdir, name + ".service"))
         assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"], name
         assert s["ExecStart"][0].split()[:2] == ["/usr/libexec/quiver/" + name, "--foreground"], name
@@ -149,7 +153,7 @@ def test_unit_settings(installed):
         assert s["WatchdogSec"] and s["Restart"] == ["on-failure"], name
         assert s["RuntimeDirectoryPreserve"] == ["yes"], name
         assert s["WantedBy"] == ["quiver.target"], name
-        if name != "quiver-iod":
+        if name in ("quiver-vmmd", "quiver-poold"):
             # Sandboxes (and warm supervisors) outlive a daemon restart,
             # and the daemon shares the host's mount namespace.
             assert s["KillMode"] == ["process"] and s["Delegate"] == ["yes"], name
@@ -157,7 +161,7 @@ def test_unit_settings(installed):
                       "ReadWritePaths", "SystemCallFilter"):
                 assert k not in s, "%s: %s" % (name, k)
     t = unit_settings(os.path.join(sysdir, "quiver.target"))
-    assert set(t["Wants"][0].split()) == {"quiver-vmmd.service", "quiver-poold.service", "quiver-iod.service"}
+    assert set(t["Wants"][0].split()) == {d + ".service" for d in DAEMONS}
 
 
 def kernel_caps():
@@ -179,9 +183,13 @@ def bounding_set(installed, name="quiver-vmmd.service"):
 def test_capability_names(installed):
     known = set(kernel_caps())
     assert len(known) > 30
-    for name in ("quiver-vmmd.service", "quiver-poold.service", "quiver-iod.service"):
+    for name in (d + ".service" for d in DAEMONS):
         caps = bounding_set(installed, name)
         assert caps and not set(caps) - known, "%s: unknown %s" % (name, set(caps) - known)
+        if name == "quiver-netd.service":
+            # netd configures networks; it takes on no workload's credentials
+            assert set(caps) == {"CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE"}, caps
+            continue
         # iod takes on the workloads' capabilities: never fewer than vmmd's.
         assert set(caps) == set(bounding_set(installed)), name
     assert not set(DOCKER_CAPS) - set(bounding_set(installed))
@@ -364,7 +372,7 @@ def answers(daemon, root):
         return run([RUNTIME_PATH, "--root", root, "pool", "status"]).returncode == 0
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        s.connect(os.path.join(root, "iod.sock"))
+        s.connect(os.path.join(root, daemon.split("-")[1] + ".sock"))
         return True
     except OSError:
         return False
@@ -388,6 +396,8 @@ def notified(tmp_path):
             argv.append("--foreground")
         if daemon == "quiver-poold":
             argv += ["--config", poold_config(tmp)]
+        if daemon == "quiver-netd":
+            argv += NETD_ARGS
         env = clean_env(NOTIFY_SOCKET=note.path, WATCHDOG_USEC=str(WATCHDOG_USEC))
         # WATCHDOG_PID must be the daemon's own pid: the shell's, kept by exec.
         pidexpr = "$$" if watchdog_pid == "self" else str(watchdog_pid)
@@ -417,6 +427,8 @@ def notified(tmp_path):
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+            if daemon == "quiver-netd":  # its bridge and table stay after a stop
+                run([os.path.join(BIN, daemon), "--root", root, "--teardown"] + NETD_ARGS)
             if daemon == "quiver-vmmd":  # a detached one
                 run([RUNTIME_PATH, "--root", root, "daemons", "stop"])
                 pid = open(os.path.join(root, "vmmd.pid")).read().strip() if os.path.exists(
@@ -434,7 +446,7 @@ def notified(tmp_path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize("daemon", ["quiver-vmmd", "quiver-poold", "quiver-iod"])
+@pytest.mark.parametrize("daemon", DAEMONS)
 def test_ready_watchdog_stopping(notified, daemon):
     p, root = notified(daemon)
     note = notified.note
