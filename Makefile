@@ -61,7 +61,11 @@ GUEST_SRC  := $(filter-out guest/main.c,$(wildcard guest/*.c))
 VMMD_SRC   := $(wildcard services/vmmd/*.c)
 POOLD_SRC  := $(filter-out services/poold/main.c,$(wildcard services/poold/*.c))
 IOD_SRC    := $(filter-out services/iod/main.c,$(wildcard services/iod/*.c))
-NETD_SRC   := $(filter-out services/netd/main.c,$(wildcard services/netd/*.c))
+# netd's library (bridge mode, the transport): what unit tests and fuzz
+# targets link; the daemon's own files (the loop, the broker, the node
+# relays) are quiver-netd's alone.
+NETD_DAEMON_SRC := $(wildcard services/netd/main.c services/netd/broker.c services/netd/nodes.c)
+NETD_SRC   := $(filter-out $(NETD_DAEMON_SRC),$(wildcard services/netd/*.c))
 QCTL_SRC   := $(wildcard qctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -153,7 +157,7 @@ $(BIN)/quiver-iod: $(call obj,services/iod/main.c) $(LIBIOD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -luring $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
-$(BIN)/quiver-netd: $(call obj,services/netd/main.c) $(LIBNETD) $(LIBCOMMON)
+$(BIN)/quiver-netd: $(call obj,$(NETD_DAEMON_SRC)) $(LIBNETD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_UV) $(LIB_NET) $(LIB_RDMA) $(LIB_MSGPACK) $(LIB_NNG) $(LIB_SYSTEMD) -lpthread
 
