@@ -503,9 +503,18 @@ static void connected(struct net_client *c, const struct qmsg_in *in, int chan)
 	    netp_get_port(in->root, "lport", &lport, &err) < 0 ||
 	    netp_get_addr(in->root, "pip", &pip, &err) < 0 ||
 	    netp_get_port(in->root, "pport", &pport, &err) < 0) {
+		bool final = false;
+		int64_t code = ECONNREFUSED;
 		if (strcmp(in->op, "connected") == 0)
 			qlog_warn("netd: bad connected message: %s", err.msg);
-		trap_respond(cw.listener, cw.id, 0, 0, true);
+		else
+			qmsg_get_bool(in->root, "final", &final, NULL);
+		/* final: netd's answer stands (another node's sandbox refused);
+		 * else the kernel makes the connection */
+		if (final && qmsg_get_int(in->root, "code", 1, 4095, &code, NULL) == 0)
+			trap_respond(cw.listener, cw.id, (int)code, 0, false);
+		else
+			trap_respond(cw.listener, cw.id, 0, 0, true);
 		return;
 	}
 	if (cw.nonblock)

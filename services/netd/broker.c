@@ -36,14 +36,19 @@
 #define EPHEMERAL_LO	   32768
 #define EPHEMERAL_HI	   60999
 
+/* An incoming offered to a listener's supervisor, waiting for its
+ * "accepted".  For a sandbox of this node (from) or for a channel of the
+ * node transport (relay). */
 struct pending {
 	uint64_t seq; /* netd's, in the incoming; 0: free */
-	struct nsbx *from, *to;
+	struct nsbx *to;
+	int64_t since_ns;
+	int fd; /* netd's end of the pair: the connecting side's, or the relay's */
+	struct nsbx *from;
 	uint32_t from_seq;
-	int fd; /* the connecting side's end */
 	struct in_addr ip;
 	uint16_t port, lport;
-	int64_t since_ns;
+	struct relay *relay;
 };
 
 static struct pending pending[MAX_PENDING];
@@ -105,16 +110,96 @@ static struct nsbx *listener_of(struct in_addr ip, uint16_t port)
 	return NULL;
 }
 
-static void refuse(struct nsbx *s, uint32_t seq, int code)
+void broker_refuse(struct nsbx *s, uint32_t seq, int code, bool final)
 {
 	struct qmsg_out m;
 
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "refused", 2);
+	qmsg_begin(&m, "refused", 3);
 	qmsg_put_uint(&m, "seq", seq);
 	qmsg_put_int(&m, "code", code);
+	qmsg_put_bool(&m, "final", final);
 	nsbx_send(s, &m, -1);
 	qmsg_out_free(&m);
+}
+
+static void refuse(struct nsbx *s, uint32_t seq, int code)
+{
+	broker_refuse(s, seq, code, false);
+}
+
+void broker_connected(struct nsbx *s, uint32_t seq, uint16_t lport, struct in_addr pip,
+		      uint16_t pport, int fd)
+{
+	struct qmsg_out m;
+
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "connected", 4);
+	qmsg_put_uint(&m, "seq", seq);
+	qmsg_put_int(&m, "lport", lport);
+	netp_put_addr(&m, "pip", pip);
+	qmsg_put_int(&m, "pport", pport);
+	nsbx_send(s, &m, fd);
+	qmsg_out_free(&m);
+}
+
+uint16_t broker_lport(struct nsbx *s)
+{
+	if (s->next_port < EPHEMERAL_LO || s->next_port >= EPHEMERAL_HI)
+		s->next_port = EPHEMERAL_LO;
+	return s->next_port++;
+}
+
+/* Offer a new stream pair to the supervisor of `to`, which listens on
+ * ip:port, for a connection from pip:pport: the pending entry keeps our
+ * end.  NULL when it cannot be offered. */
+static struct pending *offer(struct nsbx *to, struct in_addr ip, uint16_t port, struct in_addr pip,
+			     uint16_t pport)
+{
+	struct pending *p = NULL;
+	int sv[2];
+
+	for (int i = 0; i < MAX_PENDING && !p; i++)
+		if (!pending[i].seq)
+			p = &pending[i];
+	if (!p)
+		return NULL;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		qlog_warn("%s: socketpair: %s", to->id, strerror(errno));
+		qmetric_inc(netd.m_errors);
+		return NULL;
+	}
+	*p = (struct pending){
+	    .seq = ++next_seq, .to = to, .since_ns = now_ns(), .fd = sv[0], .ip = ip, .port = port};
+	struct qmsg_out m;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "incoming", 5);
+	qmsg_put_uint(&m, "seq", p->seq);
+	netp_put_addr(&m, "ip", ip);
+	qmsg_put_int(&m, "port", port);
+	netp_put_addr(&m, "pip", pip);
+	qmsg_put_int(&m, "pport", pport);
+	int r = nsbx_send(to, &m, sv[1]);
+	qmsg_out_free(&m);
+	close(sv[1]);
+	if (r < 0) {
+		close(p->fd);
+		p->seq = 0;
+		return NULL;
+	}
+	return p;
+}
+
+int broker_offer_remote(struct in_addr ip, uint16_t port, struct in_addr pip, uint16_t pport,
+			struct relay *r)
+{
+	struct nsbx *to = listener_of(ip, port);
+	struct pending *p = to ? offer(to, ip, port, pip, pport) : NULL;
+
+	if (!p)
+		return -ECONNREFUSED;
+	p->relay = r;
+	return 0;
 }
 
 void broker_connect(struct nsbx *s, const struct qmsg_in *in)
@@ -123,8 +208,6 @@ void broker_connect(struct nsbx *s, const struct qmsg_in *in)
 	struct in_addr ip;
 	uint16_t port;
 	int64_t seq;
-	struct pending *p = NULL;
-	int sv[2];
 
 	if (qmsg_get_int(in->root, "seq", 1, UINT32_MAX, &seq, &err) < 0 ||
 	    get_addr_port(in, &ip, &port, &err) < 0) {
@@ -133,68 +216,41 @@ void broker_connect(struct nsbx *s, const struct qmsg_in *in)
 		return;
 	}
 	struct nsbx *to = listener_of(ip, port);
-	for (int i = 0; i < MAX_PENDING && !p; i++)
-		if (!pending[i].seq)
-			p = &pending[i];
-	if (!to || !p) {
+	if (!to) {
+		/* another node's sandbox, over the transport; else the kernel's */
+		if (relay_connect(s, (uint32_t)seq, ip, port) == 0)
+			return;
 		qmetric_inc(netd.m_kernel);
 		refuse(s, (uint32_t)seq, ECONNREFUSED);
 		return;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		qlog_warn("%s: connect: socketpair: %s", s->id, strerror(errno));
-		qmetric_inc(netd.m_errors);
+	uint16_t lport = broker_lport(s);
+	struct pending *p = offer(to, ip, port, s->ip, lport);
+	if (!p) {
+		qmetric_inc(netd.m_kernel);
 		refuse(s, (uint32_t)seq, ECONNREFUSED);
 		return;
 	}
-	if (s->next_port < EPHEMERAL_LO || s->next_port >= EPHEMERAL_HI)
-		s->next_port = EPHEMERAL_LO;
-	*p = (struct pending){.seq = ++next_seq,
-			      .from = s,
-			      .to = to,
-			      .from_seq = (uint32_t)seq,
-			      .fd = sv[0],
-			      .ip = ip,
-			      .port = port,
-			      .lport = s->next_port++,
-			      .since_ns = now_ns()};
-	struct qmsg_out m;
-	qmsg_out_init(&m);
-	qmsg_begin(&m, "incoming", 5);
-	qmsg_put_uint(&m, "seq", p->seq);
-	netp_put_addr(&m, "ip", ip);
-	qmsg_put_int(&m, "port", port);
-	netp_put_addr(&m, "pip", s->ip);
-	qmsg_put_int(&m, "pport", p->lport);
-	int r = nsbx_send(to, &m, sv[1]);
-	qmsg_out_free(&m);
-	close(sv[1]);
-	if (r < 0) {
-		close(p->fd);
-		p->seq = 0;
-		qmetric_inc(netd.m_kernel);
-		refuse(s, (uint32_t)seq, ECONNREFUSED);
-	}
+	p->from = s;
+	p->from_seq = (uint32_t)seq;
+	p->lport = lport;
 }
 
 static void finish(struct pending *p, int code)
 {
-	if (code == 0) {
-		struct qmsg_out m;
-		qmsg_out_init(&m);
-		qmsg_begin(&m, "connected", 4);
-		qmsg_put_uint(&m, "seq", p->from_seq);
-		qmsg_put_int(&m, "lport", p->lport);
-		netp_put_addr(&m, "pip", p->ip);
-		qmsg_put_int(&m, "pport", p->port);
-		if (nsbx_send(p->from, &m, p->fd) == 0)
-			qmetric_inc(netd.m_direct);
-		qmsg_out_free(&m);
+	if (p->relay) {
+		relay_offered(p->relay, code, code == 0 ? p->fd : -1);
+		if (code == 0)
+			p->fd = -1;
+	} else if (code == 0 && p->from) {
+		broker_connected(p->from, p->from_seq, p->lport, p->ip, p->port, p->fd);
+		qmetric_inc(netd.m_direct);
 	} else if (p->from) {
 		qmetric_inc(netd.m_refused);
 		refuse(p->from, p->from_seq, code);
 	}
-	close(p->fd);
+	if (p->fd >= 0)
+		close(p->fd);
 	p->seq = 0;
 }
 
@@ -212,11 +268,6 @@ void broker_accepted(struct nsbx *s, const struct qmsg_in *in)
 	for (int i = 0; i < MAX_PENDING; i++) {
 		/* only the sandbox it was sent to may answer it */
 		if (pending[i].seq == (uint64_t)seq && pending[i].to == s) {
-			if (!pending[i].from) {
-				close(pending[i].fd);
-				pending[i].seq = 0;
-				return;
-			}
 			finish(&pending[i], (int)code);
 			return;
 		}
@@ -229,17 +280,20 @@ void broker_forget(struct nsbx *s)
 		struct pending *p = &pending[i];
 		if (!p->seq)
 			continue;
-		if (p->from == s) {
-			/* the listener's side still has its end: it reads EOF */
-			p->from = NULL;
-			if (p->to == s) {
-				close(p->fd);
-				p->seq = 0;
-			}
-		} else if (p->to == s) {
+		if (p->to == s)
 			finish(p, ECONNREFUSED);
-		}
+		else if (p->from == s)
+			p->from = NULL; /* the listener's side reads EOF */
 	}
+}
+
+void broker_forget_relay(struct relay *r)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].seq && pending[i].relay == r) {
+			pending[i].relay = NULL;
+			pending[i].from = NULL;
+		}
 }
 
 void broker_sweep(void)
@@ -248,14 +302,8 @@ void broker_sweep(void)
 	for (int i = 0; i < MAX_PENDING; i++) {
 		struct pending *p = &pending[i];
 		if (p->seq && now - p->since_ns > PENDING_TIMEOUT_NS) {
-			qlog_warn("%s: no answer to an incoming connection for 2 s",
-				  p->to ? p->to->id : "?");
-			if (p->from)
-				finish(p, ECONNREFUSED);
-			else {
-				close(p->fd);
-				p->seq = 0;
-			}
+			qlog_warn("%s: no answer to an incoming connection for 2 s", p->to->id);
+			finish(p, ECONNREFUSED);
 		}
 	}
 }

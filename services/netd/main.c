@@ -48,8 +48,11 @@ struct netd netd = {.rootfd = -1, .statefd = -1, .lfd = -1, .monitor_fd = -1};
 
 static _Noreturn void usage(void)
 {
-	fprintf(stderr, "usage: quiver-netd [--root DIR] [--subnet CIDR] [--bridge NAME] "
-			"[--foreground] [--log FILE|-] [--debug] [--metrics ADDR] [--teardown]\n");
+	fprintf(
+	    stderr,
+	    "usage: quiver-netd [--root DIR] [--subnet CIDR] [--bridge NAME] "
+	    "[--foreground] [--log FILE|-] [--debug] [--metrics ADDR] [--teardown]\n"
+	    "                   [--node-id N --node-listen IP:PORT --peer ID,IP:PORT,CIDR...]\n");
 	exit(2);
 }
 
@@ -74,6 +77,7 @@ static void conn_close(struct nsbx *s)
 		}
 	}
 	broker_forget(s);
+	nodes_forget(s);
 	if ((s->mode == NSBX_BRIDGE || s->mode == NSBX_QUIVER) && !netd.stopping) {
 		if (bridge_detach(netd.bridge, s->id, &err) < 0)
 			qlog_warn("%s: detach: %s", s->id, err.msg);
@@ -389,7 +393,7 @@ static int metrics_start(const char *addr, struct qerr *err)
 {
 	static const char *const path_lbl[] = {"path", NULL};
 	char bound[128], url[160];
-	struct qmetric *conns, *errs;
+	struct qmetric *conns, *errs, *stalls;
 	int r;
 
 	netd.metrics = qmetrics_new(err);
@@ -403,13 +407,21 @@ static int metrics_start(const char *addr, struct qerr *err)
 			     path_lbl, err);
 	errs = qmetrics_counter(netd.metrics, "quiver_netd_errors_total",
 				"Bad messages from supervisors and failed operations.", NULL, err);
-	if (!conns || !errs)
+	stalls = qmetrics_counter(netd.metrics, "quiver_netd_credit_stalls_total",
+				  "Times a relay to another node had bytes to send and no credit "
+				  "(the peer's reader is slower).",
+				  NULL, err);
+	if (!conns || !errs || !stalls)
 		return -err->code;
 	netd.m_direct = qmetric_series(conns, (const char *const[]){"direct"}, err);
 	netd.m_kernel = qmetric_series(conns, (const char *const[]){"kernel"}, err);
 	netd.m_refused = qmetric_series(conns, (const char *const[]){"refused"}, err);
+	netd.m_transport = qmetric_series(conns, (const char *const[]){"transport"}, err);
+	netd.m_transport_in = qmetric_series(conns, (const char *const[]){"transport-in"}, err);
 	netd.m_errors = qmetric_series(errs, NULL, err);
-	if (!netd.m_direct || !netd.m_kernel || !netd.m_refused || !netd.m_errors)
+	netd.m_stalls = qmetric_series(stalls, NULL, err);
+	if (!netd.m_direct || !netd.m_kernel || !netd.m_refused || !netd.m_errors ||
+	    !netd.m_transport || !netd.m_transport_in || !netd.m_stalls)
 		return -err->code;
 	if ((r = qmetrics_add_collector(netd.metrics, metrics_collect, NULL, err)) < 0)
 		return r;
@@ -437,6 +449,9 @@ int main(int argc, char **argv)
 	    {"debug", no_argument, NULL, 'd'},
 	    {"metrics", required_argument, NULL, 'm'},
 	    {"teardown", no_argument, NULL, 't'},
+	    {"node-id", required_argument, NULL, 'n'},
+	    {"node-listen", required_argument, NULL, 'L'},
+	    {"peer", required_argument, NULL, 'p'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -477,6 +492,16 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			teardown = true;
+			break;
+		case 'n':
+		case 'L':
+		case 'p':
+			if ((c == 'n'	? nodes_set_id(optarg, &err)
+			     : c == 'L' ? nodes_set_listen(optarg, &err)
+					: nodes_add_peer(optarg, &err)) < 0) {
+				fprintf(stderr, "quiver-netd: %s\n", err.msg);
+				return 1;
+			}
 			break;
 		case 'V':
 			printf("quiver-netd %s\n", NETD_VERSION);
@@ -536,6 +561,8 @@ int main(int argc, char **argv)
 	netd.loop = uv_default_loop();
 	if (metrics_start(metrics, &err) < 0)
 		fatalx("metrics: %s", err.msg);
+	if (nodes_start(&err) < 0)
+		fatalx("%s", err.msg);
 	netd.lfd = unix_listen_seqpacket(netd.root, NETD_SOCK_NAME, &err);
 	if (netd.lfd < 0)
 		fatalx("%s", err.msg);
@@ -559,10 +586,8 @@ int main(int argc, char **argv)
 		uv_timer_init(netd.loop, &netd.watchdog_timer);
 		uv_timer_start(&netd.watchdog_timer, on_watchdog, 0, ping_us / 1000 ?: 1);
 	}
-	/* One transport today: this machine's kind says which it will be. */
-	qlog_info("serving %s (pid %d); bridge %s, subnet %s; socket service: node-local "
-		  "stream pairs (no node-to-node transport yet)",
-		  netd.root, (int)getpid(), bcfg.name, bcfg.subnet);
+	qlog_info("serving %s (pid %d); bridge %s, subnet %s", netd.root, (int)getpid(), bcfg.name,
+		  bcfg.subnet);
 	daemon_ready(&readyfd, 'R');
 	notify_ready("serving %s", netd.root);
 	uv_run(netd.loop, UV_RUN_DEFAULT);
@@ -575,6 +600,7 @@ int main(int argc, char **argv)
 	unlinkat(netd.rootfd, NETD_SOCK_NAME, 0);
 	while (netd.sandboxes)
 		conn_close(netd.sandboxes);
+	nodes_stop();
 	uv_run(netd.loop, UV_RUN_NOWAIT);
 	if (netd.monitor_fd >= 0)
 		uv_poll_stop(&netd.monitor_poll);

@@ -57,9 +57,12 @@ struct netd {
 	struct qmetrics *metrics;
 	struct qmetrics_http *metrics_http;
 	struct qmetric_series *m_direct, *m_kernel, *m_refused, *m_errors;
+	struct qmetric_series *m_transport, *m_transport_in, *m_stalls;
 };
 
 extern struct netd netd;
+
+struct qmsg_in;
 
 /* The socket service (broker.c): listeners by address, connects between
  * sandboxes of this node. */
@@ -68,6 +71,32 @@ void broker_connect(struct nsbx *s, const struct qmsg_in *in);
 void broker_accepted(struct nsbx *s, const struct qmsg_in *in);
 /* s is going away: what waits on it is refused. */
 void broker_forget(struct nsbx *s);
+/* For the node transport (nodes.c): answers to a sandbox's connect, its
+ * next local port, and an incoming offered to this node's listener on
+ * ip:port for a channel (relay_offered answers). */
+struct relay;
+void broker_refuse(struct nsbx *s, uint32_t seq, int code, bool final);
+void broker_connected(struct nsbx *s, uint32_t seq, uint16_t lport, struct in_addr pip,
+		      uint16_t pport, int fd);
+uint16_t broker_lport(struct nsbx *s);
+int broker_offer_remote(struct in_addr ip, uint16_t port, struct in_addr pip, uint16_t pport,
+			struct relay *r);
+void broker_forget_relay(struct relay *r);
+
+/* The node transport (nodes.c; docs/netd.md "Between nodes"). */
+int nodes_set_id(const char *spec, struct qerr *err);
+int nodes_set_listen(const char *spec, struct qerr *err);
+int nodes_add_peer(const char *spec, struct qerr *err);
+int nodes_start(struct qerr *err);
+void nodes_stop(void);
+void nodes_forget(struct nsbx *s);
+/* A sandbox connects to ip:port of a peer node's subnet: 0 when a channel
+ * is on its way (the answer comes later), -ENETUNREACH when ip is no
+ * peer's. */
+int relay_connect(struct nsbx *s, uint32_t seq, struct in_addr ip, uint16_t port);
+/* The listener's supervisor answered an incoming that came over the
+ * transport: 0 with our end of the pair, or an errno. */
+void relay_offered(struct relay *r, int code, int fd);
 /* Refuse what has waited too long on a supervisor that does not answer. */
 void broker_sweep(void);
 size_t broker_pending(void);

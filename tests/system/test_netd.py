@@ -33,8 +33,8 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, assert_error, compile_prog, pid_alive, poll_until,
-                      read_text, scrape_metrics, wait_gone)
+from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, assert_error, compile_prog, pid_alive,
+                      poll_until, read_text, scrape_metrics, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -435,3 +435,108 @@ def test_host_network_is_refused(runtime, bundle_factory, netpeer, netd, tmp_pat
     b.set("linux.namespaces", [{"type": t} for t in ("pid", "ipc", "uts", "mount")])
     b.args("true")
     assert_error(runtime("run", "--bundle", b.path, runtime.new_id("hostnet")), "network namespace")
+
+
+# ---------------------------------------------------------------------------
+# two nodes: two network namespaces, each with its own netd (and vmmd)
+
+
+class Node:
+    """A "node": a network namespace joined to the other's by a veth, a
+    runtime root, and a netd running inside the namespace."""
+
+    def __init__(self, tmp, name, me, peer, k):
+        self.ns = "qvn%s%s" % (name, SESSION_TAG[-6:])
+        self.root = os.path.join(tmp, "root" + name)
+        os.makedirs(self.root, 0o700)
+        self.log = os.path.join(tmp, "netd-%s.log" % name)
+        self.bridge = "qvb%s%s" % (name, SESSION_TAG[-6:])
+        self.subnet = "10.%d.%d.0/24" % (222 + me - 1, k)
+        self.addr = "10.250.%d.%d" % (k, me)
+        self.args = ["--root", self.root, "--bridge", self.bridge, "--subnet", self.subnet]
+        self.node = ["--node-id", str(me), "--node-listen", "%s:7070" % self.addr,
+                     "--peer", "%d,10.250.%d.%d:7070,10.%d.%d.0/24" % (peer, k, peer, 222 + peer - 1, k)]
+        self.runtime = Runtime(RUNTIME_PATH, self.root, True)
+
+    def netd(self, *extra):
+        return subprocess.run(["ip", "netns", "exec", self.ns, NETD_BIN] + self.args + list(extra),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=CMD_TIMEOUT)
+
+    def start(self):
+        r = self.netd("--log", self.log, *self.node)
+        assert r.returncode == 0, "netd in %s: %s\n%s" % (self.ns, r.stdout, read(self.log))
+
+    def metric(self, name, **labels):
+        url = read(os.path.join(self.root, "netd.metrics")).strip()
+        r = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c",
+                            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                            url], stdout=subprocess.PIPE, text=True, timeout=CMD_TIMEOUT)
+        want = name + ("{%s}" % ",".join('%s="%s"' % kv for kv in sorted(labels.items())) if labels else "")
+        for line in r.stdout.splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def stop(self):
+        self.runtime.cleanup()
+        subprocess.run([RUNTIME_PATH, "--root", self.root, "daemons", "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=CMD_TIMEOUT)
+        pid = int(read(os.path.join(self.root, "netd.pid"), "0").strip() or 0)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            wait_gone(pid, 20)
+        vpid = int(read(os.path.join(self.root, "vmmd.pid"), "0").strip() or 0)
+        if vpid:
+            wait_gone(vpid, 20)
+        return self.netd("--teardown", "--log", self.log)
+
+
+def test_two_nodes_over_the_transport(bundle_factory, netpeer, tmp_path):
+    k = os.getpid() % 250
+    a, b = Node(str(tmp_path), "A", 1, 2, k), Node(str(tmp_path), "B", 2, 1, k)
+    made = []
+    try:
+        for n in (a, b):
+            subprocess.run(["ip", "netns", "add", n.ns], check=True)
+            made.append(n)
+            subprocess.run(["ip", "-n", n.ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "link", "add", "qvxA" + SESSION_TAG[-6:], "netns", a.ns, "type", "veth",
+                        "peer", "name", "qvxB" + SESSION_TAG[-6:], "netns", b.ns], check=True)
+        for n, dev in ((a, "qvxA"), (b, "qvxB")):
+            dev += SESSION_TAG[-6:]
+            subprocess.run(["ip", "-n", n.ns, "addr", "add", n.addr + "/24", "dev", dev], check=True)
+            subprocess.run(["ip", "-n", n.ns, "link", "set", dev, "up"], check=True)
+        for n in (a, b):
+            n.args += ["--metrics", "127.0.0.1:0"]
+            n.start()
+        # a server on node B, a client on node A
+        sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+        srv = Server(b.runtime, sb, 7000, "epoll", 1)
+        assert srv.ip.startswith(b.subnet.rsplit(".", 1)[0] + "."), srv.ip
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        # 8 MiB both ways: many times a channel's window (256 KiB) and the relays' buffers
+        r = run_client(a.runtime, cb, srv.ip, "7000", "hello", "bulk:8388608", "bye")
+        assert r.returncode == 0, "client: %s %s\n%s\n%s" % (r.stdout[:2000], r.stderr, read(a.log)[-3000:],
+                                                            read(b.log)[-3000:])
+        assert "echo hello" in r.stdout and "bulk 8388608 ok" in r.stdout and "echo bye" in r.stdout, r.stdout
+        m = re.search(r"^client local (\S+):(\d+) peer %s:7000 family 2" % re.escape(srv.ip), r.stdout, re.M)
+        assert m and m.group(1).startswith(a.subnet.rsplit(".", 1)[0] + "."), r.stdout[:500]
+        srv.wait_closed(1)
+        # the listener on B sees the connecting sandbox on A
+        assert re.search(r"^accepted %s:%s len 16" % (re.escape(m.group(1)), m.group(2)), srv.text(), re.M), \
+            srv.text()
+        assert a.metric("quiver_netd_connections_total", path="transport") == 1
+        assert b.metric("quiver_netd_connections_total", path="transport-in") == 1
+        # nobody listens on that port of B: B's refusal stands on A
+        r = run_client(a.runtime, cb, srv.ip, "7001", "x")
+        assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
+        srv.delete()
+    finally:
+        problems = []
+        for n in made:
+            t = n.stop()
+            if t.returncode != 0:
+                problems.append("netd --teardown in %s: %s" % (n.ns, t.stdout))
+            subprocess.run(["ip", "netns", "del", n.ns])
+        assert not problems, problems

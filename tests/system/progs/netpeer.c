@@ -9,7 +9,9 @@
  *   netpeer connect IP PORT [nb] WORD...
  *	connect (nb: non-blocking, then poll and SO_ERROR), print the
  *	addresses, then for each WORD send it and read it back ("echo WORD");
- *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist.
+ *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist,
+ *	"bulk:N" sends N bytes of a pattern while reading them back and checks
+ *	them ("bulk N ok").
  *   netpeer errors
  *	socket calls with bad arguments; one "case errno" line each, to be
  *	compared with the host kernel's answers.
@@ -148,6 +150,45 @@ static int serve(int port, const char *mode, int n)
 	return 0;
 }
 
+/* Send n bytes of a pattern while reading the echo back, and check it. */
+static int bulk(int s, size_t n)
+{
+	size_t sent = 0, got = 0;
+	unsigned char buf[65536];
+
+	fcntl(s, F_SETFL, O_NONBLOCK);
+	while (got < n) {
+		struct pollfd p = {.fd = s, .events = POLLIN | (sent < n ? POLLOUT : 0)};
+		poll(&p, 1, 10000);
+		if ((p.revents & POLLOUT) && sent < n) {
+			size_t len = n - sent < sizeof(buf) ? n - sent : sizeof(buf);
+			for (size_t j = 0; j < len; j++)
+				buf[j] = (unsigned char)((sent + j) * 7 + 3);
+			ssize_t w = write(s, buf, len);
+			if (w > 0)
+				sent += (size_t)w;
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t r = read(s, buf, sizeof(buf));
+			if (r <= 0 && !(r < 0 && errno == EAGAIN)) {
+				printf("bulk: %s after %zu of %zu\n",
+				       r < 0 ? strerror(errno) : "EOF", got, n);
+				return -1;
+			}
+			for (ssize_t j = 0; j < r; j++)
+				if (buf[j] != (unsigned char)((got + (size_t)j) * 7 + 3)) {
+					printf("bulk: byte %zu differs\n", got + (size_t)j);
+					return -1;
+				}
+			if (r > 0)
+				got += (size_t)r;
+		}
+	}
+	fcntl(s, F_SETFL, 0);
+	printf("bulk %zu ok\n", n);
+	return 0;
+}
+
 static int client(const char *ip, int port, int argc, char **argv)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -182,6 +223,11 @@ static int client(const char *ip, int port, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "sleep:", 6) == 0) {
 			sleep((unsigned)atoi(argv[i] + 6));
+			continue;
+		}
+		if (strncmp(argv[i], "bulk:", 5) == 0) {
+			if (bulk(s, strtoul(argv[i] + 5, NULL, 10)) < 0)
+				return 1;
 			continue;
 		}
 		if (strncmp(argv[i], "wait:", 5) == 0) {
