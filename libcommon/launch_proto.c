@@ -109,9 +109,12 @@ int gs_handle(int fd, const struct gs_msg *m, pid_t cred_pid, pid_t *w_host, str
 		if (!cred_pid)
 			return qerr_set(err, EIO, "workload hello without credentials");
 		*w_host = cred_pid;
-		/* S needs it too, for its `started` reply */
+		/* S needs it too, for its `started` reply.  S may be gone
+		 * already (W failed at once and S reported it): its error is
+		 * still queued for us, so read on instead of failing here. */
 		struct gs_msg back = {.type = GS_HELLO_W, .code = cred_pid};
-		if (write(fd, &back, sizeof(back)) < 0)
+		if (send(fd, &back, sizeof(back), MSG_NOSIGNAL) < 0 && errno != EPIPE &&
+		    errno != ECONNRESET)
 			return qerr_sys(err, errno, "supervisor channel");
 		return 0;
 	}
