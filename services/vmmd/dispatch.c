@@ -243,8 +243,8 @@ static struct sandbox *reserve(const char *id, const char *bundle, bool warm, st
 		qerr_set(err, EEXIST, "container \"%s\" already exists", id);
 		return NULL;
 	}
-	if (strcmp(id, POOLD_STATE_DIR) == 0) {
-		qerr_set(err, EINVAL, "container id \"%s\" is reserved (poold's state directory)",
+	if (daemon_state_dir(id)) {
+		qerr_set(err, EINVAL, "container id \"%s\" is reserved (%s's state directory)", id,
 			 id);
 		return NULL;
 	}

@@ -72,8 +72,7 @@ int recovery_scan(struct qerr *err)
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;
-		if (sandbox_id_check(de->d_name, NULL) < 0 ||
-		    strcmp(de->d_name, POOLD_STATE_DIR) == 0)
+		if (sandbox_id_check(de->d_name, NULL) < 0 || daemon_state_dir(de->d_name))
 			continue;
 		if (faccessat(vmmd.rootfd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,9 +27,15 @@
 #define SANDBOX_CGROUPS_MAX 16
 #define SANDBOX_ANNOT_MAX   1024
 #define STATE_FILE_MAX	    (1u << 20)
-/* ROOT/poold is poold's (docs/pools.md): not a sandbox, and not an id. */
+/* ROOT/poold is poold's (docs/pools.md), ROOT/netd netd's (docs/netd.md):
+ * not sandboxes, and not ids. */
 #define POOLD_STATE_DIR "poold"
-#define EXIT_FILE_MAX	4096u
+#define NETD_STATE_DIR	"netd"
+static inline bool daemon_state_dir(const char *name)
+{
+	return strcmp(name, POOLD_STATE_DIR) == 0 || strcmp(name, NETD_STATE_DIR) == 0;
+}
+#define EXIT_FILE_MAX 4096u
 /* A reservation whose qctl went away is dropped after this long. */
 #define CREATING_GRACE_NS    (30LL * 1000000000LL)
 #define GUEST_REPLY_TIMEOUT  30000 /* ms: start may wait for a slow exec */

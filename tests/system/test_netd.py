@@ -540,3 +540,12 @@ def test_two_nodes_over_the_transport(bundle_factory, netpeer, tmp_path):
                 problems.append("netd --teardown in %s: %s" % (n.ns, t.stdout))
             subprocess.run(["ip", "netns", "del", n.ns])
         assert not problems, problems
+
+
+def test_netd_state_dir_is_not_a_sandbox(runtime, bundle, netd):
+    """ROOT/netd is netd's: vmmd neither takes the id nor recovers it."""
+    assert os.path.isdir(os.path.join(runtime.root, "netd"))
+    assert_error(runtime("run", "--bundle", bundle.path, "netd"), "reserved", "netd")
+    assert os.path.isdir(os.path.join(runtime.root, "netd", "leases"))
+    log = read(os.path.join(runtime.root, "vmmd.log"))
+    assert "netd: not recovered" not in log, log[-2000:]
