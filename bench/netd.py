@@ -13,6 +13,12 @@ bind-mounted read-only, in three set-ups, interleaved round by round:
            veth into the same bridge (addresses outside netd's leases):
            runc + veth, the baseline
   crun     the same with crun (--only to choose)
+  nodes    two more: two "nodes" (network namespaces joined by a veth, each
+           with its own vmmd and netd, as test_netd's two-node test makes
+           them): redis-server in a quiver sandbox on node B and the
+           benchmark in one on node A, every connection a channel of netd's
+           transport (nodes-quiver), against plain TCP between the same
+           namespaces, no sandboxes (nodes-tcp)
 
 Each round runs redis-benchmark once per set-up (-n requests per test,
 --csv) and records requests per second and p50 latency of GET and SET.
@@ -21,7 +27,7 @@ runc+veth.  Goals (issue 5): quiver >= 1.15 x runc+veth requests per
 second, p50 latency <= 0.85 x.
 
     sudo /usr/bin/python3 bench/netd.py [--rounds 3] [--requests 200000]
-        [--bin build/bin] [--only quiver,bridge,runc,crun] [--json-out F]
+        [--bin build/bin] [--only quiver,bridge,runc,crun,nodes] [--json-out F]
         [--idle 85] [--quiet-wait 120]
 """
 
@@ -203,6 +209,149 @@ class Setup:
         shutil.rmtree(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), ignore_errors=True)
 
 
+# ---- two nodes: two network namespaces joined by a veth, a netd in each ----
+
+NODE_NET = "10.250.200"
+NODE_SUBNETS = {"A": "10.226.0.0/24", "B": "10.227.0.0/24"}
+
+
+class TwoNodes:
+    """Node A and node B as network namespaces, each with its own root,
+    vmmd and netd (whose transport joins them), as test_netd's two-node
+    test builds them."""
+
+    def __init__(self, tmp, bindir):
+        self.tmp, self.bindir = tmp, bindir
+        self.ns = {n: "qvbench%s" % n for n in "AB"}
+        self.root = {n: os.path.join(tmp, "root-node" + n) for n in "AB"}
+        self.made = []
+
+    def netd_argv(self, n):
+        me, peer = ("1", "2") if n == "A" else ("2", "1")
+        other = "B" if n == "A" else "A"
+        return [os.path.join(self.bindir, "quiver-netd"), "--root", self.root[n], "--bridge", "qvbn" + n,
+                "--subnet", NODE_SUBNETS[n]], ["--node-id", me, "--node-listen", "%s.%s:7070" % (NODE_NET, me),
+                                               "--peer", "%s,%s.%s:7070,%s" % (peer, NODE_NET, peer,
+                                                                                NODE_SUBNETS[other])]
+
+    def start(self):
+        for n in "AB":
+            sh("ip", "netns", "add", self.ns[n])
+            self.made.append(n)
+            sh("ip", "-n", self.ns[n], "link", "set", "lo", "up")
+            os.makedirs(self.root[n], 0o700)
+        sh("ip", "link", "add", "qvbxA", "netns", self.ns["A"], "type", "veth", "peer", "name", "qvbxB", "netns",
+           self.ns["B"])
+        for n, me in (("A", "1"), ("B", "2")):
+            sh("ip", "-n", self.ns[n], "addr", "add", "%s.%s/24" % (NODE_NET, me), "dev", "qvbx" + n)
+            sh("ip", "-n", self.ns[n], "link", "set", "qvbx" + n, "up")
+            base, node = self.netd_argv(n)
+            sh("ip", "netns", "exec", self.ns[n], *base, *node, "--log", os.path.join(self.tmp, "netd-%s.log" % n))
+
+    def stop(self):
+        for n in self.made:
+            root = self.root[n]
+            subprocess.run([os.path.join(self.bindir, "qctl"), "--root", root, "daemons", "stop"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pidf = os.path.join(root, "netd.pid")
+            if os.path.exists(pidf):
+                subprocess.run(["kill", open(pidf).read().strip()])
+                for _ in range(100):
+                    if not os.path.exists(pidf):
+                        break
+                    time.sleep(0.05)
+            base, _ = self.netd_argv(n)
+            subprocess.run(["ip", "netns", "exec", self.ns[n], *base, "--teardown", "--log",
+                            os.path.join(self.tmp, "netd-%s.log" % n)])
+            sh("ip", "netns", "del", self.ns[n], check=False)
+        self.made = []
+
+
+class NodesQuiver(Setup):
+    """redis-server in a quiver-mode sandbox on node B, the benchmark in one
+    on node A: every connection a channel of the transport."""
+
+    def __init__(self, nodes, qctl, tmp):
+        super().__init__("nodes-quiver", [qctl], nodes.root["B"], tmp, {"io.quiver.net": "quiver"})
+        self.nodes = nodes
+
+    def start_server(self):
+        self.n += 1
+        b = make_bundle(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), "srv", SERVER_ARGS,
+                        self.annotations)
+        self.srv = "%s-srv-%d" % (self.name, self.n)
+        self.root = self.nodes.root["B"]
+        # the detached workload inherits stdout/stderr: a file, never a pipe
+        logf = open(self.log, "a")
+        subprocess.run(self.prefix + ["--root", self.root, "run", "-d", "--bundle", b, self.srv],
+                       stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, check=True, timeout=60)
+        logf.close()
+        ip = self.address(self.srv)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = sh("ip", "netns", "exec", self.nodes.ns["B"], "redis-cli", "-h", ip, "-p", str(PORT), "ping",
+                   check=False)
+            if r.stdout.strip() == "PONG":
+                return ip
+            time.sleep(0.1)
+        raise BenchError("%s: redis-server did not answer at %s" % (self.name, ip))
+
+    def bench(self, ip, n):
+        b = make_bundle(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), "cli", client_args(ip, n),
+                        self.annotations)
+        self.root = self.nodes.root["A"]
+        try:
+            return parse_csv(self.cmd("run", "--bundle", b, "%s-cli-%d" % (self.name, self.n)).stdout)
+        finally:
+            self.root = self.nodes.root["B"]
+
+
+class NodesTCP(Setup):
+    """The same two namespaces, no sandboxes: redis-server in node B's
+    namespace on its node address, redis-benchmark in node A's, plain TCP
+    over the veth between them."""
+
+    def __init__(self, nodes, tmp):
+        super().__init__("nodes-tcp", [], None, tmp)
+        self.nodes = nodes
+        self.proc = None
+        # argv[0] must name redis-server
+        self.server_bin = os.path.join(tmp, "redis-server")
+        if not os.path.exists(self.server_bin):
+            os.symlink(REDIS_BIN, self.server_bin)
+
+    def start_server(self):
+        self.n += 1
+        d = os.path.join(self.tmp, "%s-%d" % (self.name, self.n))
+        os.makedirs(d)
+        args = [self.server_bin] + SERVER_ARGS[1:]
+        args[args.index("/data")] = d
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.nodes.ns["B"]] + args, stdin=subprocess.DEVNULL,
+                                     stdout=logf, stderr=logf)
+        logf.close()
+        ip = NODE_NET + ".2"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = sh("ip", "netns", "exec", self.nodes.ns["B"], "redis-cli", "-h", ip, "-p", str(PORT), "ping",
+                   check=False)
+            if r.stdout.strip() == "PONG":
+                return ip
+            time.sleep(0.1)
+        raise BenchError("nodes-tcp: redis-server did not answer")
+
+    def bench(self, ip, n):
+        r = sh("ip", "netns", "exec", self.nodes.ns["A"], *client_args(ip, n), timeout=600)
+        return parse_csv(r.stdout)
+
+    def stop_server(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        shutil.rmtree(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), ignore_errors=True)
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -211,7 +360,7 @@ def report(results, setups):
     base = "runc" if "runc" in results else None
     print("\nRedis, redis-benchmark -c 50 in one sandbox, redis-server in another (medians of %d rounds)" %
           len(next(iter(results.values()))["GET"]))
-    print("%-8s %12s %10s %12s %10s   %s" % ("setup", "GET req/s", "GET p50", "SET req/s", "SET p50",
+    print("%-12s %12s %10s %12s %10s   %s" % ("setup", "GET req/s", "GET p50", "SET req/s", "SET p50",
                                               "ratios vs runc+veth (rps, p50)"))
     for s in setups:
         r = results[s.name]
@@ -226,8 +375,16 @@ def report(results, setups):
                 parts.append("%s %.2fx, %.2fx" % (t, med([x[0] for x in r[t]]) / med([x[0] for x in b[t]]),
                                                  med([x[1] for x in r[t]]) / med([x[1] for x in b[t]])))
             ratios = "; ".join(parts)
-        print("%-8s %12.0f %8.3fms %12.0f %8.3fms   %s" % (s.name, row[0], row[1], row[2], row[3], ratios))
+        print("%-12s %12.0f %8.3fms %12.0f %8.3fms   %s" % (s.name, row[0], row[1], row[2], row[3], ratios))
     print("goal: quiver >= 1.15x runc+veth requests/s, p50 <= 0.85x")
+    if "nodes-quiver" in results and "nodes-tcp" in results:
+        q, t_ = results["nodes-quiver"], results["nodes-tcp"]
+        print("\nTwo nodes (network namespaces joined by a veth): quiver sandboxes over netd's transport "
+              "vs plain TCP between the same namespaces")
+        for t in ("GET", "SET"):
+            print("  %s: %.2fx the requests/s, p50 %.2fx" % (
+                t, med([x[0] for x in q[t]]) / med([x[0] for x in t_[t]]),
+                med([x[1] for x in q[t]]) / med([x[1] for x in t_[t]])))
 
 
 def main():
@@ -263,8 +420,14 @@ def main():
         setups.append(Setup("runc", ["runc"], os.path.join(tmp, "root-runc"), tmp, static=True))
     if "crun" in want:
         setups.append(Setup("crun", list(CRUN_WRAPPER), os.path.join(tmp, "root-crun"), tmp, static=True))
+    nodes = None
+    if "nodes" in want:
+        nodes = TwoNodes(tmp, os.path.abspath(args.bin))
+        setups += [NodesQuiver(nodes, qctl, tmp), NodesTCP(nodes, tmp)]
     results = {s.name: {"GET": [], "SET": []} for s in setups}
     try:
+        if nodes:
+            nodes.start()
         for rnd in range(args.rounds):
             for s in setups:
                 # every measurement starts on a quiet machine (BENCHMARKING.md)
@@ -276,7 +439,7 @@ def main():
                     s.stop_server()
                 for t in ("GET", "SET"):
                     results[s.name][t].append(r[t])
-                print("round %d %-7s GET %8.0f/s p50 %.3f ms   SET %8.0f/s p50 %.3f ms   (%.0f%% idle before)" % (
+                print("round %d %-12s GET %8.0f/s p50 %.3f ms   SET %8.0f/s p50 %.3f ms   (%.0f%% idle before)" % (
                     rnd + 1, s.name, r["GET"][0], r["GET"][1], r["SET"][0], r["SET"][1], idle), flush=True)
         report(results, setups)
         if args.json_out:
@@ -285,6 +448,8 @@ def main():
     finally:
         for s in setups:
             s.drop_netns()
+        if nodes:
+            nodes.stop()
         subprocess.run([qctl, "--root", qroot, "daemons", "stop"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         pid = open(os.path.join(qroot, "netd.pid")).read().strip() if os.path.exists(
