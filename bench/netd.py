@@ -126,6 +126,19 @@ def parse_csv(text):
     return out
 
 
+def wait_pong(name, ip, netns=None):
+    """Until redis-server at ip answers PING (from the host, over the bridge,
+    or from inside netns); returns ip."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = sh(*prefix, "redis-cli", "-h", ip, "-p", str(PORT), "ping", check=False)
+        if r.stdout.strip() == "PONG":
+            return ip
+        time.sleep(0.1)
+    raise BenchError("%s: redis-server did not answer at %s" % (name, ip))
+
+
 class Setup:
     """One way of running the two sandboxes."""
 
@@ -179,13 +192,7 @@ class Setup:
         logf.close()
         ip = STATIC["srv"] if self.static else self.address(self.srv)
         # ready when redis answers PING (from the host, over the bridge)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            r = sh("redis-cli", "-h", ip, "-p", str(PORT), "ping", check=False)
-            if r.stdout.strip() == "PONG":
-                return ip
-            time.sleep(0.1)
-        raise BenchError("%s: redis-server did not answer at %s (see %s)" % (self.name, ip, self.log))
+        return wait_pong(self.name, ip)
 
     def address(self, cid):
         pid = json.loads(self.cmd("state", cid).stdout)["pid"]
@@ -194,8 +201,9 @@ class Setup:
 
     def bench(self, ip, n):
         netns = self.make_netns("cli") if self.static else None
+        ann = dict(self.annotations, **{"io.quiver.net.peers": self.srv}) if self.annotations else None
         b = make_bundle(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), "cli", client_args(ip, n),
-                        self.annotations, netns)
+                        ann, netns)
         r = self.cmd("run", "--bundle", b, "%s-cli-%d" % (self.name, self.n))
         return parse_csv(r.stdout)
 
@@ -287,18 +295,11 @@ class NodesQuiver(Setup):
                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, check=True, timeout=60)
         logf.close()
         ip = self.address(self.srv)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            r = sh("ip", "netns", "exec", self.nodes.ns["B"], "redis-cli", "-h", ip, "-p", str(PORT), "ping",
-                   check=False)
-            if r.stdout.strip() == "PONG":
-                return ip
-            time.sleep(0.1)
-        raise BenchError("%s: redis-server did not answer at %s" % (self.name, ip))
+        return wait_pong(self.name, ip, self.nodes.ns["B"])
 
     def bench(self, ip, n):
-        b = make_bundle(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), "cli", client_args(ip, n),
-                        self.annotations)
+        ann = dict(self.annotations, **{"io.quiver.net.peers": NODE_SUBNETS["B"]})
+        b = make_bundle(os.path.join(self.tmp, "%s-%d" % (self.name, self.n)), "cli", client_args(ip, n), ann)
         self.root = self.nodes.root["A"]
         try:
             return parse_csv(self.cmd("run", "--bundle", b, "%s-cli-%d" % (self.name, self.n)).stdout)
@@ -331,14 +332,7 @@ class NodesTCP(Setup):
                                      stdout=logf, stderr=logf)
         logf.close()
         ip = NODE_NET + ".2"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            r = sh("ip", "netns", "exec", self.nodes.ns["B"], "redis-cli", "-h", ip, "-p", str(PORT), "ping",
-                   check=False)
-            if r.stdout.strip() == "PONG":
-                return ip
-            time.sleep(0.1)
-        raise BenchError("nodes-tcp: redis-server did not answer")
+        return wait_pong(self.name, ip, self.nodes.ns["B"])
 
     def bench(self, ip, n):
         r = sh("ip", "netns", "exec", self.nodes.ns["A"], *client_args(ip, n), timeout=600)

@@ -8,13 +8,18 @@
  * would have to resolve, and the network namespace confines them as it
  * did before.
  *
- * connect   to ip:port: netd is asked whether a sandbox on this node
- *           listens there.  If one does, netd makes an AF_UNIX stream pair
- *           and gives one end to each supervisor; ours replaces the
- *           workload's socket at the same fd number (ADDFD with SETFD) and
- *           the connect returns 0.  Reads and writes then go straight
- *           through the kernel, on a unix socket: no TCP/IP stack.  If none
- *           does, the kernel connects (CONTINUE).
+ * connect   to ip:port (IPv4 TCP, not loopback): netd decides, with the
+ *           sandbox's io.quiver.net.peers.  Not granted: refused (the
+ *           errno netd says).  A sandbox of this node listens there: netd
+ *           makes an AF_UNIX stream pair and gives one end to each
+ *           supervisor; ours replaces the workload's socket at the same fd
+ *           number (ADDFD with SETFD) and the connect returns 0.  Reads and
+ *           writes then go straight through the kernel, on a unix socket:
+ *           no TCP/IP stack.  A sandbox of a peer node: the same, netd
+ *           relaying the pair to the node transport.  Anything else
+ *           granted: the supervisor connects the workload's socket itself,
+ *           to the address it copied (never CONTINUE: the workload's memory
+ *           could have changed since netd checked it).
  * listen    is made here on the workload's socket (pidfd_getfd), and the
  *           address reported to netd.
  * incoming  (from netd) a channel for one of our listeners: it is queued,
@@ -34,11 +39,7 @@
  *           socket cookie (SO_COOKIE, never reused).
  *
  * Not handled (the kernel's answer stands): IPv6, connects to the
- * sandbox's own loopback, sockets connected or bound in unusual ways.
- * The kernel re-reads the sockaddr of a connect it is given back: the
- * service decides nothing on it that the network namespace does not
- * already confine (netd's policy, when it comes, must connect here
- * instead of CONTINUE). */
+ * sandbox's own loopback, sockets connected or bound in unusual ways. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -94,6 +95,14 @@ struct conn_wait {
 	struct sockaddr_in dst;
 };
 
+/* A connect netd allowed to an address that is no sandbox's: made here,
+ * waiting to complete (the workload's socket blocks). */
+struct kconn_wait {
+	int sock; /* our dup of the workload's socket; -1: free */
+	int listener;
+	uint64_t id;
+};
+
 struct accept_wait {
 	int sock; /* our dup of the listener; -1: free */
 	int listener;
@@ -129,6 +138,7 @@ struct net_client {
 	char id[128];
 	enum net_mode mode;
 	char ports[1024];
+	char peers[2048];
 	struct in_addr addr, gateway;
 	int prefix;
 	uint32_t seq;
@@ -136,6 +146,7 @@ struct net_client {
 	void *watch_arg;
 	struct conn_wait conns[MAX_WAITS];
 	struct accept_wait accepts[MAX_WAITS];
+	struct kconn_wait kconns[MAX_WAITS];
 	struct queued_channel chans[MAX_CHANNELS];
 	struct listen_reg listens[MAX_LISTENS];
 	struct chan_addrs addrs[COOKIE_SLOTS];
@@ -202,8 +213,9 @@ static int hello(struct net_client *c, bool resume, struct qerr *err)
 				NETD_SOCK_NAME);
 	}
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "hello", 4);
+	qmsg_begin(&m, "hello", 5);
 	qmsg_put_str(&m, "id", c->id);
+	qmsg_put_str(&m, "peers", c->peers[0] ? c->peers : NULL);
 	qmsg_put_str(&m, "mode", c->mode == NET_MODE_QUIVER ? "quiver" : "bridge");
 	qmsg_put_str(&m, "ports", c->ports[0] ? c->ports : NULL);
 	qmsg_put_bool(&m, "resume", resume);
@@ -260,7 +272,7 @@ static void detach(struct net_client *c)
 	close(c->conn);
 	c->conn = -1;
 	fail_connects(c);
-	qlog_warn("netd: connection lost; new connections take the kernel's path until it is back");
+	qlog_warn("netd: connection lost; TCP connects fail (ENETUNREACH) until it is back");
 	struct itimerspec t = {.it_interval = {0, RETRY_MS * 1000000L},
 			       .it_value = {0, RETRY_MS * 1000000L}};
 	timerfd_settime(c->retry, 0, &t, NULL);
@@ -423,7 +435,7 @@ static void fail_connects(struct net_client *c)
 {
 	for (int i = 0; i < MAX_WAITS; i++) {
 		if (c->conns[i].seq) {
-			trap_respond(c->conns[i].listener, c->conns[i].id, 0, 0, true);
+			trap_respond(c->conns[i].listener, c->conns[i].id, ENETUNREACH, 0, false);
 			c->conns[i].seq = 0;
 		}
 	}
@@ -436,7 +448,7 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 	struct sockaddr_in dst;
 	struct conn_wait *w = NULL;
 
-	if (len < (int)sizeof(dst) || !attached(c))
+	if (len < (int)sizeof(dst))
 		return POLICY_RC_CONTINUE;
 	if (sys_copy_from_user(call, &dst, call->args[1], sizeof(dst)) < 0 ||
 	    dst.sin_family != AF_INET)
@@ -453,8 +465,14 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 	 * learn that a non-blocking connect completed): what TCP says. */
 	if (s >= 0 && addrs_find(c, cookie_of(s)))
 		return -EISCONN;
-	if (!w || s < 0 || !is_tcp4(s) || sockopt_int(s, SOL_SOCKET, SO_ACCEPTCONN) != 0)
+	if (s < 0 || !is_tcp4(s) || sockopt_int(s, SOL_SOCKET, SO_ACCEPTCONN) != 0)
 		return POLICY_RC_CONTINUE;
+	/* netd decides where a TCP connection may go: without it, nowhere
+	 * (the policy fails closed) */
+	if (!attached(c))
+		return -ENETUNREACH;
+	if (!w)
+		return -EAGAIN;
 	struct sockaddr_in peer;
 	socklen_t plen = sizeof(peer);
 	if (getpeername(s, (struct sockaddr *)&peer, &plen) == 0 || errno != ENOTCONN)
@@ -479,9 +497,50 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 	if (r < 0) {
 		w->seq = 0;
 		detach(c);
-		return POLICY_RC_CONTINUE;
+		return -ENETUNREACH;
 	}
 	return POLICY_RC_ANSWERED;
+}
+
+/* netd allows the address and it is no sandbox's: the kernel's TCP
+ * connection, made here on the workload's socket with the address netd
+ * checked (the workload's memory is not read again).  A blocking socket
+ * is made non-blocking for the call and waited on in the loop. */
+static void kernel_connect(struct net_client *c, const struct conn_wait *cw)
+{
+	struct kconn_wait *k = NULL;
+	int s = task_fd(cw->tid, cw->fd);
+
+	if (s < 0) {
+		trap_respond(cw->listener, cw->id, s == -EBADF ? EBADF : ECONNABORTED, 0, false);
+		return;
+	}
+	int fl = fcntl(s, F_GETFL);
+	if (!cw->nonblock && fl >= 0)
+		fcntl(s, F_SETFL, fl | O_NONBLOCK);
+	int e = connect(s, (const struct sockaddr *)&cw->dst, sizeof(cw->dst)) < 0 ? errno : 0;
+	if (!cw->nonblock && fl >= 0)
+		fcntl(s, F_SETFL, fl);
+	for (int i = 0; i < MAX_WAITS && !k; i++)
+		if (c->kconns[i].sock < 0)
+			k = &c->kconns[i];
+	if (e != EINPROGRESS || cw->nonblock || !k) {
+		close(s);
+		trap_respond(cw->listener, cw->id, e == EINPROGRESS && !cw->nonblock ? EAGAIN : e,
+			     0, false);
+		return;
+	}
+	*k = (struct kconn_wait){.sock = s, .listener = cw->listener, .id = cw->id};
+	watch(c, s, EPOLLOUT, true);
+}
+
+static void kernel_connected(struct net_client *c, struct kconn_wait *k)
+{
+	int e = sockopt_int(k->sock, SOL_SOCKET, SO_ERROR);
+	trap_respond(k->listener, k->id, e < 0 ? EIO : e, 0, false);
+	watch(c, k->sock, 0, false);
+	close(k->sock);
+	k->sock = -1;
 }
 
 /* netd's answer to a connect: the channel goes where the socket was. */
@@ -499,22 +558,21 @@ static void connected(struct net_client *c, const struct qmsg_in *in, int chan)
 		return;
 	struct conn_wait cw = *w;
 	w->seq = 0;
+	if (strcmp(in->op, "kernel") == 0) {
+		kernel_connect(c, &cw);
+		return;
+	}
 	if (strcmp(in->op, "connected") != 0 || chan < 0 ||
 	    netp_get_port(in->root, "lport", &lport, &err) < 0 ||
 	    netp_get_addr(in->root, "pip", &pip, &err) < 0 ||
 	    netp_get_port(in->root, "pport", &pport, &err) < 0) {
-		bool final = false;
 		int64_t code = ECONNREFUSED;
 		if (strcmp(in->op, "connected") == 0)
 			qlog_warn("netd: bad connected message: %s", err.msg);
 		else
-			qmsg_get_bool(in->root, "final", &final, NULL);
-		/* final: netd's answer stands (another node's sandbox refused);
-		 * else the kernel makes the connection */
-		if (final && qmsg_get_int(in->root, "code", 1, 4095, &code, NULL) == 0)
-			trap_respond(cw.listener, cw.id, (int)code, 0, false);
-		else
-			trap_respond(cw.listener, cw.id, 0, 0, true);
+			qmsg_get_int(in->root, "code", 1, 4095, &code, NULL);
+		/* refused: by the policy, or by the listener's node */
+		trap_respond(cw.listener, cw.id, (int)code, 0, false);
 		return;
 	}
 	if (cw.nonblock)
@@ -964,7 +1022,8 @@ static void conn_readable(struct net_client *c)
 		}
 		if (strcmp(in.op, "incoming") == 0) {
 			incoming(c, &in, fd);
-		} else if (strcmp(in.op, "connected") == 0 || strcmp(in.op, "refused") == 0) {
+		} else if (strcmp(in.op, "connected") == 0 || strcmp(in.op, "refused") == 0 ||
+			   strcmp(in.op, "kernel") == 0) {
 			connected(c, &in, fd);
 			if (fd >= 0)
 				close(fd);
@@ -992,11 +1051,16 @@ void net_client_event(struct net_client *c, int fd, uint32_t events)
 			detach(c);
 		return;
 	}
-	for (int i = 0; i < MAX_WAITS; i++)
+	for (int i = 0; i < MAX_WAITS; i++) {
 		if (c->accepts[i].sock == fd) {
 			accept_ready(c, &c->accepts[i]);
 			return;
 		}
+		if (c->kconns[i].sock == fd) {
+			kernel_connected(c, &c->kconns[i]);
+			return;
+		}
+	}
 	for (int i = 0; i < MAX_CHANNELS; i++)
 		if (c->chans[i].bell == fd) {
 			/* the listener is gone (reset) before accepting it */
@@ -1065,16 +1129,20 @@ int net_client_open(struct net_client **out, int state_dirfd, const char *id,
 	c->conn = -1;
 	c->mode = mode;
 	snprintf(c->id, sizeof(c->id), "%s", id);
-	for (size_t i = 0; i < cfg->n_annotations; i++)
-		if (strcmp(cfg->annotations[i].key, NET_PORTS_ANNOTATION) == 0 &&
-		    snprintf(c->ports, sizeof(c->ports), "%s", cfg->annotations[i].value) >=
-			(int)sizeof(c->ports)) {
+	for (size_t i = 0; i < cfg->n_annotations; i++) {
+		const char *k = cfg->annotations[i].key, *v = cfg->annotations[i].value;
+		char *dst = strcmp(k, NET_PORTS_ANNOTATION) == 0   ? c->ports
+			    : strcmp(k, NET_PEERS_ANNOTATION) == 0 ? c->peers
+								   : NULL;
+		size_t max = dst == c->ports ? sizeof(c->ports) : sizeof(c->peers);
+		if (dst && snprintf(dst, max, "%s", v) >= (int)max) {
 			free(c);
-			return qerr_set(err, EINVAL, "annotation %s: longer than %zu bytes",
-					NET_PORTS_ANNOTATION, sizeof(c->ports) - 1);
+			return qerr_set(err, EINVAL, "annotation %s: longer than %zu bytes", k,
+					max - 1);
 		}
+	}
 	for (int i = 0; i < MAX_WAITS; i++)
-		c->accepts[i].sock = -1;
+		c->accepts[i].sock = c->kconns[i].sock = -1;
 	for (int i = 0; i < MAX_CHANNELS; i++)
 		c->chans[i].bell = c->chans[i].chan = -1;
 	c->rundir = openat(state_dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);

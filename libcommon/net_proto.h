@@ -8,7 +8,8 @@
  * ports integers.
  *
  * supervisor -> netd
- *   hello    {id, mode: "bridge"|"quiver", ports: spec|nil, resume: bool}
+ *   hello    {id, mode: "bridge"|"quiver", ports: spec|nil, peers: spec|nil,
+ *            resume: bool}
  *            + the sandbox's network namespace.  Answered (before anything
  *            else is sent either way) by
  *            ok {ip, prefix, gateway} or an error reply.  resume: the
@@ -20,8 +21,12 @@
  *            connected {seq, lport, pip, pport} + one end of a stream pair
  *                      (lport: the workload's own port as its peer sees it;
  *                      pip:pport: the peer's address),
- *            refused {seq, code} (not a sandbox on this node: the kernel
- *                      makes the connection itself)
+ *            kernel {seq}      (allowed, and no sandbox of this node or of a
+ *                      peer node listens there: the supervisor makes the
+ *                      kernel's TCP connection itself, to the address netd
+ *                      checked),
+ *            refused {seq, code} (the policy, or the listener's node, says
+ *                      no: the workload gets code)
  *   accepted {seq, code}     answer to an incoming: 0 (the channel is
  *                            queued on the listener) or an errno
  *
@@ -38,6 +43,7 @@
 /* The annotations a bundle chooses its network with. */
 #define NET_ANNOTATION	     "io.quiver.net"
 #define NET_PORTS_ANNOTATION "io.quiver.net.ports"
+#define NET_PEERS_ANNOTATION "io.quiver.net.peers"
 
 /* How long a supervisor waits for netd's answer to hello. */
 #define NETP_HELLO_TIMEOUT_MS 5000

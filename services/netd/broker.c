@@ -27,6 +27,7 @@
 #include "libcommon/log.h"
 #include "libcommon/msg.h"
 #include "libcommon/net_proto.h"
+#include "services/netd/grants.h"
 #include "services/netd/netd.h"
 
 /* A listener's supervisor answers an incoming at once (no I/O): this only
@@ -110,22 +111,30 @@ static struct nsbx *listener_of(struct in_addr ip, uint16_t port)
 	return NULL;
 }
 
-void broker_refuse(struct nsbx *s, uint32_t seq, int code, bool final)
+void broker_refuse(struct nsbx *s, uint32_t seq, int code)
 {
 	struct qmsg_out m;
 
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "refused", 3);
+	qmsg_begin(&m, "refused", 2);
 	qmsg_put_uint(&m, "seq", seq);
 	qmsg_put_int(&m, "code", code);
-	qmsg_put_bool(&m, "final", final);
 	nsbx_send(s, &m, -1);
 	qmsg_out_free(&m);
 }
 
-static void refuse(struct nsbx *s, uint32_t seq, int code)
+/* Allowed, and no sandbox's listener to join: the supervisor makes the
+ * kernel's connection. */
+static void kernel(struct nsbx *s, uint32_t seq)
 {
-	broker_refuse(s, seq, code, false);
+	struct qmsg_out m;
+
+	qmetric_inc(netd.m_kernel);
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "kernel", 1);
+	qmsg_put_uint(&m, "seq", seq);
+	nsbx_send(s, &m, -1);
+	qmsg_out_free(&m);
 }
 
 void broker_connected(struct nsbx *s, uint32_t seq, uint16_t lport, struct in_addr pip,
@@ -202,6 +211,16 @@ int broker_offer_remote(struct in_addr ip, uint16_t port, struct in_addr pip, ui
 	return 0;
 }
 
+/* The sandbox of this node at ip (bridge or quiver mode), if any. */
+static struct nsbx *sandbox_at(struct in_addr ip)
+{
+	for (struct nsbx *s = netd.sandboxes; s; s = s->next)
+		if ((s->mode == NSBX_BRIDGE || s->mode == NSBX_QUIVER) && !s->closing &&
+		    s->ip.s_addr == ip.s_addr)
+			return s;
+	return NULL;
+}
+
 void broker_connect(struct nsbx *s, const struct qmsg_in *in)
 {
 	struct qerr err = {0};
@@ -215,20 +234,31 @@ void broker_connect(struct nsbx *s, const struct qmsg_in *in)
 		qmetric_inc(netd.m_errors);
 		return;
 	}
+	/* the policy first: itself, and what io.quiver.net.peers grants */
+	struct nsbx *owner = sandbox_at(ip);
+	if (ip.s_addr != s->ip.s_addr &&
+	    !grants_allow(&s->grants, ip, port, owner ? owner->id : NULL)) {
+		bool sandboxes =
+		    owner || ipam_subnet_contains(&netd.subnet, ip) || nodes_peer_subnet(ip);
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &ip, a, sizeof(a));
+		qlog_info("%s: connect to %s:%u refused: not in its %s", s->id, a, port,
+			  NET_PEERS_ANNOTATION);
+		qmetric_inc(netd.m_denied);
+		broker_refuse(s, (uint32_t)seq, sandboxes ? ECONNREFUSED : ENETUNREACH);
+		return;
+	}
 	struct nsbx *to = listener_of(ip, port);
 	if (!to) {
 		/* another node's sandbox, over the transport; else the kernel's */
-		if (relay_connect(s, (uint32_t)seq, ip, port) == 0)
-			return;
-		qmetric_inc(netd.m_kernel);
-		refuse(s, (uint32_t)seq, ECONNREFUSED);
+		if (relay_connect(s, (uint32_t)seq, ip, port) < 0)
+			kernel(s, (uint32_t)seq);
 		return;
 	}
 	uint16_t lport = broker_lport(s);
 	struct pending *p = offer(to, ip, port, s->ip, lport);
 	if (!p) {
-		qmetric_inc(netd.m_kernel);
-		refuse(s, (uint32_t)seq, ECONNREFUSED);
+		kernel(s, (uint32_t)seq);
 		return;
 	}
 	p->from = s;
@@ -246,8 +276,10 @@ static void finish(struct pending *p, int code)
 		broker_connected(p->from, p->from_seq, p->lport, p->ip, p->port, p->fd);
 		qmetric_inc(netd.m_direct);
 	} else if (p->from) {
+		/* the listener went away before it took the channel: the kernel
+		 * says what there is at that address now */
 		qmetric_inc(netd.m_refused);
-		refuse(p->from, p->from_seq, code);
+		kernel(p->from, p->from_seq);
 	}
 	if (p->fd >= 0)
 		close(p->fd);

@@ -118,7 +118,7 @@ static void reply_error(struct nsbx *s, const struct qerr *err)
 /* hello: the sandbox's network, then its address in the answer. */
 static int hello(struct nsbx *s, const struct qmsg_in *in, int nsfd, struct qerr *err)
 {
-	char mode[16], ports[1024] = "";
+	char mode[16], ports[1024] = "", peers[GRANTS_SPEC_MAX + 1] = "";
 	bool resume = false;
 	struct bridge_lease lease;
 	struct port_set set = {0};
@@ -136,6 +136,13 @@ static int hello(struct nsbx *s, const struct qmsg_in *in, int nsfd, struct qerr
 		return r;
 	if ((r = qmsg_get_bool(in->root, "resume", &resume, err)) < 0 && r != -ENOENT)
 		return r;
+	r = qmsg_get_str(in->root, "peers", peers, sizeof(peers), err);
+	if (r < 0 && r != -ENOENT &&
+	    !(qmsg_find(in->root, "peers") &&
+	      qmsg_find(in->root, "peers")->type == MSGPACK_OBJECT_NIL))
+		return r;
+	if ((r = grants_parse(peers, &s->grants, err)) < 0)
+		return qerr_prefix(err, "annotation " NET_PEERS_ANNOTATION);
 	if (strcmp(mode, "bridge") == 0)
 		s->mode = NSBX_BRIDGE;
 	else if (strcmp(mode, "quiver") == 0)
@@ -420,8 +427,9 @@ static int metrics_start(const char *addr, struct qerr *err)
 	netd.m_transport_in = qmetric_series(conns, (const char *const[]){"transport-in"}, err);
 	netd.m_errors = qmetric_series(errs, NULL, err);
 	netd.m_stalls = qmetric_series(stalls, NULL, err);
+	netd.m_denied = qmetric_series(conns, (const char *const[]){"denied"}, err);
 	if (!netd.m_direct || !netd.m_kernel || !netd.m_refused || !netd.m_errors ||
-	    !netd.m_transport || !netd.m_transport_in || !netd.m_stalls)
+	    !netd.m_transport || !netd.m_transport_in || !netd.m_stalls || !netd.m_denied)
 		return -err->code;
 	if ((r = qmetrics_add_collector(netd.metrics, metrics_collect, NULL, err)) < 0)
 		return r;
@@ -550,6 +558,7 @@ int main(int argc, char **argv)
 	bcfg.state_dirfd = netd.statefd;
 	if (bridge_open(&bcfg, &netd.bridge, &err) < 0)
 		fatalx("bridge %s: %s", bcfg.name, err.msg);
+	netd.subnet = sn;
 	if (teardown) {
 		if (bridge_close(netd.bridge, true, &err) < 0)
 			fatalx("--teardown: %s", err.msg);

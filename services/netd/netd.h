@@ -11,6 +11,8 @@
 #include "libcommon/err.h"
 #include "libcommon/metrics.h"
 #include "libcommon/sandbox_id.h"
+#include "services/netd/grants.h"
+#include "services/netd/ipam.h"
 
 #define NETD_VERSION "0.1"
 
@@ -37,6 +39,7 @@ struct nsbx {
 	uint16_t next_port; /* the local ports its direct connections get */
 	struct nlisten listens[NETD_MAX_LISTENS];
 	unsigned nlistens;
+	struct grant_set grants; /* io.quiver.net.peers: where it may connect */
 	struct nsbx *next;
 };
 
@@ -50,14 +53,15 @@ struct netd {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t sweep_timer, watchdog_timer;
 	struct bridge *bridge;
-	int monitor_fd; /* the bridge's netlink monitor, or -1 */
+	struct ipam_subnet subnet; /* the bridge's: this node's sandboxes */
+	int monitor_fd;		   /* the bridge's netlink monitor, or -1 */
 	uv_poll_t monitor_poll;
 	struct nsbx *sandboxes;
 	bool stopping;
 	struct qmetrics *metrics;
 	struct qmetrics_http *metrics_http;
 	struct qmetric_series *m_direct, *m_kernel, *m_refused, *m_errors;
-	struct qmetric_series *m_transport, *m_transport_in, *m_stalls;
+	struct qmetric_series *m_transport, *m_transport_in, *m_stalls, *m_denied;
 };
 
 extern struct netd netd;
@@ -75,7 +79,7 @@ void broker_forget(struct nsbx *s);
  * next local port, and an incoming offered to this node's listener on
  * ip:port for a channel (relay_offered answers). */
 struct relay;
-void broker_refuse(struct nsbx *s, uint32_t seq, int code, bool final);
+void broker_refuse(struct nsbx *s, uint32_t seq, int code);
 void broker_connected(struct nsbx *s, uint32_t seq, uint16_t lport, struct in_addr pip,
 		      uint16_t pport, int fd);
 uint16_t broker_lport(struct nsbx *s);
@@ -94,6 +98,8 @@ void nodes_forget(struct nsbx *s);
  * is on its way (the answer comes later), -ENETUNREACH when ip is no
  * peer's. */
 int relay_connect(struct nsbx *s, uint32_t seq, struct in_addr ip, uint16_t port);
+/* Is ip in a peer node's subnet? */
+bool nodes_peer_subnet(struct in_addr ip);
 /* The listener's supervisor answered an incoming that came over the
  * transport: 0 with our end of the pair, or an errno. */
 void relay_offered(struct relay *r, int code, int fd);

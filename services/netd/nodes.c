@@ -180,6 +180,11 @@ static struct npeer *peer_for(struct in_addr ip)
 	return NULL;
 }
 
+bool nodes_peer_subnet(struct in_addr ip)
+{
+	return peer_for(ip) != NULL;
+}
+
 /* ---- connections ---- */
 
 static void nconn_closed(uv_handle_t *h)
@@ -502,14 +507,14 @@ static void cb_open_result(struct qt_channel *ch, int err, void *ctx)
 		qmetric_inc(netd.m_refused);
 		/* the peer's answer stands: no kernel path reaches another node's
 		 * sandboxes */
-		broker_refuse(r->from, r->from_seq, err, true);
+		broker_refuse(r->from, r->from_seq, err);
 		qt_channel_close(ch);
 		r->ch = NULL;
 		relay_free(r);
 		return;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		broker_refuse(r->from, r->from_seq, ECONNREFUSED, true);
+		broker_refuse(r->from, r->from_seq, ECONNREFUSED);
 		relay_kill(r, ECONNRESET);
 		return;
 	}
@@ -587,7 +592,7 @@ static void cb_rst(struct qt_channel *ch, int err, void *ctx)
 	if (!r)
 		return;
 	if (r->from) {
-		broker_refuse(r->from, r->from_seq, ECONNRESET, true);
+		broker_refuse(r->from, r->from_seq, ECONNRESET);
 		r->from = NULL;
 	}
 	qt_channel_close(ch);

@@ -126,12 +126,14 @@ def netpeer(session):
     return compile_prog(session.tmp, "netpeer")
 
 
-def make_bundle(bundle_factory, netpeer, mode, tmp_path, ports=None, out_name="out"):
+def make_bundle(bundle_factory, netpeer, mode, tmp_path, ports=None, out_name="out", peers=None):
     b = bundle_factory()
     shutil.copy2(netpeer, os.path.join(b.rootfs, "bin", "netpeer"))
     ann = {"io.quiver.net": mode}
     if ports:
         ann["io.quiver.net.ports"] = ports
+    if peers:
+        ann["io.quiver.net.peers"] = peers
     b.set("annotations", ann)
     host_out = os.path.join(str(tmp_path), out_name)
     os.makedirs(host_out, exist_ok=True)
@@ -287,7 +289,7 @@ def test_quiver_direct_channel(runtime, bundle_factory, netpeer, netd, tmp_path,
     srv = Server(runtime, sb, 7000, mode, 2)
     try:
         direct = netd.connections("direct")
-        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id)
         r = run_client(runtime, cb, srv.ip, "7000", "hello", "world")
         assert r.returncode == 0, "client: %s %s\n%s" % (r.stdout, r.stderr, netd.logs())
         assert "echo hello" in r.stdout and "echo world" in r.stdout, r.stdout
@@ -319,7 +321,7 @@ def test_quiver_nonblocking_connect(runtime, bundle_factory, netpeer, netd, tmp_
     srv = Server(runtime, sb, 7001, "epoll", 1)
     try:
         direct = netd.connections("direct")
-        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id + ":7001")
         r = run_client(runtime, cb, srv.ip, "7001", "nb", "x" * 3000)
         assert r.returncode == 0, "client: %s %s" % (r.stdout, r.stderr)
         assert "echo " + "x" * 3000 in r.stdout
@@ -342,7 +344,7 @@ def test_quiver_to_host_takes_the_kernel_path(runtime, bundle_factory, netpeer, 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     kernel = netd.connections("kernel")
-    b = make_bundle(bundle_factory, netpeer, "quiver", tmp_path)
+    b = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, peers="%s:%d" % (GATEWAY, port))
     r = run_client(runtime, b, GATEWAY, str(port), "out")
     t.join(5)
     ls.close()
@@ -355,7 +357,7 @@ def test_quiver_connect_nobody_listens(runtime, bundle_factory, netpeer, netd, t
     sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
     srv = Server(runtime, sb, 7002, "block", 1)
     try:
-        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id)
         r = run_client(runtime, cb, srv.ip, "7003", "x")
         assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
     finally:
@@ -379,7 +381,7 @@ def test_kill9_keeps_channels_and_recovers(runtime, bundle_factory, netpeer, net
     veths = host_veths()
     sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
     srv = Server(runtime, sb, 7004, "epoll", 2)
-    cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+    cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id)
     go = os.path.join(cb.out, "go")
     cb.shell("exec /bin/netpeer connect %s 7004 before wait:/out/go after > /out/c1.out 2>&1" % srv.ip)
     c1 = runtime.new_id("c1")
@@ -398,7 +400,7 @@ def test_kill9_keeps_channels_and_recovers(runtime, bundle_factory, netpeer, net
         runtime.ok("delete", c1)
         netd.start()
         # the supervisors come back (they retry every 0.5 s) with their listeners
-        c2 = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli2")
+        c2 = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli2", peers=srv.id)
         time.sleep(1.5)
         r = run_client(runtime, c2, srv.ip, "7004", "again")
         assert r.returncode == 0 and "echo again" in r.stdout, r.stdout + r.stderr + netd.logs()
@@ -408,6 +410,50 @@ def test_kill9_keeps_channels_and_recovers(runtime, bundle_factory, netpeer, net
             runtime("kill", c1, "KILL")
             runtime("delete", "--force", c1)
         srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+
+
+# ---------------------------------------------------------------------------
+# policy: io.quiver.net.peers
+
+
+def test_quiver_policy(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """A quiver sandbox reaches itself and what it was granted; the rest is
+    refused, ECONNREFUSED for this node's sandboxes (and subnet),
+    ENETUNREACH for anything else."""
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7005, "epoll", 2)
+    try:
+        cases = [
+            (None, srv.ip, 7005, "connect: Connection refused"),             # nothing granted
+            ("other-sandbox", srv.ip, 7005, "connect: Connection refused"),  # someone else granted
+            (srv.id + ":7006", srv.ip, 7005, "connect: Connection refused"),  # another port granted
+            (None, "192.0.2.1", 80, "connect: Network is unreachable"),       # outside, not granted
+            (None, GATEWAY, 9, "connect: Connection refused"),                # the host, on our subnet
+        ]
+        for peers, ip, port, want in cases:
+            denied = netd.connections("denied")
+            cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="deny", peers=peers)
+            r = run_client(runtime, cb, ip, str(port), "x")
+            assert r.returncode == 1 and want in r.stdout, (peers, ip, port, r.stdout, r.stderr)
+            assert netd.connections("denied") == denied + 1, (peers, ip, port)
+        # granted by network, and by id and port: direct channels
+        for peers in ("10.214.%d.0/24" % SUBNET_OCTET, "%s:7005,192.0.2.0/24" % srv.id):
+            direct = netd.connections("direct")
+            cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="allow", peers=peers)
+            r = run_client(runtime, cb, srv.ip, "7005", "ok")
+            assert r.returncode == 0 and "echo ok" in r.stdout, (peers, r.stdout, r.stderr)
+            assert netd.connections("direct") == direct + 1, peers
+    finally:
+        srv.delete()
+
+
+@pytest.mark.parametrize("peers", ["10.0.0.0/33", "host:0", "a b", ",", "x" * 100, "1.2.3.4:99999"])
+def test_bad_peers_are_refused(runtime, bundle_factory, netpeer, netd, tmp_path, peers):
+    veths = host_veths()
+    b = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, peers=peers)
+    b.args("true")
+    assert_error(runtime("run", "--bundle", b.path, runtime.new_id("badpeers")), "io.quiver.net.peers")
     sandbox_gone_cleanly(netd, veths)
 
 
@@ -514,7 +560,7 @@ def test_two_nodes_over_the_transport(bundle_factory, netpeer, tmp_path):
         sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
         srv = Server(b.runtime, sb, 7000, "epoll", 1)
         assert srv.ip.startswith(b.subnet.rsplit(".", 1)[0] + "."), srv.ip
-        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=b.subnet)
         # 8 MiB both ways: many times a channel's window (256 KiB) and the relays' buffers
         r = run_client(a.runtime, cb, srv.ip, "7000", "hello", "bulk:8388608", "bye")
         assert r.returncode == 0, "client: %s %s\n%s\n%s" % (r.stdout[:2000], r.stderr, read(a.log)[-3000:],
