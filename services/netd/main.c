@@ -389,6 +389,25 @@ static void metrics_collect(struct qmetrics_writer *w, void *arg)
 			      (double)bridge);
 	qmetrics_write_sample(w, "quiver_netd_sandboxes", lbl, (const char *const[]){"quiver"},
 			      (double)quiver);
+	struct nodes_stats ns;
+	nodes_stats(&ns);
+	static const char *const dir[] = {"direction", NULL};
+	qmetrics_write_family(
+	    w, "quiver_netd_transport_bytes_total",
+	    "Bytes on the node transport's connections (frames included), by "
+	    "direction.  Direct channels inside a node pass no byte through netd.",
+	    QMETRIC_COUNTER);
+	qmetrics_write_sample(w, "quiver_netd_transport_bytes_total", dir,
+			      (const char *const[]){"in"}, (double)(ns.bytes_in + ns.gone_in));
+	qmetrics_write_sample(w, "quiver_netd_transport_bytes_total", dir,
+			      (const char *const[]){"out"}, (double)(ns.bytes_out + ns.gone_out));
+	qmetrics_write_family(w, "quiver_netd_transport_connections",
+			      "Connections to peer nodes (one per peer when all is well).",
+			      QMETRIC_GAUGE);
+	qmetrics_write_sample(w, "quiver_netd_transport_connections", NULL, NULL, (double)ns.conns);
+	qmetrics_write_family(w, "quiver_netd_transport_channels",
+			      "Channels open on the node transport.", QMETRIC_GAUGE);
+	qmetrics_write_sample(w, "quiver_netd_transport_channels", NULL, NULL, (double)ns.channels);
 	qmetrics_write_family(w, "quiver_netd_pending_connections",
 			      "Direct connections waiting for the listener's supervisor.",
 			      QMETRIC_GAUGE);

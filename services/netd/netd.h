@@ -94,6 +94,11 @@ int nodes_add_peer(const char *spec, struct qerr *err);
 int nodes_start(struct qerr *err);
 void nodes_stop(void);
 void nodes_forget(struct nsbx *s);
+struct nodes_stats {
+	uint64_t conns, channels, bytes_in, bytes_out; /* of the live connections */
+	uint64_t gone_in, gone_out;		       /* of those that closed */
+};
+void nodes_stats(struct nodes_stats *out);
 /* A sandbox connects to ip:port of a peer node's subnet: 0 when a channel
  * is on its way (the answer comes later), -ENETUNREACH when ip is no
  * peer's. */

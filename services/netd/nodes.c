@@ -91,6 +91,7 @@ static struct {
 	uv_timer_t tick;
 	struct nconn *conns;
 	struct relay *relays;
+	uint64_t gone_in, gone_out; /* bytes of connections that closed */
 } nodes;
 
 /* ---- configuration ---- */
@@ -260,6 +261,10 @@ static void cb_conn_down(struct qt_conn *c, uint64_t peer, int err, const char *
 			  (unsigned long long)(p ? p->id : peer), why ? why : "", strerror(err));
 	if (!nc)
 		return;
+	struct qt_conn_stats st;
+	qt_conn_stats(c, &st);
+	nodes.gone_in += st.bytes_in;
+	nodes.gone_out += st.bytes_out;
 	nc->c = NULL;
 	for (struct nconn **pp = &nodes.conns; *pp; pp = &(*pp)->next)
 		if (*pp == nc) {
@@ -598,6 +603,23 @@ static void cb_rst(struct qt_channel *ch, int err, void *ctx)
 	qt_channel_close(ch);
 	r->ch = NULL;
 	relay_free(r);
+}
+
+void nodes_stats(struct nodes_stats *out)
+{
+	*out = (struct nodes_stats){0};
+	for (struct nconn *nc = nodes.conns; nc; nc = nc->next) {
+		struct qt_conn_stats st;
+		if (!nc->c)
+			continue;
+		qt_conn_stats(nc->c, &st);
+		out->conns++;
+		out->bytes_in += st.bytes_in;
+		out->bytes_out += st.bytes_out;
+		out->channels += st.channels;
+	}
+	out->gone_in = nodes.gone_in;
+	out->gone_out = nodes.gone_out;
 }
 
 void nodes_forget(struct nsbx *s)

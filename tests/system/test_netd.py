@@ -574,6 +574,11 @@ def test_two_nodes_over_the_transport(bundle_factory, netpeer, tmp_path):
             srv.text()
         assert a.metric("quiver_netd_connections_total", path="transport") == 1
         assert b.metric("quiver_netd_connections_total", path="transport-in") == 1
+        # 8 MiB each way went through the transport's one connection
+        for n in (a, b):
+            assert n.metric("quiver_netd_transport_connections") == 1
+            for d in ("in", "out"):
+                assert n.metric("quiver_netd_transport_bytes_total", direction=d) > 8 * 1024 * 1024
         # nobody listens on that port of B: B's refusal stands on A
         r = run_client(a.runtime, cb, srv.ip, "7001", "x")
         assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
