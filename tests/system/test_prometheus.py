@@ -22,6 +22,7 @@ import pytest
 from conftest import (CMD_TIMEOUT, LIVE_POPEN, LOOP, SESSION_TAG, Runtime, RUNTIME_PATH, poll_until,
                       reap_zombies)
 from test_iod import ANNOTATION, Iod
+from test_netd import Netd
 from test_pool import POOLD, Poold, pools
 
 pytestmark = pytest.mark.quiver_only
@@ -121,7 +122,7 @@ class Prometheus:
 
 @pytest.fixture
 def daemons(session, private_root):
-    """vmmd, poold and iod on a private root, each with --metrics 127.0.0.1:0."""
+    """vmmd, poold, iod and netd on a private root, each with --metrics 127.0.0.1:0."""
     for prog in (PROMETHEUS, PROMTOOL):
         if not os.access(prog, os.X_OK):
             pytest.fail("%s missing: `make deps` installs Debian's prometheus" % prog, pytrace=False)
@@ -132,14 +133,17 @@ def daemons(session, private_root):
     rt.ok("daemons", "start", "--metrics", "127.0.0.1:0")
     p = Poold(root, session.tmp, pools(warm=(1, 2)))
     iod = Iod(root, os.path.join(session.tmp, "iod-prom-%s.log" % SESSION_TAG))
+    netd = Netd(root, os.path.join(session.tmp, "netd-prom-%s.log" % SESSION_TAG))
     try:
         p.start("--metrics", "127.0.0.1:0")
         iod.start()
+        netd.start()
         with open(os.path.join(root, "vmmd.metrics")) as f:
             urls = {"vmmd": f.read().strip()}
         with open(os.path.join(root, "poold.metrics")) as f:
             urls["poold"] = f.read().strip()
         urls["iod"] = iod.url
+        urls["netd"] = netd.url
         rt.urls = urls
         yield rt
     finally:
@@ -147,6 +151,9 @@ def daemons(session, private_root):
             rt("delete", "--force", cid)
         if iod.alive():
             iod.stop()
+        if netd.alive():
+            netd.stop()
+        netd.teardown()
         problems = p.teardown()
         assert not problems, problems
 
@@ -197,7 +204,7 @@ def test_prometheus_scrapes_what_qctl_reports(session, daemons, bundle_factory):
 
     prom = Prometheus(session.tmp, {"quiver-" + n: hostport(u) for n, u in rt.urls.items()})
     try:
-        want = {"quiver-vmmd", "quiver-poold", "quiver-iod"}
+        want = {"quiver-vmmd", "quiver-poold", "quiver-iod", "quiver-netd"}
         up = poll_until(lambda: prom.proc.poll() is None and prom.targets_up() == dict.fromkeys(want, "up"),
                         30, 0.2)
         assert up, "targets %s; %s" % (prom.targets_up(), prom.logs())
