@@ -12,6 +12,7 @@
 
 #include "guest/guest.h"
 #include "guest/iod_client.h"
+#include "libcommon/unix_connect.h"
 #include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
 
@@ -51,29 +52,6 @@ static void detach(struct iod_client *c)
 	}
 }
 
-/* connect(2) has no *at form: go to the directory, connect to the name. */
-static int connect_in(int dirfd, const char *name)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd, here, e = 0;
-
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", name);
-	here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (here < 0)
-		return -errno;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		e = errno;
-	} else if (fchdir(dirfd) < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		e = errno;
-		close(fd);
-	}
-	if (fchdir(here) < 0 && !e)
-		e = errno;
-	close(here);
-	return e ? -e : fd;
-}
-
 static int attach(struct iod_client *c, struct qerr *err)
 {
 	struct iod_hello h = {.version = IOD_PROTO_VERSION};
@@ -82,7 +60,7 @@ static int attach(struct iod_client *c, struct qerr *err)
 	ssize_t n;
 
 	detach(c);
-	c->conn = connect_in(c->rundir, IOD_SOCK_NAME);
+	c->conn = unix_connect_at(c->rundir, IOD_SOCK_NAME, 0);
 	if (c->conn < 0) {
 		r = c->conn;
 		c->conn = -1;

@@ -71,6 +71,7 @@
 #include "libcommon/log.h"
 #include "libcommon/msg.h"
 #include "libcommon/net_proto.h"
+#include "libcommon/unix_connect.h"
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -163,26 +164,6 @@ static void watch(struct net_client *c, int fd, uint32_t events, bool add)
 
 /* ---- the connection to netd ---- */
 
-static int connect_in(int dirfd, const char *name)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	char path[64];
-	/* non-blocking: the loop reads what is there and goes back to epoll */
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0)
-		return -errno;
-	/* The root may be long; its O_PATH fd names it in a few bytes. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
 static int send_msg(struct net_client *c, struct qmsg_out *m, int fd)
 {
 	if (c->conn < 0)
@@ -205,7 +186,8 @@ static int hello(struct net_client *c, bool resume, struct qerr *err)
 
 	if (ns < 0)
 		return qerr_sys(err, errno, "netd: our network namespace (SIOCGSKNS)");
-	c->conn = connect_in(c->rundir, NETD_SOCK_NAME);
+	/* non-blocking: the loop reads what is there and goes back to epoll */
+	c->conn = unix_connect_at(c->rundir, NETD_SOCK_NAME, SOCK_NONBLOCK);
 	if (c->conn < 0) {
 		r = c->conn;
 		c->conn = -1;

@@ -58,3 +58,27 @@ int unix_listen_seqpacket(const char *dir, const char *name, struct qerr *err)
 	}
 	return fd;
 }
+
+int unix_connect_at(int dirfd, const char *name, int flags)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd, here, e = 0;
+
+	if (strlen(name) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", name);
+	here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (here < 0)
+		return -errno;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | flags, 0);
+	if (fd < 0) {
+		e = errno;
+	} else if (fchdir(dirfd) < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		e = errno;
+		close(fd);
+	}
+	if (fchdir(here) < 0 && !e)
+		e = errno;
+	close(here);
+	return e ? -e : fd;
+}

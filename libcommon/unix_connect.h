@@ -13,6 +13,13 @@ int unix_connect(int fd, const char *path);
 
 #include "libcommon/err.h"
 
+/* A new SOCK_SEQPACKET socket (close-on-exec, plus the SOCK_* in flags)
+ * connected to NAME in the directory dirfd, which need not be reachable by
+ * any path (a supervisor's view after pivot_root, no /proc needed):
+ * connect(2) has no *at form, so the caller's cwd moves there and back.
+ * The fd, or -errno. */
+int unix_connect_at(int dirfd, const char *name, int flags);
+
 /* A daemon's listening socket DIR/NAME: SOCK_SEQPACKET, non-blocking,
  * close-on-exec, mode 0600 (root's daemons and supervisors only), a stale
  * socket file replaced.  The fd, or -errno with err filled. */

@@ -278,6 +278,23 @@ def test_bridge_published_port(runtime, bundle_factory, netpeer, netd, tmp_path)
     assert not re.search(r"dport %d\b" % hport, nft_ruleset()), "the published port's rule outlived its sandbox"
 
 
+def test_bridge_without_proc(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """The supervisor reaches netd without /proc in the sandbox (the socket
+    is connected through a directory fd, not /proc/self/fd)."""
+    veths = host_veths()
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["destination"] != "/proc"]
+    b.write()
+    srv = Server(runtime, b, 7000, "block", 1)
+    try:
+        with socket.create_connection((srv.ip, 7000), timeout=10) as c:
+            c.sendall(b"noproc")
+            assert c.recv(100) == b"noproc"
+    finally:
+        srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+
+
 # ---------------------------------------------------------------------------
 # quiver mode
 
