@@ -192,8 +192,11 @@ static struct pending *offer(struct nsbx *to, struct in_addr ip, uint16_t port, 
 	qmsg_out_free(&m);
 	close(sv[1]);
 	if (r < 0) {
-		close(p->fd);
-		p->seq = 0;
+		/* the failed send closed `to`, which finished p already */
+		if (p->seq) {
+			close(p->fd);
+			p->seq = 0;
+		}
 		return NULL;
 	}
 	return p;
@@ -283,6 +286,7 @@ static void finish(struct pending *p, int code)
 	}
 	if (p->fd >= 0)
 		close(p->fd);
+	p->fd = -1;
 	p->seq = 0;
 }
 
