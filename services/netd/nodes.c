@@ -307,11 +307,13 @@ static void relay_free(struct relay *r)
 			break;
 		}
 	broker_forget_relay(r);
+	/* the poll stops before its fd is closed */
+	if (r->have_poll)
+		uv_poll_stop(&r->poll);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
 	if (r->have_poll) {
-		uv_poll_stop(&r->poll);
 		r->poll.data = r;
 		uv_close((uv_handle_t *)&r->poll, relay_closed);
 	} else {
