@@ -64,7 +64,8 @@ IOD_SRC    := $(filter-out services/iod/main.c,$(wildcard services/iod/*.c))
 # netd's library (bridge mode, the transport): what unit tests and fuzz
 # targets link; the daemon's own files (the loop, the broker, the node
 # relays) are quiver-netd's alone.
-NETD_DAEMON_SRC := $(wildcard services/netd/main.c services/netd/broker.c services/netd/nodes.c)
+NETD_DAEMON_SRC := $(wildcard services/netd/main.c services/netd/broker.c services/netd/nodes.c \
+			   services/netd/wake.c)
 NETD_SRC   := $(filter-out $(NETD_DAEMON_SRC),$(wildcard services/netd/*.c))
 QCTL_SRC   := $(wildcard qctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)

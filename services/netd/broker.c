@@ -33,9 +33,12 @@
 /* A listener's supervisor answers an incoming at once (no I/O): this only
  * bounds a stuck one. */
 #define PENDING_TIMEOUT_NS (2 * 1000000000LL)
-#define MAX_PENDING	   1024
-#define EPHEMERAL_LO	   32768
-#define EPHEMERAL_HI	   60999
+/* An incoming not taken after this long: its sandbox may be hibernated
+ * (wake.c).  A running supervisor answers in well under a millisecond. */
+#define WAKE_AFTER_MS 20
+#define MAX_PENDING   1024
+#define EPHEMERAL_LO  32768
+#define EPHEMERAL_HI  60999
 
 /* An incoming offered to a listener's supervisor, waiting for its
  * "accepted".  For a sandbox of this node (from) or for a channel of the
@@ -50,6 +53,7 @@ struct pending {
 	struct in_addr ip;
 	uint16_t port, lport;
 	struct relay *relay;
+	bool wake_asked;
 };
 
 static struct pending pending[MAX_PENDING];
@@ -191,6 +195,8 @@ static struct pending *offer(struct nsbx *to, struct in_addr ip, uint16_t port, 
 	int r = nsbx_send(to, &m, sv[1]);
 	qmsg_out_free(&m);
 	close(sv[1]);
+	if (r == 0 && !uv_is_active((uv_handle_t *)&netd.wake_timer))
+		uv_timer_start(&netd.wake_timer, broker_wake_check, WAKE_AFTER_MS, 0);
 	if (r < 0) {
 		/* the failed send closed `to`, which finished p already */
 		if (p->seq) {
@@ -330,6 +336,27 @@ void broker_forget_relay(struct relay *r)
 			pending[i].relay = NULL;
 			pending[i].from = NULL;
 		}
+}
+
+/* Incomings left unanswered for WAKE_AFTER_MS: wake their sandboxes. */
+void broker_wake_check(uv_timer_t *t)
+{
+	int64_t now = now_ns(), next = -1;
+
+	for (int i = 0; i < MAX_PENDING; i++) {
+		struct pending *p = &pending[i];
+		if (!p->seq || p->wake_asked)
+			continue;
+		int64_t age_ms = (now - p->since_ns) / 1000000;
+		if (age_ms >= WAKE_AFTER_MS) {
+			p->wake_asked = true;
+			wake_for_connection(p->to);
+		} else if (next < 0 || WAKE_AFTER_MS - age_ms < next) {
+			next = WAKE_AFTER_MS - age_ms;
+		}
+	}
+	if (next >= 0)
+		uv_timer_start(t, broker_wake_check, (uint64_t)next + 1, 0);
 }
 
 void broker_sweep(void)

@@ -608,6 +608,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&netd.sigterm, on_signal, SIGTERM);
 	uv_signal_init(netd.loop, &netd.sigint);
 	uv_signal_start(&netd.sigint, on_signal, SIGINT);
+	uv_timer_init(netd.loop, &netd.wake_timer);
 	uv_timer_init(netd.loop, &netd.sweep_timer);
 	uv_timer_start(&netd.sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
 	if (ping_us) {

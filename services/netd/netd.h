@@ -40,6 +40,7 @@ struct nsbx {
 	struct nlisten listens[NETD_MAX_LISTENS];
 	unsigned nlistens;
 	struct grant_set grants; /* io.quiver.net.peers: where it may connect */
+	int64_t wake_ns;	 /* when netd last asked vmmd to wake it */
 	struct nsbx *next;
 };
 
@@ -51,7 +52,7 @@ struct netd {
 	int lfd; /* ROOT/netd.sock */
 	uv_poll_t lpoll;
 	uv_signal_t sigterm, sigint;
-	uv_timer_t sweep_timer, watchdog_timer;
+	uv_timer_t sweep_timer, watchdog_timer, wake_timer;
 	struct bridge *bridge;
 	struct ipam_subnet subnet; /* the bridge's: this node's sandboxes */
 	int monitor_fd;		   /* the bridge's netlink monitor, or -1 */
@@ -87,6 +88,10 @@ int broker_offer_remote(struct in_addr ip, uint16_t port, struct in_addr pip, ui
 			struct relay *r);
 void broker_forget_relay(struct relay *r);
 
+/* Ask vmmd to wake s, whose supervisor has not taken an incoming channel
+ * (it may be hibernated); at most once a second (wake.c). */
+void wake_for_connection(struct nsbx *s);
+
 /* The node transport (nodes.c; docs/netd.md "Between nodes"). */
 int nodes_set_id(const char *spec, struct qerr *err);
 int nodes_set_listen(const char *spec, struct qerr *err);
@@ -110,6 +115,7 @@ bool nodes_peer_subnet(struct in_addr ip);
 void relay_offered(struct relay *r, int code, int fd);
 /* Refuse what has waited too long on a supervisor that does not answer. */
 void broker_sweep(void);
+void broker_wake_check(uv_timer_t *t);
 size_t broker_pending(void);
 
 /* Send one message with at most one fd on a sandbox's connection; a

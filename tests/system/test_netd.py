@@ -22,6 +22,7 @@ sandboxes are gone after they are deleted.
   direct again.
 - bad input: a bad mode, a bad port spec, no netd, no network namespace."""
 
+import json
 import os
 import re
 import shutil
@@ -617,3 +618,31 @@ def test_netd_state_dir_is_not_a_sandbox(runtime, bundle, netd):
     assert os.path.isdir(os.path.join(runtime.root, "netd", "leases"))
     log = read(os.path.join(runtime.root, "vmmd.log"))
     assert "netd: not recovered" not in log, log[-2000:]
+
+
+def test_connect_wakes_a_hibernated_listener(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """issue 7's automatic wake, for the socket service: a hibernated
+    sandbox's supervisor is frozen with it; netd asks vmmd to wake it when
+    an incoming channel is not taken, and the connect completes."""
+    from test_hibernate import SwapPoold  # its swap area serves every root of the host
+    swap = SwapPoold(os.path.join(str(tmp_path), "swaproot"), str(tmp_path))
+    swap.start()
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7007, "block", 2)
+    try:
+        runtime.ok("hibernate", srv.id)
+
+        def hibernation():
+            return json.loads(runtime.ok("inspect", srv.id).stdout)["hibernation"]
+
+        assert (hibernation() or {}).get("state") == "hibernated", hibernation()
+        direct = netd.connections("direct")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id)
+        r = run_client(runtime, cb, srv.ip, "7007", "awake")
+        assert r.returncode == 0 and "echo awake" in r.stdout, r.stdout + r.stderr + netd.logs()
+        assert netd.connections("direct") == direct + 1
+        assert hibernation() is None and runtime.status(srv.id) == "running", runtime.state(srv.id)
+        assert "woken (connection)" in read(os.path.join(runtime.root, "vmmd.log"))
+    finally:
+        srv.delete()
+        swap.stop()
