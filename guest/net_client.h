@@ -37,7 +37,4 @@ typedef void (*net_watch_fn)(void *arg, int fd, uint32_t events, bool add);
 void net_client_set_watch(struct net_client *c, net_watch_fn fn, void *arg);
 void net_client_event(struct net_client *c, int fd, uint32_t events);
 
-/* The address netd gave the sandbox (network byte order), or 0. */
-uint32_t net_client_addr(const struct net_client *c);
-
 #endif

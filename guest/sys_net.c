@@ -1060,11 +1060,6 @@ void net_client_set_watch(struct net_client *c, net_watch_fn fn, void *arg)
 		watch(c, c->conn, EPOLLIN, true);
 }
 
-uint32_t net_client_addr(const struct net_client *c)
-{
-	return c->addr.s_addr;
-}
-
 int net_mode_from_config(const struct guest_config *cfg, struct qerr *err)
 {
 	const char *v = NULL;

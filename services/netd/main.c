@@ -150,8 +150,7 @@ static int hello(struct nsbx *s, const struct qmsg_in *in, int nsfd, struct qerr
 	else
 		return qerr_set(err, EINVAL, "hello: mode \"%s\" is not bridge or quiver", mode);
 	for (struct nsbx *o = netd.sandboxes; o; o = o->next)
-		if (o != s && o->mode != NSBX_NEW && o->mode != NSBX_CONTROL &&
-		    strcmp(o->id, s->id) == 0)
+		if (o != s && o->mode != NSBX_NEW && strcmp(o->id, s->id) == 0)
 			return qerr_set(err, EEXIST, "hello: sandbox %s is connected already",
 					s->id);
 	if (resume) {
@@ -187,41 +186,6 @@ static int hello(struct nsbx *s, const struct qmsg_in *in, int nsfd, struct qerr
 	return 0;
 }
 
-static void status(struct nsbx *s)
-{
-	struct qmsg_out m;
-	size_t n = 0;
-
-	for (struct nsbx *o = netd.sandboxes; o; o = o->next)
-		n += o->mode == NSBX_BRIDGE || o->mode == NSBX_QUIVER;
-	qmsg_out_init(&m);
-	qmsg_begin(&m, "status", 4);
-	qmsg_put_str(&m, "version", NETD_VERSION);
-	qmsg_put_uint(&m, "pending", broker_pending());
-	qmsg_put_uint(&m, "direct", (uint64_t)qmetric_value(netd.m_direct));
-	qmsg_put_key(&m, "sandboxes");
-	msgpack_pack_array(&m.pk, (uint32_t)n);
-	for (struct nsbx *o = netd.sandboxes; o; o = o->next) {
-		if (o->mode != NSBX_BRIDGE && o->mode != NSBX_QUIVER)
-			continue;
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &o->ip, ip, sizeof(ip));
-		msgpack_pack_map(&m.pk, 4);
-		qmsg_pack_cstr(&m.pk, "id");
-		qmsg_pack_cstr(&m.pk, o->id);
-		qmsg_pack_cstr(&m.pk, "mode");
-		qmsg_pack_cstr(&m.pk, o->mode == NSBX_QUIVER ? "quiver" : "bridge");
-		qmsg_pack_cstr(&m.pk, "ip");
-		qmsg_pack_cstr(&m.pk, ip);
-		qmsg_pack_cstr(&m.pk, "listens");
-		msgpack_pack_array(&m.pk, o->nlistens);
-		for (unsigned i = 0; i < o->nlistens; i++)
-			msgpack_pack_uint16(&m.pk, o->listens[i].port);
-	}
-	nsbx_send(s, &m, -1);
-	qmsg_out_free(&m);
-}
-
 static void handle(struct nsbx *s, const struct qmsg_in *in, int fd)
 {
 	struct qerr err = {0};
@@ -232,19 +196,11 @@ static void handle(struct nsbx *s, const struct qmsg_in *in, int fd)
 				qlog_warn("%s: %s", s->id[0] ? s->id : "hello", err.msg);
 				reply_error(s, &err);
 			}
-		} else if (strcmp(in->op, "status") == 0) {
-			s->mode = NSBX_CONTROL;
-			status(s);
 		} else {
 			qerr_set(&err, EPROTO, "\"%s\" before hello", in->op);
 			reply_error(s, &err);
 			conn_close(s);
 		}
-		return;
-	}
-	if (s->mode == NSBX_CONTROL) {
-		if (strcmp(in->op, "status") == 0)
-			status(s);
 		return;
 	}
 	if (strcmp(in->op, "listen") == 0 || strcmp(in->op, "unlisten") == 0)

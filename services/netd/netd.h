@@ -20,15 +20,14 @@
 
 struct bridge;
 
-enum nsbx_mode { NSBX_NEW = 0, NSBX_BRIDGE, NSBX_QUIVER, NSBX_CONTROL };
+enum nsbx_mode { NSBX_NEW = 0, NSBX_BRIDGE, NSBX_QUIVER };
 
 struct nlisten {
 	struct in_addr ip; /* INADDR_ANY: every address of the sandbox */
 	uint16_t port;
 };
 
-/* One connection: a sandbox's supervisor (after its hello), or a control
- * client (qctl). */
+/* One connection: a sandbox's supervisor (a sandbox once it said hello). */
 struct nsbx {
 	uv_poll_t poll;
 	int fd;
