@@ -186,6 +186,67 @@ def scrape_metrics(url, who="a daemon"):
     return out
 
 
+class SocketDaemon:
+    """A daemon of the session's kind that serves ROOT/NAME.sock, writes
+    ROOT/NAME.pid and (with --metrics) ROOT/NAME.metrics, and detaches once
+    it serves: iod and netd.  Subclasses give name and argv()."""
+
+    name = None
+
+    def __init__(self, root, log):
+        self.root = root
+        self.log = log
+        self.pid = None
+        self.url = None
+
+    def argv(self, *extra):
+        raise NotImplementedError
+
+    def path(self, name):
+        return os.path.join(self.root, name)
+
+    def start(self):
+        prog = "quiver-" + self.name
+        r = subprocess.run(self.argv("--metrics", "127.0.0.1:0"), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=CMD_TIMEOUT)
+        assert r.returncode == 0, "%s exited %d: %s\n%s" % (prog, r.returncode, r.stdout, self.logs())
+        # Ready when the command returns: the socket, the pid and the URL are there.
+        assert os.path.exists(self.path(self.name + ".sock")), "no %s.sock after start: %s" % (
+            self.name, self.logs())
+        self.pid = int(read_text(self.path(self.name + ".pid"), "0").strip() or 0)
+        assert self.pid and pid_alive(self.pid), "no live %s after start (%s.pid %r): %s" % (
+            self.name, self.name, read_text(self.path(self.name + ".pid")), self.logs())
+        self.url = read_text(self.path(self.name + ".metrics")).strip()
+        assert re.match(r"^http://127\.0\.0\.1:\d+/metrics$", self.url), "%s.metrics: %r" % (self.name, self.url)
+        return self.pid
+
+    def alive(self):
+        return self.pid is not None and pid_alive(self.pid)
+
+    def stop(self, seconds=20.0):
+        """SIGTERM; it exits and removes its socket, pid file and URL file."""
+        os.kill(self.pid, signal.SIGTERM)
+        assert wait_gone(self.pid, seconds), "%s %d alive %.0fs after SIGTERM: %s" % (
+            self.name, self.pid, seconds, self.logs())
+        self.pid = None
+        left = [n for n in (self.name + ".sock", self.name + ".pid", self.name + ".metrics")
+                if os.path.exists(self.path(n))]
+        assert not left, "%s left %s after SIGTERM" % (self.name, left)
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        assert wait_gone(self.pid), "%s %d survived SIGKILL" % (self.name, self.pid)
+        self.pid = None
+
+    def logs(self, n=30):
+        lines = read_text(self.log).splitlines()
+        return "%s log (last %d lines):\n  %s" % (self.name, n, "\n  ".join(lines[-n:]))
+
+    def metrics(self):
+        """{(name, frozenset(labels)): value} from /metrics."""
+        return scrape_metrics(self.url, self.name)
+
+
 def compile_prog(outdir, name):
     """tests/system/progs/NAME.c, static (it runs inside sandboxes), once."""
     out = os.path.join(outdir, name)

@@ -32,7 +32,6 @@ counters are not checked.  QUIVER_TEST_IOD_MODE=sync runs iod with
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -40,8 +39,8 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, LIVE_POPEN, RUNTIME_PATH, SESSION_TAG, assert_error, compile_prog, pid_alive,
-                      poll_until, read_text, reap_zombies, scrape_metrics, wait_gone)
+from conftest import (CMD_TIMEOUT, LIVE_POPEN, RUNTIME_PATH, SESSION_TAG, SocketDaemon, assert_error, compile_prog,
+                      poll_until, read_text, reap_zombies)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -69,60 +68,14 @@ read = read_text
 # the daemon
 
 
-class Iod:
+class Iod(SocketDaemon):
     """quiver-iod serving the session's root."""
 
-    def __init__(self, root, log):
-        self.root = root
-        self.log = log
-        self.pid = None
-        self.url = None
+    name = "iod"
 
-    def path(self, name):
-        return os.path.join(self.root, name)
-
-    def start(self):
-        with tempfile.TemporaryFile() as out:
-            mode = ["--mode", IOD_MODE] if IOD_MODE else []
-            r = subprocess.run([IOD_BIN, "--root", self.root, "--metrics", "127.0.0.1:0", "--log", self.log] + mode,
-                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                               timeout=CMD_TIMEOUT)
-            out.seek(0)
-            text = out.read().decode(errors="replace")
-        assert r.returncode == 0, "quiver-iod exited %d: %s\n%s" % (r.returncode, text, self.logs())
-        # Ready when the command returns: the socket, the pid and the URL are there.
-        assert os.path.exists(self.path("iod.sock")), "no iod.sock after start: %s" % self.logs()
-        self.pid = int(read(self.path("iod.pid"), "0").strip() or 0)
-        assert self.pid and pid_alive(self.pid), "no live iod after start (iod.pid %r): %s" % (
-            read(self.path("iod.pid")), self.logs())
-        self.url = read(self.path("iod.metrics")).strip()
-        assert re.match(r"^http://127\.0\.0\.1:\d+/metrics$", self.url), "iod.metrics: %r" % self.url
-        return self.pid
-
-    def alive(self):
-        return self.pid is not None and pid_alive(self.pid)
-
-    def stop(self, seconds=20.0):
-        """SIGTERM; it exits and removes its socket, pid file and URL file."""
-        os.kill(self.pid, signal.SIGTERM)
-        assert wait_gone(self.pid, seconds), "iod %d alive %.0fs after SIGTERM: %s" % (
-            self.pid, seconds, self.logs())
-        self.pid = None
-        left = [n for n in ("iod.sock", "iod.pid", "iod.metrics") if os.path.exists(self.path(n))]
-        assert not left, "iod left %s after SIGTERM" % left
-
-    def kill9(self):
-        os.kill(self.pid, signal.SIGKILL)
-        assert wait_gone(self.pid), "iod %d survived SIGKILL" % self.pid
-        self.pid = None
-
-    def logs(self, n=30):
-        lines = read(self.log).splitlines()
-        return "iod log (last %d lines):\n  %s" % (n, "\n  ".join(lines[-n:]))
-
-    def metrics(self):
-        """{(name, frozenset(labels)): value} from /metrics."""
-        return scrape_metrics(self.url, "iod")
+    def argv(self, *extra):
+        mode = ["--mode", IOD_MODE] if IOD_MODE else []
+        return [IOD_BIN, "--root", self.root, "--log", self.log] + mode + list(extra)
 
     def counter(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())), 0.0)

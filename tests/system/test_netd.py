@@ -34,8 +34,8 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, assert_error, compile_prog, pid_alive,
-                      poll_until, read_text, scrape_metrics, wait_gone)
+from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, SocketDaemon, assert_error, compile_prog,
+                      poll_until, read_text, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -60,43 +60,13 @@ def nft_ruleset():
     return subprocess.run(["nft", "list", "ruleset"], stdout=subprocess.PIPE, text=True).stdout
 
 
-class Netd:
-    def __init__(self, root, log):
-        self.root = root
-        self.log = log
-        self.pid = None
-        self.url = None
+class Netd(SocketDaemon):
+    """quiver-netd on its own bridge and subnet."""
 
-    def path(self, name):
-        return os.path.join(self.root, name)
+    name = "netd"
 
     def argv(self, *extra):
         return [NETD_BIN, "--root", self.root, "--bridge", BRIDGE, "--subnet", SUBNET, "--log", self.log] + list(extra)
-
-    def start(self):
-        r = subprocess.run(self.argv("--metrics", "127.0.0.1:0"), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=CMD_TIMEOUT)
-        assert r.returncode == 0, "quiver-netd exited %d: %s\n%s" % (r.returncode, r.stdout, self.logs())
-        assert os.path.exists(self.path("netd.sock")), "no netd.sock after start: %s" % self.logs()
-        self.pid = int(read(self.path("netd.pid"), "0").strip() or 0)
-        assert self.pid and pid_alive(self.pid), "no live netd after start: %s" % self.logs()
-        self.url = read(self.path("netd.metrics")).strip()
-        return self.pid
-
-    def alive(self):
-        return self.pid is not None and pid_alive(self.pid)
-
-    def stop(self):
-        os.kill(self.pid, signal.SIGTERM)
-        assert wait_gone(self.pid, 20), "netd alive 20 s after SIGTERM: %s" % self.logs()
-        self.pid = None
-        left = [n for n in ("netd.sock", "netd.pid", "netd.metrics") if os.path.exists(self.path(n))]
-        assert not left, "netd left %s after SIGTERM" % left
-
-    def kill9(self):
-        os.kill(self.pid, signal.SIGKILL)
-        assert wait_gone(self.pid), "netd %d survived SIGKILL" % self.pid
-        self.pid = None
 
     def teardown(self):
         r = subprocess.run(self.argv("--teardown"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -107,9 +77,6 @@ class Netd:
     def logs(self, n=30):
         lines = read(self.log).splitlines()
         return "netd log (last %d lines):\n  %s" % (n, "\n  ".join(lines[-n:]))
-
-    def metrics(self):
-        return scrape_metrics(self.url, "netd")
 
     def connections(self, path):
         return self.metrics().get(("quiver_netd_connections_total", frozenset({("path", path)})), 0.0)
