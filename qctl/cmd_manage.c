@@ -2,15 +2,20 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "qctl/qctl.h"
 
 json_t *list_sandboxes(void);
+
+/* How long `daemons stop` waits for vmmd to exit once it accepted shutdown. */
+#define STOP_WAIT_MS 10000
 
 static int ping(struct qerr *err, int64_t *pid, int64_t *count, char *ver, size_t verlen)
 {
@@ -126,17 +131,25 @@ int cmd_daemons(int argc, char **argv)
 	if (strcmp(what, "stop") == 0) {
 		struct qmsg_out m;
 		struct qmsg_in reply;
+		struct pollfd pfd = {.fd = -1, .events = POLLIN};
 
 		if (vmmd_connect(false, &err) < 0) {
 			printf("vmmd: not running\n");
 			return 0;
 		}
+		/* Stopped means gone: the caller may start another at once. */
+		if (ping(&err, &pid, &count, ver, sizeof(ver)) < 0)
+			die_err(&err);
+		pfd.fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
 		qmsg_out_init(&m);
 		qmsg_begin(&m, "shutdown", 0);
 		if (vmmd_call(&m, &reply, &err) < 0)
 			die_err(&err);
 		qmsg_in_free(&reply);
 		qmsg_out_free(&m);
+		if (pfd.fd >= 0 && poll(&pfd, 1, STOP_WAIT_MS) == 0)
+			die("vmmd (pid %lld) accepted shutdown but has not exited after %d s",
+			    (long long)pid, STOP_WAIT_MS / 1000);
 		printf("vmmd: stopped (sandboxes keep running)\n");
 		return 0;
 	}

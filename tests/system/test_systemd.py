@@ -36,7 +36,7 @@ import tempfile
 import pytest
 
 from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, _id_counter, cgroup_paths_of, pid_alive, poll_until,
-                      reap_zombies, wait_gone)
+                      read_text, reap_zombies, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -430,9 +430,9 @@ def notified(tmp_path):
             if daemon == "quiver-netd":  # its bridge and table stay after a stop
                 run([os.path.join(BIN, daemon), "--root", root, "--teardown"] + NETD_ARGS)
             if daemon == "quiver-vmmd":  # a detached one
+                # The pid before the stop: the stopping daemon removes its file.
+                pid = read_text(os.path.join(root, "vmmd.pid"), "").strip()
                 run([RUNTIME_PATH, "--root", root, "daemons", "stop"])
-                pid = open(os.path.join(root, "vmmd.pid")).read().strip() if os.path.exists(
-                    os.path.join(root, "vmmd.pid")) else ""
                 if pid:
                     wait_gone(int(pid))
         note.close()
