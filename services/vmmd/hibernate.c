@@ -48,7 +48,7 @@ static int64_t mono_ns(void)
 
 /* The sandbox's memory cgroup (v1): the one of its cgroups with
  * memory.force_empty. */
-static int memcg_dir(const struct sandbox *sb, char *out, size_t len)
+int memcg_dir(const struct sandbox *sb, char *out, size_t len)
 {
 	char p[PATH_MAX + 32];
 
@@ -203,7 +203,11 @@ int hibernate_start(struct sandbox *sb, struct qerr *err)
 				"no swap with room on this host: start poold with a swap area "
 				"(\"swap\": {\"mib\": N} in its config, docs/hibernate.md)");
 	}
+	/* Before the freeze: a connection that comes while it freezes wakes
+	 * it rather than wait in the backlog of a listener not yet watched. */
+	wake_watch_start(sb, j->memcg);
 	if ((r = freezer_set(sb, true, err)) < 0) {
+		wake_watch_stop(sb);
 		free(j);
 		return r;
 	}
@@ -256,7 +260,7 @@ static bool ws_timer_on;
 
 /* The pids in the sandbox's memory cgroup (its processes; threads share
  * their memory). */
-static size_t cgroup_pids(const char *memcg, pid_t *out, size_t max)
+size_t cgroup_pids(const char *memcg, pid_t *out, size_t max)
 {
 	char p[PATH_MAX + 32];
 	cleanup_fclose FILE *f = NULL;
@@ -526,6 +530,7 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
 		ws_prefetch_sync(sb);
 	if ((r = freezer_set(sb, false, err)) < 0)
 		return r;
+	wake_watch_stop(sb);
 	ws_record_later(sb);
 	sb->hib = HIB_NONE;
 	sb->hib_gen++; /* a worker still paging out finds nothing to record */

@@ -100,6 +100,7 @@ void sandbox_insert(struct sandbox *sb)
 static void sandbox_free(struct sandbox *sb)
 {
 	supervisor_unwatch(sb);
+	wake_watch_stop(sb);
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		free(sb->cgroups[i]);
 	json_decref(sb->annotations);

@@ -135,6 +135,7 @@ void supervisor_exited(struct sandbox *sb, bool persist)
 	sb->status = SB_STOPPED;
 	sb->hib = HIB_NONE; /* what was in swap went with its tasks */
 	pthread_mutex_unlock(&vmmd.lock);
+	wake_watch_stop(sb); /* its copies would keep the sockets alive */
 	sb->exited_ns = now_ns();
 	/* the event first: a subscriber waiting for the exit need not wait
 	 * for the fsync as well */

@@ -76,6 +76,7 @@ struct sandbox {
 	uint64_t idle_cpu_ns, idle_syscalls;
 	int64_t idle_since_ns; /* CLOCK_MONOTONIC; 0: not sampled yet */
 	int64_t ws_due_ns;     /* when to record the working set after a wake; 0: not */
+	struct wake_watch *watch; /* wake_watch.c: its listeners while hibernated */
 };
 
 struct vmmd_metrics;
@@ -156,6 +157,14 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
  * no CPU and trapped no call for that long; looked at four times per
  * period (at least every 5 s, at most every 250 ms). */
 void hibernate_idle_start(void);
+/* The sandbox's memory cgroup (v1), and the pids in it. */
+int memcg_dir(const struct sandbox *sb, char *out, size_t len);
+size_t cgroup_pids(const char *memcg, pid_t *out, size_t max);
+
+/* wake_watch.c: while hibernated, a new connection to any of the sandbox's
+ * listening sockets wakes it (why "connection"). */
+void wake_watch_start(struct sandbox *sb, const char *memcg);
+void wake_watch_stop(struct sandbox *sb);
 
 /* freezer.c: cgroup v1 freezer */
 int freezer_set(struct sandbox *sb, bool frozen, struct qerr *err);

@@ -35,7 +35,7 @@ import time
 import pytest
 
 from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, SocketDaemon, assert_error, compile_prog,
-                      poll_until, read_text, wait_gone)
+                      poll_until, read_text, vmmd_pid, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -613,3 +613,64 @@ def test_connect_wakes_a_hibernated_listener(runtime, bundle_factory, netpeer, n
     finally:
         srv.delete()
         swap.stop()
+
+
+def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """issue 7's automatic wake, through a published port: the kernel's
+    DNAT brings the connection to the frozen listener's backlog, which
+    netd never sees; vmmd watches the hibernated sandbox's listening
+    sockets and wakes it. A hibernated sandbox deleted with the watch in
+    place leaves its veth and lease (and netns) behind no more than any
+    other."""
+    from test_hibernate import SwapPoold
+    swap = SwapPoold(os.path.join(str(tmp_path), "swaproot"), str(tmp_path))
+    swap.start()
+    veths = host_veths()
+    hport = 20000 + (os.getpid() + 7) % 20000
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports="%d:7000" % hport)
+    srv = Server(runtime, b, 7000, "block", 3)
+    vmmd_log = os.path.join(runtime.root, "vmmd.log")
+
+    def hibernation():
+        return json.loads(runtime.ok("inspect", srv.id).stdout)["hibernation"]
+
+    watching = "%s: a connection to any of its 1 listening sockets wakes it" % srv.id
+
+    def knock(word):
+        with socket.create_connection((GATEWAY, hport), timeout=10) as c:
+            c.sendall(word)
+            c.settimeout(10)
+            assert c.recv(100) == word, srv.text()
+        assert hibernation() is None and runtime.status(srv.id) == "running", runtime.state(srv.id)
+
+    try:
+        runtime.ok("hibernate", srv.id)
+        assert poll_until(lambda: (hibernation() or {}).get("state") == "hibernated", 15), hibernation()
+        # Not the supervisor's guest.sock: only the workload's listener.
+        assert watching in read(vmmd_log), read(vmmd_log)[-3000:]
+        knock(b"knock")
+        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 1
+
+        # A new vmmd (kill -9) watches what the old one watched.
+        runtime.ok("hibernate", srv.id)
+        assert poll_until(lambda: (hibernation() or {}).get("state") == "hibernated", 15), hibernation()
+        vpid = vmmd_pid(runtime.root)
+        os.kill(vpid, signal.SIGKILL)
+        assert wait_gone(vpid)
+        assert (hibernation() or {}).get("state") == "hibernated"  # a new vmmd
+        assert read(vmmd_log).count(watching) == 3, read(vmmd_log)[-3000:]
+        knock(b"again")
+        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 2
+        srv.wait_closed(2)
+
+        # Hibernated again, then deleted by force: the copies of its
+        # listener go with it.
+        runtime.ok("hibernate", srv.id)
+        assert poll_until(lambda: (hibernation() or {}).get("state") == "hibernated", 15), hibernation()
+        runtime.ok("delete", "--force", srv.id)
+    finally:
+        if srv.id in runtime.ok("list", "-q").stdout.split():
+            srv.delete()
+        swap.stop()
+    sandbox_gone_cleanly(netd, veths)
+    assert not re.search(r"dport %d\b" % hport, nft_ruleset())
