@@ -1,4 +1,5 @@
-/* qctl hibernate [--no-wait] ID... | qctl wake [--prefetch|--no-prefetch] ID...
+/* qctl hibernate [--no-wait] [--auto-wake|--no-auto-wake] ID...
+ * | qctl wake [--prefetch|--no-prefetch] ID...
  * (docs/hibernate.md).
  *
  * vmmd freezes a sandbox at once and pages its memory out in the
@@ -56,14 +57,19 @@ static int ids_from(int argc, char **argv)
 int cmd_hibernate(int argc, char **argv)
 {
 	static const struct option opts[] = {{"no-wait", no_argument, NULL, 'n'},
+					     {"auto-wake", no_argument, NULL, 'a'},
+					     {"no-auto-wake", no_argument, NULL, 'm'},
 					     {NULL, 0, NULL, 0}};
 	bool no_wait = false;
-	int c;
+	int c, auto_wake = -1;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'n')
+		if (c == 'n')
+			no_wait = true;
+		else if (c == 'a' || c == 'm')
+			auto_wake = c == 'a';
+		else
 			usage_error(argv[0], "unknown option %s", argv[optind - 1]);
-		no_wait = true;
 	}
 	int first = ids_from(argc, argv), n = argc - first, done = 0, failed = 0;
 	bool finished[n];
@@ -73,8 +79,18 @@ int cmd_hibernate(int argc, char **argv)
 
 	memset(finished, 0, sizeof(finished));
 	for (int i = 0; i < n; i++) {
+		struct qmsg_out m;
 		struct qmsg_in reply;
-		if (vmmd_call_id("hibernate", argv[first + i], &reply, &err) < 0) {
+		int r;
+
+		qmsg_out_init(&m);
+		qmsg_begin(&m, "hibernate", auto_wake < 0 ? 1 : 2);
+		qmsg_put_str(&m, "id", argv[first + i]);
+		if (auto_wake >= 0)
+			qmsg_put_bool(&m, "auto_wake", auto_wake);
+		r = vmmd_call(&m, &reply, &err);
+		qmsg_out_free(&m);
+		if (r < 0) {
 			fprintf(stderr, "%s: %s\n", argv[first + i], err.msg);
 			finished[i] = true;
 			failed++;

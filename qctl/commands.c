@@ -201,17 +201,21 @@ const struct command commands[] = {
      {{"--json", "one JSON object per line"}, {"--id ID", "only this sandbox's events"}}},
     {"hibernate",
      cmd_hibernate,
-     "hibernate [--no-wait] ID...",
+     "hibernate [--no-wait] [--auto-wake|--no-auto-wake] ID...",
      "freeze sandboxes and move their memory out to swap",
      "Freezes each sandbox (cgroup freezer) and has vmmd page its memory out: anonymous and "
      "shared memory to swap, clean page cache dropped. Processes, namespaces, sockets and "
-     "files stay; `qctl wake`, `qctl resume` or any `qctl kill` brings it back, and pages "
+     "files stay; `qctl wake`, `qctl resume`, any `qctl kill` or a new connection to one of "
+     "its listening sockets brings it back, and pages "
      "return on demand. Needs swap with room: poold's swap area (\"swap\" in its config) or "
      "the host's. OCI clients see the sandbox as paused; `qctl ls` and `inspect` say "
      "hibernated.\n\n"
      "qctl waits until every sandbox is paged out (a progress line for several) and prints "
      "what went to swap.",
      {{"--no-wait", "return once the sandboxes are frozen; the paging out goes on"},
+      {"--no-auto-wake", "a connection waits until something else wakes them (default: the "
+			 "annotation io.quiver.wake-on-connection, \"off\" or on)"},
+      {"--auto-wake", "a new connection to a listening socket wakes them"},
       {"ID...", "the sandboxes"}}},
     {"wake",
      cmd_wake,

@@ -44,6 +44,9 @@ static void *wake_thread(void *arg)
 		if (qnng_call(sock, &m, &reply, &err) == 0) {
 			qlog_info("%s: woken for a connection", j->id);
 			qmsg_in_free(&reply);
+		} else if (err.code == EPERM) {
+			/* hibernated with auto_wake off: the connection waits */
+			qlog_debug("%s: wake for a connection: %s", j->id, err.msg);
 		} else if (err.code != EINVAL) {
 			qlog_warn("%s: wake for a connection: %s", j->id, err.msg);
 		}

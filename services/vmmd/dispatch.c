@@ -843,9 +843,17 @@ static int op_hibernate(const struct qmsg_in *req, struct qmsg_out *reply, struc
 	struct sandbox *sb = req_sandbox(req, err);
 	int r;
 
+	bool auto_wake = true;
+	int given;
+
 	if (!sb)
 		return -err->code;
-	if ((r = hibernate_start(sb, err)) < 0)
+	/* absent: as the sandbox's io.quiver.wake-on-connection says */
+	given = qmsg_get_bool(req->root, "auto_wake", &auto_wake, err);
+	if (given < 0 && given != -ENOENT)
+		return given;
+	qerr_clear(err);
+	if ((r = hibernate_start(sb, given == 0 ? auto_wake : -1, err)) < 0)
 		return r;
 	events_publish("hibernating", sb);
 	reply_ok(reply);
@@ -1004,9 +1012,14 @@ static int op_inspect(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	if (sb->hib == HIB_NONE) {
 		msgpack_pack_nil(pk);
 	} else {
-		msgpack_pack_map(pk, 4);
+		msgpack_pack_map(pk, 5);
 		qmsg_pack_cstr(pk, "state");
 		qmsg_pack_cstr(pk, hib_name(sb->hib));
+		qmsg_pack_cstr(pk, "auto_wake");
+		if (sb->hib_manual)
+			msgpack_pack_false(pk);
+		else
+			msgpack_pack_true(pk);
 		qmsg_pack_cstr(pk, "since");
 		pack_time(pk, sb->hib_ns);
 		qmsg_pack_cstr(pk, "swapped_bytes");

@@ -175,7 +175,15 @@ static void hib_done(uv_work_t *w, int status)
 	free(j);
 }
 
-int hibernate_start(struct sandbox *sb, struct qerr *err)
+static bool wants_auto_wake(const struct sandbox *sb)
+{
+	const char *v =
+	    json_string_value(json_object_get(sb->annotations, "io.quiver.wake-on-connection"));
+
+	return !v || strcmp(v, "off") != 0;
+}
+
+int hibernate_start(struct sandbox *sb, int auto_wake, struct qerr *err)
 {
 	struct hib_job *j;
 	int r;
@@ -203,9 +211,12 @@ int hibernate_start(struct sandbox *sb, struct qerr *err)
 				"no swap with room on this host: start poold with a swap area "
 				"(\"swap\": {\"mib\": N} in its config, docs/hibernate.md)");
 	}
+	if (auto_wake < 0)
+		auto_wake = wants_auto_wake(sb);
 	/* Before the freeze: a connection that comes while it freezes wakes
 	 * it rather than wait in the backlog of a listener not yet watched. */
-	wake_watch_start(sb, j->memcg);
+	if (auto_wake)
+		wake_watch_start(sb, j->memcg);
 	if ((r = freezer_set(sb, true, err)) < 0) {
 		wake_watch_stop(sb);
 		free(j);
@@ -217,6 +228,7 @@ int hibernate_start(struct sandbox *sb, struct qerr *err)
 	sb->hib_gen++;
 	sb->hib_ns = now_ns();
 	sb->hib_swapped = sb->hib_resident = 0;
+	sb->hib_manual = !auto_wake;
 	save_or_log(sb);
 	snprintf(j->id, sizeof(j->id), "%s", sb->id);
 	j->gen = sb->hib_gen;
@@ -524,6 +536,10 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
 
 	if (sb->hib == HIB_NONE)
 		return qerr_set(err, EINVAL, "container %s is not hibernated", sb->id);
+	if (sb->hib_manual && strcmp(why, "connection") == 0)
+		return qerr_set(err, EPERM,
+				"container %s was hibernated with auto_wake off: a connection "
+				"does not wake it", sb->id);
 	if (prefetch < 0)
 		prefetch = wants_prefetch(sb);
 	if (prefetch && sb->hib == HIB_DONE)
@@ -533,6 +549,7 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
 	wake_watch_stop(sb);
 	ws_record_later(sb);
 	sb->hib = HIB_NONE;
+	sb->hib_manual = false;
 	sb->hib_gen++; /* a worker still paging out finds nothing to record */
 	set_status(sb, sb->paused_from == SB_CREATED ? SB_CREATED : SB_RUNNING);
 	save_or_log(sb);
@@ -574,7 +591,7 @@ static void idle_sweep(uv_timer_t *t)
 		qlog_info("%s: idle for %.1f s: hibernating", sb->id,
 			  (double)(now - sb->idle_since_ns) / 1e9);
 		sb->idle_since_ns = 0;
-		if (hibernate_start(sb, &err) < 0)
+		if (hibernate_start(sb, -1, &err) < 0)
 			qlog_warn("%s: idle, but not hibernated: %s", sb->id, err.msg);
 		else
 			events_publish("hibernating", sb);

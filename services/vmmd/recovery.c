@@ -48,7 +48,7 @@ static void recover_one(const char *id)
 		}
 		qlog_info("%s: re-adopted supervisor %d (%s)", id, (int)sb->pid,
 			  sb_status_name(sb->status));
-		if (sb->hib == HIB_DONE) {
+		if (sb->hib == HIB_DONE && !sb->hib_manual) {
 			char memcg[PATH_MAX];
 			if (memcg_dir(sb, memcg, sizeof(memcg)) == 0)
 				wake_watch_start(sb, memcg);

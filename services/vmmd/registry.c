@@ -150,6 +150,7 @@ static json_t *sandbox_to_json(const struct sandbox *sb)
 		json_object_set_new(o, "swapped_bytes", json_integer((json_int_t)sb->hib_swapped));
 		json_object_set_new(o, "resident_bytes",
 				    json_integer((json_int_t)sb->hib_resident));
+		json_object_set_new(o, "auto_wake", json_boolean(!sb->hib_manual));
 	}
 	if (sb->has_exit) {
 		json_object_set_new(o, "exit_status", json_integer(sb->exit_status));
@@ -273,6 +274,8 @@ int sandbox_load(const char *id, struct sandbox **out, struct qerr *err)
 		sb->hib = sb->status == SB_PAUSED ? HIB_DONE : HIB_NONE;
 		sb->hib_swapped = (uint64_t)sw;
 		sb->hib_resident = (uint64_t)res;
+		/* absent (an older vmmd's file): woken by connections */
+		sb->hib_manual = json_is_false(json_object_get(o, "auto_wake"));
 	}
 	if (r == 0 && json_object_get(o, "exit_code")) {
 		int64_t st = 0, code = 0, sig = 0;

@@ -72,6 +72,7 @@ struct sandbox {
 	int64_t hib_ns;	       /* when hibernation began (CLOCK_REALTIME) */
 	uint64_t hib_swapped;  /* bytes of its memory in swap when it finished */
 	uint64_t hib_resident; /* bytes its memory cgroup still held then */
+	bool hib_manual;       /* a connection does not wake it (auto_wake false) */
 	/* the idle policy: CPU and trapped calls when they last changed */
 	uint64_t idle_cpu_ns, idle_syscalls;
 	int64_t idle_since_ns; /* CLOCK_MONOTONIC; 0: not sampled yet */
@@ -149,7 +150,9 @@ void save_or_log(struct sandbox *sb);
 void set_status(struct sandbox *sb, enum sb_status s);
 
 /* hibernate.c (docs/hibernate.md) */
-int hibernate_start(struct sandbox *sb, struct qerr *err);
+/* auto_wake: a connection wakes it; -1 as the sandbox's
+ * io.quiver.wake-on-connection says ("off", or on by default). */
+int hibernate_start(struct sandbox *sb, int auto_wake, struct qerr *err);
 /* prefetch: 1 read the working set recorded after the last wake back in
  * first, 0 not, -1 as the sandbox's io.quiver.wake-prefetch says. */
 int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qerr *err);

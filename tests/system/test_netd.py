@@ -628,7 +628,7 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
     veths = host_veths()
     hport = 20000 + (os.getpid() + 7) % 20000
     b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports="%d:7000" % hport)
-    srv = Server(runtime, b, 7000, "block", 3)
+    srv = Server(runtime, b, 7000, "block", 4)
     vmmd_log = os.path.join(runtime.root, "vmmd.log")
 
     def hibernation():
@@ -646,6 +646,7 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
     try:
         runtime.ok("hibernate", srv.id)
         assert poll_until(lambda: (hibernation() or {}).get("state") == "hibernated", 15), hibernation()
+        assert hibernation()["auto_wake"] is True, hibernation()
         # Not the supervisor's guest.sock: only the workload's listener.
         assert watching in read(vmmd_log), read(vmmd_log)[-3000:]
         knock(b"knock")
@@ -662,6 +663,20 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
         knock(b"again")
         assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 2
         srv.wait_closed(2)
+
+        # --no-auto-wake: the connection waits in the backlog for a wake.
+        runtime.ok("hibernate", "--no-auto-wake", srv.id)
+        assert hibernation()["auto_wake"] is False, hibernation()
+        with socket.create_connection((GATEWAY, hport), timeout=10) as c:
+            c.sendall(b"later")
+            c.settimeout(1.0)
+            with pytest.raises(socket.timeout):
+                c.recv(100)
+            assert hibernation()["state"] == "hibernated"
+            runtime.ok("wake", srv.id)
+            c.settimeout(10)
+            assert c.recv(100) == b"later"
+        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 2
 
         # Hibernated again, then deleted by force: the copies of its
         # listener go with it.
