@@ -10,17 +10,18 @@ lzma, unittest, multiprocessing, ...) and holds a little state (an
 in-memory sqlite table and a dict cache, 10000 rows each): about 25 MiB
 resident.  Each GET answers a query on the table as JSON.
 
-Where it listens: a unix socket in a host directory bind-mounted into the
-sandbox (/run/fn/http.sock), HTTP/1.0 over it.  Published ports need netd,
-which does not exist yet; of the stand-ins this one measures the runtime
-and not the workaround: the client needs nothing from the runtime to reach
-the function (no pid to look up for `nsenter --net=/proc/PID/ns/net`, which
+Where it listens: by default a unix socket in a host directory
+bind-mounted into the sandbox (/run/fn/http.sock), HTTP/1.0 over it, for
+every runtime alike: the client needs nothing from the runtime to reach the
+function (no pid to look up for `nsenter --net=/proc/PID/ns/net`, which
 would put a `state` call inside the timed cold path, different for each
-runtime), so it can poll connect() from the instant the action starts; and
-the sandbox keeps its own network namespace (the alternative of sharing the
-host's would change the sandbox being measured).  The bytes of the HTTP
-exchange are the same as over TCP; loopback TCP and AF_UNIX both cost tens
-of microseconds here, far below what is measured.
+runtime), so it can poll connect() from the instant the action starts, and
+the sandbox keeps its own network namespace.  With --published, qctl's
+function runs in netd's bridge mode instead and listens on TCP 8080,
+published on the host's port 18080 (a netd on its own bridge and subnet,
+torn down at the end); the client connects to the bridge's host address,
+through the kernel's DNAT, as a platform's front end would.  crun and runc
+keep the unix socket (they have no published ports of their own).
 
 Per round (interleaved: qctl, crun, runc, qctl, ...; --rounds, one
 unrecorded warm-up round first, a quiet-machine wait before each round):
@@ -33,7 +34,8 @@ unrecorded warm-up round first, a quiet-machine wait before each round):
      then one request: first response of an already running sandbox.
  (c) hibernated (Quiver only): `qctl hibernate ID` (it waits until the
      memory is out; its wall time and vmmd's "hibernated in" are
-     reported), --settle s, the same memory figures (and SwapPss, and
+     reported; --no-auto-wake, so that the connection below does not wake
+     it first), --settle s, the same memory figures (and SwapPss, and
      inspect's swapped_bytes/resident_bytes), then `qctl wake ID` is
      (--no-prefetch) forked and, from the same instant, the client connects and sends its
      request (a frozen listener's backlog accepts the connection): time
@@ -61,7 +63,7 @@ dropped.
 
     sudo /usr/bin/python3 bench/hibernate.py [--rounds 5] [--bin build/bin]
         [--only qctl,crun,runc] [--plot docs/hibernate.png] [--json-out F]
-        [--swap-mib 512] [--settle 2] [--idle 85] [--quiet-wait 120]
+        [--swap-mib 512] [--settle 2] [--idle 85] [--quiet-wait 120] [--published]
     /usr/bin/python3 bench/hibernate.py --from-json F [--plot P]   (report and plot again)
 
 Goals (after Quark): wake to first response <= 0.1 x cold start, memory
@@ -88,6 +90,11 @@ from startup import CRUN_WRAPPER, cpu_times, idle_share, wait_quiet  # noqa: E40
 from iod import find_bindir, host_mounts  # noqa: E402
 from conftest import default_config  # noqa: E402  (the system tests' config.json)
 
+# --published: netd's bridge, subnet and the host port of the function
+PUB_BRIDGE = "qvhib0"
+PUB_SUBNET = "10.216.0.0/24"
+PUB_GATEWAY = "10.216.0.1"
+PUB_PORT = 18080
 GOAL_WAKE = 0.1
 GOAL_MEM = 0.2
 SOCK_IN = "/run/fn/http.sock"
@@ -132,12 +139,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 path = sys.argv[1]
-try:
-    os.unlink(path)
-except FileNotFoundError:
-    pass
-srv = socketserver.UnixStreamServer(path + ".new", Handler)  # bound and listening
-os.rename(path + ".new", path)  # the client connects only once it can be answered
+if path.startswith("tcp:"):  # --published: a port netd publishes on the host
+    socketserver.TCPServer.allow_reuse_address = True
+    srv = socketserver.TCPServer(("0.0.0.0", int(path[4:])), Handler)  # bound and listening
+else:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    srv = socketserver.UnixStreamServer(path + ".new", Handler)  # bound and listening
+    os.rename(path + ".new", path)  # the client connects only once it can be answered
 print("ready after %.1f ms of imports and setup" % ((time.monotonic() - t0) * 1e3), file=sys.stderr, flush=True)
 srv.serve_forever()
 '''
@@ -152,13 +163,14 @@ def now():
 
 
 def request(path, deadline, poll=0.001):
-    """Connect (retrying until deadline), GET, read to EOF; the response."""
+    """Connect (retrying until deadline), GET, read to EOF; the response.
+    path: a unix socket's path, or (host, port) of a published port."""
     while True:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET if isinstance(path, tuple) else socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(path)
             break
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError):
             s.close()
             if now() > deadline:
                 raise BenchError("no function listening on %s" % path)
@@ -268,6 +280,20 @@ def make_bundle(tmp):
     return bundle, os.path.join(sockdir, "http.sock")
 
 
+def published_bundle(tmp, bundle, hport):
+    """The same function in netd's bridge mode, listening on TCP 8080,
+    published on the host's port hport (--published, qctl only)."""
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"][-1] = "tcp:8080"
+    cfg["annotations"].update({"io.quiver.net": "bridge", "io.quiver.net.ports": "%d:8080" % hport})
+    pub = os.path.join(tmp, "bundle-published")
+    os.makedirs(pub)
+    with open(os.path.join(pub, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    return pub
+
+
 # ---- runtimes ----
 
 class Runtime:
@@ -366,14 +392,16 @@ def count_woken(root, cid, why="connection"):
         return 0
 
 
-def one_round(rt, bundle, sock, args, tag):
+def one_round(rt, args, tag):
     rt.n += 1
     cid = "%s-%s-%d" % (tag, rt.name, rt.n)
+    bundle, sock = rt.bundle, rt.target
     res = {}
-    try:
-        os.unlink(sock)
-    except FileNotFoundError:
-        pass
+    if not isinstance(sock, tuple):
+        try:
+            os.unlink(sock)
+        except FileNotFoundError:
+            pass
     # (a) cold start to first response
     t0 = now()
     p = rt.popen("run", "-d", "--bundle", bundle, cid)
@@ -391,8 +419,10 @@ def one_round(rt, bundle, sock, args, tag):
     res["warm_s"] = now() - t0
     if isinstance(rt, Quiver):
         # (c) hibernate, then wake
+        # (c) and (d) measure the wake command: the connection must not
+        # wake it first.
         t0 = now()
-        rt.cmd("hibernate", cid)
+        rt.cmd("hibernate", "--no-auto-wake", cid)
         res["hibernate_s"] = now() - t0
         res["hibernate_vmmd_ms"] = vmmd_hibernated_ms(rt.root, cid)
         h = json.loads(rt.cmd("inspect", cid).stdout)["hibernation"] or {}
@@ -422,7 +452,7 @@ def one_round(rt, bundle, sock, args, tag):
         # (d) again, waking with prefetch: vmmd recorded the pages touched
         # in the second after the wake above (its working set)
         time.sleep(max(args.settle, 1.5))
-        rt.cmd("hibernate", cid)
+        rt.cmd("hibernate", "--no-auto-wake", cid)
         time.sleep(args.settle)
         before = memory(cg)
         w = rt.armed("wake", "--prefetch", cid)
@@ -586,7 +616,7 @@ def plot(path, rts, results):
         if all("wake_prefetch_s" in r for r in q):
             lat.append(("(d) wake\\n+prefetch", [r["wake_prefetch_s"] * 1e3 for r in q]))
         if all("autowake_s" in r for r in q):
-            lat.append(("(e) connect\\n+prefetch", [r["autowake_s"] * 1e3 for r in q]))
+            lat.append(("(e) by conn.\\n+prefetch", [r["autowake_s"] * 1e3 for r in q]))
         lat.append(("(c) wake\\ncmd only", [r["wake_cmd_s"] * 1e3 for r in q]))
     for rt in rts:
         mem.append(("(b) keep-warm\\n%s" % rt.name, [mib(r["warm_mem"]["usage"]) for r in results[rt.name]],
@@ -603,7 +633,7 @@ def plot(path, rts, results):
                 f.write('%d "%s" %.3f %.3f %.3f %.3f\n' % (i, label, statistics.median(us), min(us), max(us),
                                                           statistics.median(ps)))
         script = """
-set terminal pngcairo size 1200,560 font 'DejaVu Sans,10' noenhanced
+set terminal pngcairo size 1500,560 font 'DejaVu Sans,10' noenhanced
 set bmargin 4
 set output '%(out)s'
 set multiplot layout 1,2 title 'Function sandbox (python3 http.server, ~25 MiB): cold start, keep-warm, hibernated (medians, bars: min..max)'
@@ -650,6 +680,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--bin", default=None, help="directory with qctl, quiver-vmmd, ... (default: newest build*/bin)")
     ap.add_argument("--only", default="qctl,crun,runc")
+    ap.add_argument("--published", action="store_true",
+                    help="qctl's function in netd's bridge mode on a published port (crun and runc keep "
+                         "the unix socket)")
     ap.add_argument("--plot", default=None, help="PNG to write with gnuplot")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--from-json", default=None, help="no run: print the report and plot of a --json-out file")
@@ -682,32 +715,44 @@ def main():
     bundle, sock = make_bundle(tmp)
     rts = []
     qroot = os.path.join(tmp, "root-qctl")
+    netd = None
     if "qctl" in want:
         qctl = os.path.join(bindir, "qctl")
+        if args.published:
+            os.makedirs(qroot, 0o700)
+            netd = [os.path.join(bindir, "quiver-netd"), "--root", qroot, "--bridge", PUB_BRIDGE,
+                    "--subnet", PUB_SUBNET, "--log", os.path.join(tmp, "netd.log")]
+            subprocess.run(netd, check=True)
         conf = os.path.join(tmp, "poold.json")
         with open(conf, "w") as f:
             json.dump({"pools": {k: {"low": 0, "high": 0} for k in ("cgroup", "netns", "layer", "warm")},
                        "swap": {"mib": args.swap_mib}}, f)
         q = Quiver("qctl", [qctl], qroot, tmp, env=dict(os.environ, QUIVER_NO_WARM="1"))
         q.cmd("pool", "start", "--config", conf)
+        q.bundle, q.target = bundle, sock
+        if args.published:
+            q.bundle, q.target = published_bundle(tmp, bundle, PUB_PORT), (PUB_GATEWAY, PUB_PORT)
         rts.append(q)
     if "crun" in want:
         rts.append(Runtime("crun", list(CRUN_WRAPPER), os.path.join(tmp, "root-crun"), tmp))
     if "runc" in want:
         rts.append(Runtime("runc", ["runc"], os.path.join(tmp, "root-runc"), tmp))
+    for rt in rts:
+        if rt.name != "qctl":
+            rt.bundle, rt.target = bundle, sock
     results = {rt.name: [] for rt in rts}
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["/usr/bin/python3"] + sys.argv),
             "idle_before": []}
     problems = []
     try:
         for rt in rts:  # warm-up, not recorded
-            one_round(rt, bundle, sock, args, tag + "w")
+            one_round(rt, args, tag + "w")
         c0 = cpu_times()
         for i in range(args.rounds):
             meta["idle_before"].append(wait_quiet(args.idle, give_up=args.quiet_wait))
             r0 = cpu_times()
             for rt in rts:
-                r = one_round(rt, bundle, sock, args, tag)
+                r = one_round(rt, args, tag)
                 results[rt.name].append(r)
                 line = "round %d %s: cold %.1f ms, warm %.2f ms, memcg %.1f MiB" % (
                     i + 1, rt.name, r["cold_s"] * 1e3, r["warm_s"] * 1e3, mib(r["warm_mem"]["usage"]))
@@ -732,6 +777,18 @@ def main():
             with open("/proc/swaps") as f:
                 if tmp in f.read():
                     problems.append("swap area still active after pool stop: see /proc/swaps")
+            if netd:
+                try:
+                    with open(os.path.join(qroot, "netd.pid")) as f:
+                        os.kill(int(f.read()), 15)
+                except (OSError, ValueError):
+                    pass
+                for _ in range(100):
+                    if not os.path.exists(os.path.join(qroot, "netd.pid")):
+                        break
+                    time.sleep(0.05)
+                if subprocess.run(netd + ["--teardown"]).returncode != 0:
+                    problems.append("quiver-netd --teardown failed (see netd.log)")
             try:
                 with open(os.path.join(qroot, "vmmd.log"), errors="replace") as f:
                     bad = [ln.rstrip() for ln in f if " warn" in ln or " error" in ln]
