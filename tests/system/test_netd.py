@@ -689,3 +689,49 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
         swap.stop()
     sandbox_gone_cleanly(netd, veths)
     assert not re.search(r"dport %d\b" % hport, nft_ruleset())
+
+
+def test_a_waiting_backlog_does_not_undo_hibernation(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """A connection already waiting in the backlog when the sandbox
+    hibernates (the workload was busy with another) does not wake it at
+    once, or an idle policy would hibernate and wake such a sandbox over
+    and over; the next new connection does."""
+    from test_hibernate import SwapPoold
+    swap = SwapPoold(os.path.join(str(tmp_path), "swaproot"), str(tmp_path))
+    swap.start()
+    veths = host_veths()
+    hport = 20000 + (os.getpid() + 11) % 20000
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports="%d:7000" % hport)
+    srv = Server(runtime, b, 7000, "block", 3)  # one connection at a time
+    conns = []
+
+    def hibernation():
+        return json.loads(runtime.ok("inspect", srv.id).stdout)["hibernation"]
+
+    def connect(word):
+        c = socket.create_connection((GATEWAY, hport), timeout=10)
+        conns.append(c)
+        c.sendall(word)
+        return c
+
+    try:
+        busy = connect(b"busy")
+        assert busy.recv(100) == b"busy"
+        waiting = connect(b"waiting")  # in the backlog: the server echoes busy
+        runtime.ok("hibernate", srv.id)
+        time.sleep(1.0)
+        assert (hibernation() or {}).get("state") == "hibernated", hibernation()
+        late = connect(b"late")  # a new edge: woken
+        assert poll_until(lambda: hibernation() is None, 10), hibernation()
+        busy.close()
+        waiting.settimeout(10)
+        assert waiting.recv(100) == b"waiting"
+        waiting.close()
+        late.settimeout(10)
+        assert late.recv(100) == b"late"
+    finally:
+        for c in conns:
+            c.close()
+        srv.delete()
+        swap.stop()
+    sandbox_gone_cleanly(netd, veths)
