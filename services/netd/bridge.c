@@ -41,6 +41,8 @@ struct bridge {
 	struct rtnl nl;	 /* requests, in netd's netns */
 	struct rtnl mon; /* link events */
 	struct ruleset *rs;
+	enum bridge_path path; /* as configured */
+	bool isolate;	       /* the sandboxes' ports are isolated (no br_netfilter) */
 };
 
 static bool bridge_name_ok(const char *name)
@@ -101,25 +103,55 @@ static int open_leases_dir(int state_dfd, struct qerr *err)
 	return steal_fd(fd);
 }
 
+/* Set a boolean sysctl of netd's netns (net.ipv4.X, X under
+ * /proc/sys/net/ipv4/) to 1; *changed says whether it was 0. */
+static int sysctl_on(const char *x, bool *changed, struct qerr *err)
+{
+	char path[128];
+	cleanup_close int fd = -1;
+	char c = 0;
+
+	*changed = false;
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", x);
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return qerr_sys(err, errno, "net.ipv4.%s: open", x);
+	if (pread(fd, &c, 1, 0) != 1)
+		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: read", x);
+	if (c == '1')
+		return 0;
+	if (pwrite(fd, "1\n", 2, 0) != 2)
+		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: write", x);
+	*changed = true;
+	return 0;
+}
+
+/* Write value to net.ipv4.X of netd's netns. */
+static int sysctl_set(const char *x, const char *value, struct qerr *err)
+{
+	char path[128];
+	cleanup_close int fd = -1;
+	size_t n = strlen(value);
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", x);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+		return qerr_sys(err, errno, "net.ipv4.%s: open", x);
+	if (write(fd, value, n) != (ssize_t)n)
+		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: write", x);
+	return 0;
+}
+
 /* Bridged traffic leaves through another interface only if the host
  * forwards.  Said in the log, since it is a host-wide setting (of netd's
  * netns) that netd leaves on when it stops. */
 static int enable_forwarding(struct qerr *err)
 {
-	cleanup_close int fd = open("/proc/sys/net/ipv4/ip_forward", O_RDWR | O_CLOEXEC);
-	char c = 0;
+	bool changed;
+	int r = sysctl_on("ip_forward", &changed, err);
 
-	if (fd < 0)
-		return qerr_sys(err, errno, "net.ipv4.ip_forward: open");
-	if (pread(fd, &c, 1, 0) != 1)
-		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.ip_forward: read");
-	if (c == '1')
-		return 0;
-	if (pwrite(fd, "1\n", 2, 0) != 2)
-		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.ip_forward: write");
-	qlog_info("bridge: net.ipv4.ip_forward was 0; set it to 1 (bridge mode NATs the "
-		  "sandboxes' traffic out)");
-	return 0;
+	if (r == 0 && changed)
+		qlog_info("bridge: net.ipv4.ip_forward was 0; set it to 1 (bridge mode NATs the "
+			  "sandboxes' traffic out)");
+	return r;
 }
 
 /* Refuse a subnet that overlaps a route on another interface: sandboxes
@@ -182,6 +214,40 @@ static int bridge_addresses(struct bridge *b, struct qerr *err)
 	return r == -EEXIST ? 0 : r;
 }
 
+/* Traffic between two sandboxes must pass the forward chain, where the
+ * policy is (ruleset.h).  With br_netfilter in the kernel, the bridge is
+ * told to hand its IPv4 frames to the ip hooks (as Docker's bridges rely
+ * on).  Without it, each sandbox's port is isolated: the host answers
+ * their ARP for one another (private-VLAN proxy ARP) and routes between
+ * them, through the same chain.  (With br_netfilter, isolated ports would
+ * break a hairpin to a published port: br_netfilter bridges a DNAT'ed
+ * frame back into the bridge, and the isolation drops it.) */
+static int policy_path(struct bridge *b, struct qerr *err)
+{
+	char x[IFNAMSIZ + 32];
+	bool changed;
+
+	bool netfilter = access("/proc/sys/net/bridge/bridge-nf-call-iptables", F_OK) == 0;
+	int r;
+
+	b->isolate = b->path == BRIDGE_PATH_ISOLATE || (b->path == BRIDGE_PATH_AUTO && !netfilter);
+	if (!b->isolate) {
+		qlog_info("bridge %s: the policy sees bridged traffic through br_netfilter", b->name);
+		return rtnl_bridge_nf_call_iptables(&b->nl, b->index, true, err);
+	}
+	qlog_info("bridge %s: %s: sandbox ports isolated, the host routes between them "
+		  "(proxy_arp_pvlan)",
+		  b->name, netfilter ? "asked for" : "no br_netfilter");
+	if (netfilter && (r = rtnl_bridge_nf_call_iptables(&b->nl, b->index, false, err)) < 0)
+		return r;
+	snprintf(x, sizeof(x), "conf/%s/proxy_arp_pvlan", b->name);
+	if ((r = sysctl_on(x, &changed, err)) < 0)
+		return r;
+	/* Proxied answers at once, not after up to proxy_delay (0.8 s). */
+	snprintf(x, sizeof(x), "neigh/%s/proxy_delay", b->name);
+	return sysctl_set(x, "0", err);
+}
+
 static int ensure_bridge(struct bridge *b, bool *created, struct qerr *err)
 {
 	struct rtnl_link l;
@@ -216,6 +282,8 @@ static int ensure_bridge(struct bridge *b, bool *created, struct qerr *err)
 		if (r < 0)
 			return r;
 	}
+	if ((r = policy_path(b, err)) < 0)
+		return r;
 	return bridge_addresses(b, err);
 }
 
@@ -305,6 +373,9 @@ static int reconcile(struct bridge *b, bridge_released_fn *released, void *arg, 
 			if (r < 0)
 				return qerr_prefix(err, "reconcile: sandbox %s", l->id);
 		}
+		/* (as the path says, whatever an older netd did) */
+		if ((r = rtnl_bridge_port_isolate(&b->nl, link->index, b->isolate, err)) < 0)
+			return qerr_prefix(err, "reconcile: sandbox %s", l->id);
 	}
 	for (size_t i = 0; i < nlinks; i++) {
 		if (!stray_veth(b, &links[i]))
@@ -355,6 +426,7 @@ int bridge_open(const struct bridge_config *cfg, struct bridge **out, struct qer
 	if (!b)
 		return qerr_set(err, ENOMEM, "bridge: out of memory");
 	b->state_dfd = -1;
+	b->path = cfg->path;
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	r = ipam_subnet_parse(subnet, &b->sn, err);
 	if (r < 0)
@@ -470,7 +542,7 @@ static void undo_attach(struct bridge *b, const char *id, const char *ifname, in
 }
 
 int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct port_set *ports,
-		  struct bridge_lease *out, struct qerr *err)
+		  const char *peers, struct bridge_lease *out, struct qerr *err)
 {
 	static const struct port_set none;
 	struct ipam_lease *lease, *v;
@@ -517,7 +589,7 @@ int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct p
 
 	/* The lease first: from here a crash leaves something reconcile
 	 * knows to be ours. */
-	r = ipam_alloc(b->ipam, id, ifname, ports, &lease, err);
+	r = ipam_alloc(b->ipam, id, ifname, ports, peers, &lease, err);
 	if (r < 0)
 		return qerr_prefix(err, "attach %s", id);
 	addr = lease->addr;
@@ -529,6 +601,14 @@ int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct p
 	if (r < 0)
 		goto undo;
 	ipam_find(b->ipam, id)->ifindex = link.index;
+	if (b->isolate && (r = rtnl_bridge_port_isolate(&b->nl, link.index, true, err)) < 0)
+		goto undo;
+	/* The host may still know the address by a released sandbox's MAC (a
+	 * restarted netd's next-fit starts again after the highest lease):
+	 * with isolated ports it would forward there until the entry
+	 * expired. */
+	if ((r = rtnl_neigh_del(&b->nl, b->index, addr, err)) < 0)
+		goto undo;
 	r = configure_sandbox(b, netns_fd, addr, err);
 	if (r < 0)
 		goto undo;

@@ -34,10 +34,16 @@
 /* Leases live in this directory under the state directory. */
 #define BRIDGE_LEASES_DIR "leases"
 
+/* How traffic between two sandboxes reaches the policy (ruleset.h):
+ * through br_netfilter when the kernel has it (auto), or by isolating
+ * their bridge ports so that the host routes between them. */
+enum bridge_path { BRIDGE_PATH_AUTO, BRIDGE_PATH_NETFILTER, BRIDGE_PATH_ISOLATE };
+
 struct bridge_config {
-	const char *name;   /* the bridge; NULL: BRIDGE_DEFAULT_NAME */
-	const char *subnet; /* IPv4 CIDR; NULL: BRIDGE_DEFAULT_SUBNET */
-	int state_dirfd;    /* netd's state directory (the caller keeps it) */
+	const char *name;      /* the bridge; NULL: BRIDGE_DEFAULT_NAME */
+	const char *subnet;    /* IPv4 CIDR; NULL: BRIDGE_DEFAULT_SUBNET */
+	int state_dirfd;       /* netd's state directory (the caller keeps it) */
+	enum bridge_path path; /* 0: auto */
 };
 
 /* A sandbox's network, as attach made it. */
@@ -71,12 +77,14 @@ int bridge_open(const struct bridge_config *cfg, struct bridge **out, struct qer
 
 /* Give sandbox id an address and a veth into the netns of netns_fd (eth0
  * there: the address, up, lo up, the default route via the gateway), and
- * publish ports (NULL: none).  -EEXIST when id is attached already,
+ * publish ports (NULL: none).  peers (io.quiver.net.peers, NULL or "": none)
+ * is what the forward and input chains let it reach (ruleset.h); it is
+ * kept in the lease, parsed already by the caller.  -EEXIST when id is attached already,
  * -EADDRINUSE (naming the other sandbox) when a port is published
  * already, -ENOSPC when the subnet is full, -EINVAL when netns_fd is not a
  * network namespace or is netd's own.  On failure nothing of it is left. */
 int bridge_attach(struct bridge *b, const char *id, int netns_fd, const struct port_set *ports,
-		  struct bridge_lease *out, struct qerr *err);
+		  const char *peers, struct bridge_lease *out, struct qerr *err);
 
 /* Delete id's veth (both ends), release its lease, rebuild the table.
  * 1 when it was attached, 0 when there was nothing to do. */

@@ -8,10 +8,13 @@
  *   addr 10.88.0.7
  *   ifname qv3f09a1c2d4
  *   ports 8080:80/tcp,127.0.0.1:5353:53/udp
+ *   peers web-2:6379,10.1.0.0/16
  *   end
  *
  * Loading accepts exactly that, in that order, and nothing after "end":
- * a file cut short anywhere is not a lease.
+ * a file cut short anywhere is not a lease.  The peers line (followed by
+ * nothing when none are granted) may be missing: a lease an older netd
+ * wrote, whose sandbox is granted nothing.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -31,7 +34,7 @@
 
 #define LEASE_MAGIC "quiver-netd-lease 1"
 /* A lease with PORTS_MAX of the longest mappings is about 2.2 KiB. */
-#define LEASE_FILE_MAX 4096
+#define LEASE_FILE_MAX 8192
 /* Matches statefile_sweep()'s pattern, so a crash's leftovers are swept. */
 #define TMP_RAND 6
 /* Lease files found taken on disk but not in the table, before giving up. */
@@ -283,7 +286,7 @@ static int parse_lease(const char *name, const char *text, size_t len, struct ip
 		       const char **why)
 {
 	const char *p = text, *end = text + len;
-	char val[PORTS_SPEC_MAX + 1];
+	char val[GRANTS_SPEC_MAX + 1];
 	int r;
 
 	memset(l, 0, sizeof(*l));
@@ -308,6 +311,15 @@ static int parse_lease(const char *name, const char *text, size_t len, struct ip
 	if ((r = take_line(&p, end, "ports", val, sizeof(val))) < 0 ||
 	    ports_parse(val, &l->ports, NULL))
 		goto bad;
+	*why = "no valid peers line";
+	if ((r = take_line(&p, end, "peers", val, sizeof(val))) == 0) {
+		struct grant_set gs;
+		if (grants_parse(val, &gs, NULL) < 0)
+			goto bad;
+		memcpy(l->peers, val, strlen(val) + 1);
+	} else if (r == -2) {
+		goto bad;
+	}
 	*why = "no end line";
 	if ((r = take_line(&p, end, "end", NULL, 0)) < 0)
 		goto bad;
@@ -329,8 +341,8 @@ static int format_lease(const struct ipam_lease *l, char *buf, size_t len)
 	addr_name(l->addr, ip);
 	if (ports_format(&l->ports, ports, sizeof(ports), NULL) < 0)
 		return -ENOBUFS;
-	n = snprintf(buf, len, LEASE_MAGIC "\nid %s\naddr %s\nifname %s\nports %s\nend\n", l->id,
-		     ip, l->ifname, ports);
+	n = snprintf(buf, len, LEASE_MAGIC "\nid %s\naddr %s\nifname %s\nports %s\npeers %s\nend\n",
+		     l->id, ip, l->ifname, ports, l->peers);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOBUFS;
 	return n;
@@ -632,7 +644,7 @@ void ipam_close(struct ipam *ipam)
 }
 
 int ipam_alloc(struct ipam *ipam, const char *id, const char *ifname, const struct port_set *ports,
-	       struct ipam_lease **out, struct qerr *err)
+	       const char *peers, struct ipam_lease **out, struct qerr *err)
 {
 	uint32_t hosts = ipam_subnet_hosts(&ipam->sn), last = size_of(&ipam->sn) - 2;
 	uint32_t off = ipam->cursor;
@@ -665,6 +677,13 @@ int ipam_alloc(struct ipam *ipam, const char *id, const char *ifname, const stru
 	memcpy(l.ifname, ifname, strlen(ifname) + 1);
 	if (ports)
 		l.ports = *ports;
+	if (peers) {
+		struct grant_set gs;
+		if (strlen(peers) > GRANTS_SPEC_MAX || strchr(peers, '\n') ||
+		    grants_parse(peers, &gs, NULL) < 0)
+			return qerr_set(err, EINVAL, "lease for %s: not a valid peers spec", id);
+		memcpy(l.peers, peers, strlen(peers) + 1);
+	}
 	for (uint32_t tries = 0; tries < hosts; tries++) {
 		bool found;
 

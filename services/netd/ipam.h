@@ -30,6 +30,7 @@
 
 #include "libcommon/err.h"
 #include "libcommon/sandbox_id.h"
+#include "services/netd/grants.h"
 #include "services/netd/ports.h"
 
 #define IPAM_PREFIX_MIN 8
@@ -53,6 +54,7 @@ struct ipam_lease {
 	struct in_addr addr;
 	char ifname[IFNAMSIZ]; /* the host end of the sandbox's veth */
 	struct port_set ports;
+	char peers[GRANTS_SPEC_MAX + 1]; /* io.quiver.net.peers ("": nothing) */
 	int ifindex; /* of ifname; kept in memory only, 0 when not known */
 };
 
@@ -81,12 +83,15 @@ bool ipam_ifname_ok(const char *name);
 int ipam_open(int dirfd, const struct ipam_subnet *sn, struct ipam **out, struct qerr *err);
 void ipam_close(struct ipam *ipam);
 
-/* Lease an address to id, whose host veth will be ifname.  -EEXIST when id
- * or ifname already holds a lease, -ENOSPC when the subnet is full.  The
+/* Lease an address to id, whose host veth will be ifname, with its
+ * published ports and its peers spec (each NULL: none; peers must be a
+ * valid spec, at most GRANTS_SPEC_MAX long, -EINVAL otherwise).  -EEXIST
+ * when id or ifname already holds a lease, -ENOSPC when the subnet is
+ * full.  The
  * lease is on disk when this returns; *out points into the table (valid
  * until the next alloc or release). */
 int ipam_alloc(struct ipam *ipam, const char *id, const char *ifname, const struct port_set *ports,
-	       struct ipam_lease **out, struct qerr *err);
+	       const char *peers, struct ipam_lease **out, struct qerr *err);
 
 /* Release id's lease: 1 when it had one, 0 when not. */
 int ipam_release(struct ipam *ipam, const char *id, struct qerr *err);

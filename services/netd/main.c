@@ -164,7 +164,7 @@ static int hello(struct nsbx *s, const struct qmsg_in *in, int nsfd, struct qerr
 	} else if (ports[0] && (r = ports_parse(ports, &set, err)) < 0) {
 		qerr_prefix(err, "annotation " NET_PORTS_ANNOTATION);
 	} else {
-		r = bridge_attach(netd.bridge, s->id, nsfd, &set, &lease, err);
+		r = bridge_attach(netd.bridge, s->id, nsfd, &set, peers, &lease, err);
 	}
 	if (r < 0) {
 		s->mode = NSBX_NEW;

@@ -11,6 +11,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
@@ -397,6 +398,28 @@ int rtnl_bridge_add(struct rtnl *r, const char *name, const unsigned char mac[6]
 	return fail(err, &ack, what);
 }
 
+int rtnl_bridge_nf_call_iptables(struct rtnl *r, int index, bool on, struct qerr *err)
+{
+	struct nlmsghdr *nlh = put_header(r, RTM_NEWLINK, 0);
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	struct nlattr *linkinfo, *data;
+	struct ack ack;
+	char what[64];
+
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = index;
+	linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	mnl_attr_put_u8(nlh, IFLA_BR_NF_CALL_IPTABLES, on ? 1 : 0);
+	mnl_attr_nest_end(nlh, data);
+	mnl_attr_nest_end(nlh, linkinfo);
+	if (talk(r, NULL, NULL, &ack) == 0)
+		return 0;
+	snprintf(what, sizeof(what), "bridge %d: nf_call_iptables", index);
+	return fail(err, &ack, what);
+}
+
 int rtnl_veth_add(struct rtnl *r, const char *name, int master, const char *peer, int peer_nsfd,
 		  struct qerr *err)
 {
@@ -462,6 +485,42 @@ int rtnl_link_set(struct rtnl *r, int index, bool up, int master, struct qerr *e
 	if (talk(r, NULL, NULL, &ack) == 0)
 		return 0;
 	snprintf(what, sizeof(what), "set link %d", index);
+	return fail(err, &ack, what);
+}
+
+int rtnl_bridge_port_isolate(struct rtnl *r, int index, bool on, struct qerr *err)
+{
+	struct nlmsghdr *nlh = put_header(r, RTM_SETLINK, 0);
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	struct nlattr *nest;
+	struct ack ack;
+	char what[64];
+
+	ifm->ifi_family = AF_BRIDGE;
+	ifm->ifi_index = index;
+	nest = mnl_attr_nest_start(nlh, IFLA_PROTINFO | NLA_F_NESTED);
+	mnl_attr_put_u8(nlh, IFLA_BRPORT_ISOLATED, on ? 1 : 0);
+	mnl_attr_nest_end(nlh, nest);
+	if (talk(r, NULL, NULL, &ack) == 0)
+		return 0;
+	snprintf(what, sizeof(what), "isolate bridge port %d", index);
+	return fail(err, &ack, what);
+}
+
+int rtnl_neigh_del(struct rtnl *r, int index, struct in_addr a, struct qerr *err)
+{
+	struct nlmsghdr *nlh = put_header(r, RTM_DELNEIGH, 0);
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	struct ack ack;
+	char what[64], ip[INET_ADDRSTRLEN];
+
+	nd->ndm_family = AF_INET;
+	nd->ndm_ifindex = index;
+	mnl_attr_put(nlh, NDA_DST, sizeof(a), &a);
+	if (talk(r, NULL, NULL, &ack) == 0 || ack.code == ENOENT)
+		return 0;
+	inet_ntop(AF_INET, &a, ip, sizeof(ip));
+	snprintf(what, sizeof(what), "forget neighbour %s", ip);
 	return fail(err, &ack, what);
 }
 

@@ -69,6 +69,15 @@ int rtnl_link_del(struct rtnl *r, int index, struct qerr *err);
 /* Bring a link up or down and, when master >= 0, make it a port of master
  * (0: of none). */
 int rtnl_link_set(struct rtnl *r, int index, bool up, int master, struct qerr *err);
+/* Mark a bridge port isolated (or not): an isolated port exchanges frames
+ * with the bridge itself and non-isolated ports only, never with another
+ * isolated port. */
+int rtnl_bridge_port_isolate(struct rtnl *r, int index, bool on, struct qerr *err);
+/* on: have br_netfilter pass this bridge's IPv4 frames through the ip
+ * family's hooks whatever net.bridge.bridge-nf-call-iptables says. */
+int rtnl_bridge_nf_call_iptables(struct rtnl *r, int index, bool on, struct qerr *err);
+/* Forget the neighbour entry for a on link index; 0 also when none. */
+int rtnl_neigh_del(struct rtnl *r, int index, struct in_addr a, struct qerr *err);
 
 /* An IPv4 address with its broadcast address; -EEXIST if present. */
 int rtnl_addr_add(struct rtnl *r, int index, struct in_addr a, unsigned prefix, struct qerr *err);

@@ -160,6 +160,51 @@ static void put_published(struct sbuf *b, const struct ipam_lease *l)
 	}
 }
 
+static const struct ipam_lease *lease_of(const struct ipam_lease *v, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].id, id) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* One accept rule per grant of l (io.quiver.net.peers), into the grants
+ * chain.  An id grant names the sandbox's address while it has one. */
+static void put_grants(struct sbuf *b, const struct ipam_lease *l, const struct ipam_lease *v,
+		       size_t n)
+{
+	char sip[INET_ADDRSTRLEN], dip[INET_ADDRSTRLEN];
+	struct grant_set gs;
+
+	if (!l->peers[0] || grants_parse(l->peers, &gs, NULL) < 0)
+		return;
+	inet_ntop(AF_INET, &l->addr, sip, sizeof(sip));
+	for (unsigned i = 0; i < gs.n; i++) {
+		const struct grant *g = &gs.g[i];
+		struct in_addr d;
+		unsigned prefix = 32;
+
+		if (g->kind == GRANT_ANY) {
+			sb_printf(b, "\t\tip saddr %s accept comment \"%s\"\n", sip, l->id);
+			continue;
+		}
+		if (g->kind == GRANT_ID) {
+			const struct ipam_lease *t = lease_of(v, n, g->id);
+			if (!t)
+				continue;
+			d = t->addr;
+		} else {
+			d.s_addr = htonl(g->net);
+			prefix = (unsigned)__builtin_popcount(g->mask);
+		}
+		inet_ntop(AF_INET, &d, dip, sizeof(dip));
+		sb_printf(b, "\t\tip saddr %s ip daddr %s/%u ", sip, dip, prefix);
+		if (g->port)
+			sb_printf(b, "meta l4proto { tcp, udp, sctp } th dport %u ", g->port);
+		sb_printf(b, "accept comment \"%s\"\n", l->id);
+	}
+}
+
 int ruleset_build(const char *bridge, const struct ipam_subnet *sn, const struct ipam_lease *leases,
 		  size_t n, char **text, struct qerr *err)
 {
@@ -197,22 +242,55 @@ int ruleset_build(const char *bridge, const struct ipam_subnet *sn, const struct
 		  "\t\tip saddr %s oifname \"%s\" ct status dnat masquerade\n"
 		  "\t}\n",
 		  cidr, bridge, cidr, bridge);
-	/* Forwarding: out of the bridge anything from the subnet (a sandbox
-	 * forging another source would otherwise leave un-NATed); into it
+	/* Forwarding: from the bridge, sources in the subnet only (a sandbox
+	 * forging another source would otherwise leave un-NATed); replies,
+	 * and connections to a published port (DNAT'ed), pass; anything new
+	 * else a sandbox starts goes through the policy.  Into the bridge:
 	 * replies and published ports only, so a neighbour routing the subnet
-	 * through this host cannot reach a sandbox's other ports.  Accept here
-	 * does not override another table's drop (docs/netd.md). */
+	 * through this host cannot reach a sandbox's other ports.  The
+	 * sandboxes' ports are isolated on the bridge (bridge.c), so traffic
+	 * between two of them is routed through here too.  Accept here does
+	 * not override another table's drop (docs/netd.md). */
 	sb_printf(&b,
 		  "\tchain forward {\n"
 		  "\t\ttype filter hook forward priority filter; policy accept;\n"
 		  "\t\tiifname \"%s\" ip saddr != %s drop\n"
-		  "\t\tiifname \"%s\" accept\n"
+		  "\t\tiifname \"%s\" ct state established,related accept\n"
+		  "\t\tiifname \"%s\" ct status dnat accept\n"
+		  "\t\tiifname \"%s\" jump grants\n"
 		  "\t\toifname \"%s\" ct state established,related accept\n"
 		  "\t\toifname \"%s\" ct status dnat accept\n"
 		  "\t\toifname \"%s\" drop\n"
+		  "\t}\n",
+		  bridge, cidr, bridge, bridge, bridge, bridge, bridge, bridge);
+	/* The host itself is reached under the same policy.  No ICMP
+	 * redirects into the bridge: the host routes between the sandboxes'
+	 * isolated ports on purpose. */
+	sb_printf(&b,
+		  "\tchain input {\n"
+		  "\t\ttype filter hook input priority filter; policy accept;\n"
+		  "\t\tiifname \"%s\" ct state established,related accept\n"
+		  "\t\tiifname \"%s\" jump grants\n"
+		  "\t}\n"
+		  "\tchain redirects {\n"
+		  "\t\ttype filter hook output priority filter; policy accept;\n"
+		  "\t\toifname \"%s\" icmp type redirect drop\n"
+		  "\t}\n",
+		  bridge, bridge, bridge);
+	/* What each sandbox was granted, then refusals with the errno the
+	 * socket service gives (docs/netd.md, "Policy"): ECONNREFUSED inside
+	 * the subnet (a TCP reset; an ICMP port unreachable for the rest),
+	 * ENETUNREACH beyond it. */
+	sb_printf(&b, "\tchain grants {\n");
+	for (size_t i = 0; i < n; i++)
+		put_grants(&b, &leases[i], leases, n);
+	sb_printf(&b,
+		  "\t\tip daddr %s meta l4proto tcp reject with tcp reset\n"
+		  "\t\tip daddr %s reject with icmp type port-unreachable\n"
+		  "\t\treject with icmp type net-unreachable\n"
 		  "\t}\n"
 		  "}\n",
-		  bridge, cidr, bridge, bridge, bridge, bridge);
+		  cidr, cidr);
 	if (b.err) {
 		free(b.p);
 		return qerr_set(err, b.err, "nftables: build the ruleset: out of memory");

@@ -10,8 +10,16 @@
  *                             traffic from the subnet back into it (a
  *                             sandbox reaching a published port: hairpin)
  *   forward (filter)          from the bridge: sources in the subnet only;
- *                             into it: replies and DNAT'ed connections,
- *                             anything else dropped
+ *                             replies and DNAT'ed connections pass, new
+ *                             flows go to grants; into it: replies and
+ *                             DNAT'ed connections, anything else dropped
+ *   input (filter)            from the bridge to the host: replies pass,
+ *                             new flows go to grants
+ *   grants                    one accept per io.quiver.net.peers grant of
+ *                             each sandbox (its lease's peers), then
+ *                             reject: a TCP reset or ICMP port unreachable
+ *                             in the subnet, ICMP net unreachable beyond
+ *   redirects (output)        no ICMP redirects into the bridge
  *
  * Through libnftables (nft's own parser and its netlink batching), not
  * hand-built nftnl expressions: the text is what `nft list` prints back, so

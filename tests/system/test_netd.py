@@ -214,7 +214,12 @@ def test_bridge_address_and_host_reach(runtime, bundle_factory, netpeer, netd, t
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
+    # Not granted (the default): refused, as in quiver mode.
     b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+    r = run_client(runtime, b, GATEWAY, str(port), "hi")
+    assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
+    assert "peer" not in got
+    b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, peers="%s:%d" % (GATEWAY, port))
     r = run_client(runtime, b, GATEWAY, str(port), "hi")
     t.join(5)
     ls.close()
@@ -431,6 +436,42 @@ def test_quiver_policy(runtime, bundle_factory, netpeer, netd, tmp_path):
             assert netd.connections("direct") == direct + 1, peers
     finally:
         srv.delete()
+
+
+def test_bridge_policy(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """The same policy for bridge-mode sandboxes, in the kernel: their
+    traffic passes netd's forward and input chains (through br_netfilter
+    here), which accept what io.quiver.net.peers grants and refuse the
+    rest with the socket service's errnos. A published port stays open to
+    every sandbox."""
+    veths = host_veths()
+    hport = 20000 + (os.getpid() + 13) % 20000
+    sb = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, out_name="srv", ports="%d:7008" % hport)
+    srv = Server(runtime, sb, 7008, "block", 3)
+    try:
+        for peers, ip, port, want in [
+            (None, srv.ip, 7008, "connect: Connection refused"),              # nothing granted
+            (srv.id + ":7009", srv.ip, 7008, "connect: Connection refused"),  # another port granted
+            ("other-sandbox", srv.ip, 7008, "connect: Connection refused"),   # someone else granted
+            (None, "192.0.2.1", 80, "connect: Network is unreachable"),       # outside, not granted
+        ]:
+            cb = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, out_name="deny", peers=peers)
+            r = run_client(runtime, cb, ip, str(port), "x")
+            assert r.returncode == 1 and want in r.stdout, (peers, ip, port, r.stdout, r.stderr)
+        # granted by id and port, by network; and the published port, ungranted
+        for peers, ip, port in [(srv.id + ":7008", srv.ip, 7008),
+                                ("10.214.%d.0/24" % SUBNET_OCTET, srv.ip, 7008),
+                                (None, GATEWAY, hport)]:
+            cb = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, out_name="allow", peers=peers)
+            r = run_client(runtime, cb, ip, str(port), "ok")
+            assert r.returncode == 0 and "echo ok" in r.stdout, (peers, r.stdout, r.stderr)
+        srv.wait_closed(3)
+        log = netd.logs(100)
+        assert ("policy sees bridged traffic through br_netfilter" in log or
+                "no br_netfilter: sandbox ports isolated" in log), log
+    finally:
+        srv.delete()
+    sandbox_gone_cleanly(netd, veths)
 
 
 @pytest.mark.parametrize("peers", ["10.0.0.0/33", "host:0", "a b", ",", "x" * 100, "1.2.3.4:99999"])

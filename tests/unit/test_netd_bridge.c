@@ -373,13 +373,21 @@ static bool lease_file(const char *addr)
 	return faccessat(state_dfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static int attach(const char *id, const struct sandbox *s, const char *ports,
-		  struct bridge_lease *out, struct qerr *err)
+static int attach_peers(const char *id, const struct sandbox *s, const char *ports,
+			const char *peers, struct bridge_lease *out, struct qerr *err)
 {
 	struct port_set ps;
 
 	assert_int_equal(ports_parse(ports, &ps, err), 0);
-	return bridge_attach(b, id, s->nsfd, &ps, out, err);
+	return bridge_attach(b, id, s->nsfd, &ps, peers, out, err);
+}
+
+/* The traffic tests' sandboxes may reach anything ("*"); test_policy's
+ * are granted less. */
+static int attach(const char *id, const struct sandbox *s, const char *ports,
+		  struct bridge_lease *out, struct qerr *err)
+{
+	return attach_peers(id, s, ports, "*", out, err);
 }
 
 static void must_attach(const char *id, const struct sandbox *s, const char *ports,
@@ -777,6 +785,111 @@ static void test_detach(void **state)
 	end_sandbox(&sb);
 }
 
+/* io.quiver.net.peers in bridge mode: whatever a sandbox starts towards
+ * another, the host or the outside goes through the forward or input
+ * chain and its grants.  Refused in the subnet: ECONNREFUSED (a reset);
+ * beyond it: ENETUNREACH.  A published port stays open to every sandbox
+ * (a hairpin through the host). */
+static void policy_checks(void)
+{
+	struct sandbox pc, pd;
+	struct bridge_lease lc, ld;
+	struct qerr err;
+	char peer[INET_ADDRSTRLEN];
+
+	pc = make_sandbox();
+	pd = make_sandbox();
+	if (attach_peers("pol-c", &pc, "", "", &lc, &err) < 0 ||
+	    attach_peers("pol-d", &pd, "8090:80", "pol-c:80," INET_IP ":7002", &ld, &err) < 0)
+		fail_msg("%s", err.msg);
+	int c80 = listen_in(&pc, "0.0.0.0", 80, SOCK_STREAM);
+	int c81 = listen_in(&pc, "0.0.0.0", 81, SOCK_STREAM);
+	int d80 = listen_in(&pd, "0.0.0.0", 80, SOCK_STREAM);
+	int gw = listen_in(NULL, GATEWAY, 9001, SOCK_STREAM);
+	int in2 = listen_in(&inet, INET_IP, 7002, SOCK_STREAM);
+	int in3 = listen_in(&inet, INET_IP, 7003, SOCK_STREAM);
+	char cip[INET_ADDRSTRLEN], dip[INET_ADDRSTRLEN];
+	snprintf(cip, sizeof(cip), "%s", ip(lc.addr));
+	snprintf(dip, sizeof(dip), "%s", ip(ld.addr));
+
+	/* Granted: d to c's port 80, to one outside address and port; the
+	 * replies come back. */
+	expect_tcp(&pd, cip, 80, c80, dip);
+	expect_tcp(&pd, INET_IP, 7002, in2, UPLINK_IP);
+	/* Not granted. */
+	assert_int_equal(tcp_check(&pd, cip, 81, c81, OK_MS, peer), -ECONNREFUSED);
+	assert_int_equal(tcp_check(&pc, dip, 80, d80, OK_MS, peer), -ECONNREFUSED);
+	assert_int_equal(tcp_check(&pc, GATEWAY, 9001, gw, OK_MS, peer), -ECONNREFUSED);
+	assert_int_equal(tcp_check(&pd, GATEWAY, 9001, gw, OK_MS, peer), -ECONNREFUSED);
+	assert_int_equal(tcp_check(&pc, INET_IP, 7002, in2, OK_MS, peer), -ENETUNREACH);
+	assert_int_equal(tcp_check(&pd, INET_IP, 7003, in3, OK_MS, peer), -ENETUNREACH);
+	/* UDP too: nothing reaches the outside. */
+	expect_udp(&pc, NULL, INET_IP, 7004, NULL);
+	/* d's published port, from c, which was granted nothing. */
+	expect_tcp(&pc, GATEWAY, 8090, d80, GATEWAY);
+	/* The host still reaches a sandbox directly. */
+	expect_tcp(NULL, cip, 81, c81, GATEWAY);
+
+	close(c80);
+	close(c81);
+	close(d80);
+	close(gw);
+	close(in2);
+	close(in3);
+	assert_int_equal(bridge_detach(b, "pol-c", &err), 1);
+	assert_int_equal(bridge_detach(b, "pol-d", &err), 1);
+	end_sandbox(&pc);
+	end_sandbox(&pd);
+}
+
+static void reopen_bridge(enum bridge_path path)
+{
+	struct bridge_config cfg = {NULL, SUBNET, state_dfd, path};
+	struct qerr err;
+
+	assert_int_equal(bridge_close(b, false, &err), 0);
+	b = NULL;
+	if (bridge_open(&cfg, &b, &err) < 0)
+		fail_msg("bridge_open: %s", err.msg);
+}
+
+static void set_bridge_nf(const char *v)
+{
+	int fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, v, 1), 1);
+	close(fd);
+}
+
+/* Through br_netfilter (this kernel has it): the frames between two
+ * sandboxes are bridged, and the ip hooks see them. */
+static void test_policy(void **state)
+{
+	(void)state;
+	skip_unless_ready();
+	policy_checks();
+}
+
+/* The path for a kernel without br_netfilter: the sandboxes' ports are
+ * isolated and the host routes between them.  Here br_netfilter is off
+ * for this test's netns (its sysctl) and the bridge's own setting. */
+static void test_policy_isolated(void **state)
+{
+	struct rtnl_link l;
+	struct qerr err;
+
+	(void)state;
+	skip_unless_ready();
+	set_bridge_nf("0");
+	reopen_bridge(BRIDGE_PATH_ISOLATE);
+	/* The ports attached before were isolated by the reconcile. */
+	assert_int_equal(rtnl_link_get(&nl, la.host_ifname, &l, &err), 0);
+	policy_checks();
+	set_bridge_nf("1");
+	reopen_bridge(BRIDGE_PATH_AUTO);
+}
+
 /* A link (not ours) already has a sandbox's first host name: the next
  * candidate is taken, and the link is left alone. */
 static void test_name_collision(void **state)
@@ -946,7 +1059,7 @@ static void test_kill9(void **state)
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (bridge_open(&cfg, &b, &err) < 0 || ports_parse("9999:99", &ps, &err) < 0 ||
-		    bridge_attach(b, "k9", sk.nsfd, &ps, NULL, &err) < 0) {
+		    bridge_attach(b, "k9", sk.nsfd, &ps, "*", NULL, &err) < 0) {
 			fprintf(stderr, "child: %s\n", err.msg);
 			_exit(1);
 		}
@@ -1076,6 +1189,8 @@ int main(void)
 	    cmocka_unit_test(test_attach_refusals),
 	    cmocka_unit_test(test_detach),
 	    cmocka_unit_test(test_name_collision),
+	    cmocka_unit_test(test_policy),
+	    cmocka_unit_test(test_policy_isolated),
 	    cmocka_unit_test(test_monitor),
 	    cmocka_unit_test(test_restart_reconcile),
 	    cmocka_unit_test(test_kill9),

@@ -97,7 +97,8 @@ static size_t lease_text(char *buf, const char *id, const char *addr, const char
 			       id, addr, ifname, ports);
 }
 
-static struct ipam_lease *alloc(struct ipam *ipam, const char *id, const char *ports)
+static struct ipam_lease *alloc_peers(struct ipam *ipam, const char *id, const char *ports,
+				      const char *peers)
 {
 	struct ipam_lease *l;
 	struct port_set ps;
@@ -106,9 +107,14 @@ static struct ipam_lease *alloc(struct ipam *ipam, const char *id, const char *p
 
 	ipam_ifname_for(id, 0, ifname);
 	assert_int_equal(ports_parse(ports, &ps, &err), 0);
-	if (ipam_alloc(ipam, id, ifname, &ps, &l, &err) < 0)
+	if (ipam_alloc(ipam, id, ifname, &ps, peers, &l, &err) < 0)
 		fail_msg("alloc %s: %s", id, err.msg);
 	return l;
+}
+
+static struct ipam_lease *alloc(struct ipam *ipam, const char *id, const char *ports)
+{
+	return alloc_peers(ipam, id, ports, NULL);
 }
 
 static void test_subnet_good(void **state)
@@ -230,19 +236,22 @@ static void test_alloc_order_and_exhaustion(void **state)
 	assert_string_equal(ip(alloc(ipam, "f", "")->addr), "10.9.0.3");
 
 	ipam_ifname_for("g", 0, ifname);
-	assert_int_equal(ipam_alloc(ipam, "g", ifname, NULL, &l, &err), -ENOSPC);
+	assert_int_equal(ipam_alloc(ipam, "g", ifname, NULL, NULL, &l, &err), -ENOSPC);
 	assert_null(l);
 	assert_string_equal(err.msg, "subnet 10.9.0.0/29 is full: all 5 addresses are leased");
 
 	/* Refusals change nothing. */
 	ipam_ifname_for("a", 0, ifname);
-	assert_int_equal(ipam_alloc(ipam, "a", ifname, NULL, &l, &err), -EEXIST);
+	assert_int_equal(ipam_alloc(ipam, "a", ifname, NULL, NULL, &l, &err), -EEXIST);
 	assert_string_equal(err.msg, "sandbox a already holds lease 10.9.0.2");
 	assert_int_equal(ipam_release(ipam, "c", &err), 1);
-	assert_int_equal(ipam_alloc(ipam, "x", ifname, NULL, &l, &err), -EEXIST);
+	assert_int_equal(ipam_alloc(ipam, "x", ifname, NULL, NULL, &l, &err), -EEXIST);
 	assert_non_null(strstr(err.msg, "already belongs to sandbox a"));
-	assert_int_equal(ipam_alloc(ipam, "../x", "qv0000000000", NULL, &l, &err), -EINVAL);
-	assert_int_equal(ipam_alloc(ipam, "x", "eth0", NULL, &l, &err), -EINVAL);
+	assert_int_equal(ipam_alloc(ipam, "../x", "qv0000000000", NULL, NULL, &l, &err), -EINVAL);
+	assert_int_equal(ipam_alloc(ipam, "x", "eth0", NULL, NULL, &l, &err), -EINVAL);
+	ipam_ifname_for("y", 0, ifname);
+	assert_int_equal(ipam_alloc(ipam, "y", ifname, NULL, "a:b:c", &l, &err), -EINVAL);
+	assert_int_equal(ipam_alloc(ipam, "y", ifname, NULL, "*\nend", &l, &err), -EINVAL);
 	assert_string_equal(ip(alloc(ipam, "g", "")->addr), "10.9.0.4");
 
 	size_t n;
@@ -264,7 +273,7 @@ static void test_reload(void **state)
 
 	(void)state;
 	assert_int_equal(ipam_open(dfd, &sn, &ipam, &err), 0);
-	alloc(ipam, "web-1", "8080:80,127.0.0.1:5353:53/udp");
+	alloc_peers(ipam, "web-1", "8080:80,127.0.0.1:5353:53/udp", "db:6379,10.1.0.0/16");
 	alloc(ipam, "db", "");
 	alloc(ipam, "x.y_z-0", "10.1.1.1:443:8443/tcp");
 	assert_int_equal(ipam_release(ipam, "db", &err), 1);
@@ -277,7 +286,8 @@ static void test_reload(void **state)
 	/* The format of ipam.c's comment; the hash is ipam_ifname_for's. */
 	static const char head[] = "quiver-netd-lease 1\nid web-1\naddr 10.9.0.2\nifname qv";
 	assert_int_equal(strncmp(text, head, strlen(head)), 0);
-	assert_non_null(strstr(text, "\nports 8080:80/tcp,127.0.0.1:5353:53/udp\nend\n"));
+	assert_non_null(
+	    strstr(text, "\nports 8080:80/tcp,127.0.0.1:5353:53/udp\npeers db:6379,10.1.0.0/16\nend\n"));
 
 	assert_int_equal(ipam_open(dfd, &sn, &ipam, &err), 0);
 	struct ipam_lease *after = ipam_leases(ipam, &n);
@@ -361,6 +371,10 @@ static void test_garbage(void **state)
 	put_file("10.9.0.15", huge, 1 << 16);
 	free(huge);
 	put_file(".10.9.0.16.tmp.abc123", text, len);
+	/* Peers that are no spec: the whole lease is not one. */
+	static const char bad_peers[] = "quiver-netd-lease 1\nid f\naddr 10.9.0.17\nifname "
+					"qv0000000017\nports \npeers a:b:c\nend\n";
+	put_file("10.9.0.17", bad_peers, sizeof(bad_peers) - 1);
 
 	assert_int_equal(ipam_open(dfd, &sn, &ipam, &err), 0);
 	v = ipam_leases(ipam, &n);
