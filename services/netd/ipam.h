@@ -55,7 +55,7 @@ struct ipam_lease {
 	char ifname[IFNAMSIZ]; /* the host end of the sandbox's veth */
 	struct port_set ports;
 	char peers[GRANTS_SPEC_MAX + 1]; /* io.quiver.net.peers ("": nothing) */
-	int ifindex; /* of ifname; kept in memory only, 0 when not known */
+	int ifindex;			 /* of ifname; kept in memory only, 0 when not known */
 };
 
 struct ipam;

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include "services/netd/bridge.h"
 #include "services/netd/ipam.h"
 #include "services/netd/ports.h"
+#include "services/netd/ruleset.h"
 #include "services/netd/netd.h"
 
 #define DEFAULT_ROOT "/run/quiver"
@@ -329,6 +331,34 @@ static void monitor_readable(uv_poll_t *h, int status_, int events)
 		qlog_warn("link monitor: %s", err.msg);
 }
 
+/* Connections through the kernel's gateways, from the nftables table's
+ * counters (ruleset.h), with a libnftables context of the metrics
+ * threads' own. */
+static void metrics_gateway(struct qmetrics_writer *w)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct ruleset *rs;
+	static const char *const dir[] = {"direction", NULL};
+	uint64_t in = 0, out = 0;
+	struct qerr err;
+	int r;
+
+	pthread_mutex_lock(&lock);
+	r = rs || ruleset_open(&rs, &err) == 0 ? ruleset_gateway(rs, &in, &out, &err) : -1;
+	pthread_mutex_unlock(&lock);
+	if (r < 0)
+		return;
+	qmetrics_write_family(
+	    w, "quiver_netd_gateway_connections_total",
+	    "Connections (and UDP flows) through the kernel's gateways: in through "
+	    "a published port, out of the host through the masquerade.",
+	    QMETRIC_COUNTER);
+	qmetrics_write_sample(w, "quiver_netd_gateway_connections_total", dir,
+			      (const char *const[]){"in"}, (double)in);
+	qmetrics_write_sample(w, "quiver_netd_gateway_connections_total", dir,
+			      (const char *const[]){"out"}, (double)out);
+}
+
 static void metrics_collect(struct qmetrics_writer *w, void *arg)
 {
 	static const char *const lbl[] = {"mode", NULL};
@@ -369,6 +399,7 @@ static void metrics_collect(struct qmetrics_writer *w, void *arg)
 			      QMETRIC_GAUGE);
 	qmetrics_write_sample(w, "quiver_netd_pending_connections", NULL, NULL,
 			      (double)broker_pending());
+	metrics_gateway(w);
 }
 
 static int metrics_start(const char *addr, struct qerr *err)

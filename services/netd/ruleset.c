@@ -1,14 +1,17 @@
 /* Bridge mode's nftables ruleset (ruleset.h).
  *
- * Every change replaces the table in one transaction:
+ * Every change replaces the table's rules in one transaction:
  *
  *   table ip quiver {}          create it if absent, so that...
- *   delete table ip quiver      ...this cannot fail
+ *   flush table ip quiver       ...this cannot fail: every rule goes
  *   table ip quiver { ... }     the whole new table
  *
- * The kernel commits the batch atomically: a packet sees the old table or
- * the new one.  Deleting rather than flushing also drops chains an older
- * netd made and this one no longer does.
+ * The kernel commits the batch atomically: a packet sees the old rules or
+ * the new ones.  Flushing rather than deleting the table keeps its named
+ * counters (gateway_in, gateway_out: connections through published ports
+ * and out through the masquerade), so they count on across changes and
+ * netd restarts, until a teardown.  A chain an older netd made and this
+ * one no longer does would stay, empty.
  *
  * Cost: each change re-parses and re-commits every rule, one per published
  * port, and a packet to a local address walks the published chain
@@ -155,7 +158,9 @@ static void put_published(struct sbuf *b, const struct ipam_lease *l)
 		}
 		/* The id is [A-Za-z0-9_.-] (sandbox_id_check at load and
 		 * alloc), so it needs no escaping. */
-		sb_printf(b, "%s dport %u dnat to %s:%u comment \"%s\"\n",
+		sb_printf(b,
+			  "%s dport %u counter name \"" RULESET_GATEWAY_IN
+			  "\" dnat to %s:%u comment \"%s\"\n",
 			  port_proto_name(m->proto), m->host_port, sip, m->sandbox_port, l->id);
 	}
 }
@@ -216,7 +221,9 @@ int ruleset_build(const char *bridge, const struct ipam_subnet *sn, const struct
 		return qerr_set(err, EINVAL, "nftables: bridge name \"%.16s\" is not safe to quote",
 				bridge);
 	ipam_subnet_format(sn, cidr);
-	sb_printf(&b, "table " TABLE " {}\ndelete table " TABLE "\ntable " TABLE " {\n");
+	sb_printf(&b, "table " TABLE " {}\nflush table " TABLE "\ntable " TABLE " {\n"
+		      "\tcounter " RULESET_GATEWAY_IN " {\n\t}\n"
+		      "\tcounter " RULESET_GATEWAY_OUT " {\n\t}\n");
 	/* Published ports: for packets arriving (prerouting) and for
 	 * connections the host itself opens (output), to any local address. */
 	sb_printf(&b, "\tchain prerouting {\n"
@@ -238,7 +245,8 @@ int ruleset_build(const char *bridge, const struct ipam_subnet *sn, const struct
 	sb_printf(&b,
 		  "\tchain postrouting {\n"
 		  "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-		  "\t\tip saddr %s oifname != \"%s\" masquerade\n"
+		  "\t\tip saddr %s oifname != \"%s\" counter name \"" RULESET_GATEWAY_OUT
+		  "\" masquerade\n"
 		  "\t\tip saddr %s oifname \"%s\" ct status dnat masquerade\n"
 		  "\t}\n",
 		  cidr, bridge, cidr, bridge);
@@ -313,6 +321,30 @@ int ruleset_apply(struct ruleset *rs, const char *bridge, const struct ipam_subn
 int ruleset_delete(struct ruleset *rs, struct qerr *err)
 {
 	return run(rs, "table " TABLE " {}\ndelete table " TABLE "\n", "delete table " TABLE, err);
+}
+
+/* "packets N" in nft's listing of one counter. */
+static int counter_packets(struct ruleset *rs, const char *name, uint64_t *out, struct qerr *err)
+{
+	char cmd[96];
+	const char *t, *p;
+	int r;
+
+	snprintf(cmd, sizeof(cmd), "list counter " TABLE " %s", name);
+	if ((r = run(rs, cmd, cmd, err)) < 0)
+		return r;
+	t = nft_ctx_get_output_buffer(rs->nft);
+	if (!t || !(p = strstr(t, "packets ")))
+		return qerr_set(err, EIO, "nftables: %s: no packets in the listing", cmd);
+	*out = strtoull(p + 8, NULL, 10);
+	return 0;
+}
+
+int ruleset_gateway(struct ruleset *rs, uint64_t *in, uint64_t *out, struct qerr *err)
+{
+	int r = counter_packets(rs, RULESET_GATEWAY_IN, in, err);
+
+	return r < 0 ? r : counter_packets(rs, RULESET_GATEWAY_OUT, out, err);
 }
 
 int ruleset_list(struct ruleset *rs, char **text, struct qerr *err)

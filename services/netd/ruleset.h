@@ -29,12 +29,18 @@
 #define QUIVER_NETD_RULESET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "libcommon/err.h"
 #include "services/netd/ipam.h"
 
 #define RULESET_FAMILY "ip"
 #define RULESET_TABLE  "quiver"
+/* The table's named counters: connections in through a published port,
+ * and out of the host through the masquerade (NAT chains see a
+ * connection's first packet only). */
+#define RULESET_GATEWAY_IN  "gateway_in"
+#define RULESET_GATEWAY_OUT "gateway_out"
 
 struct ruleset;
 
@@ -53,5 +59,9 @@ int ruleset_delete(struct ruleset *rs, struct qerr *err);
 /* `nft list table ip quiver` into *text (malloc'd); -ENOENT when there is
  * no table. */
 int ruleset_list(struct ruleset *rs, char **text, struct qerr *err);
+/* The gateway counters' packets: each a connection (or UDP flow).  rs
+ * must be used by one thread at a time: the metrics thread opens its
+ * own. */
+int ruleset_gateway(struct ruleset *rs, uint64_t *in, uint64_t *out, struct qerr *err);
 
 #endif

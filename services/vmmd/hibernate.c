@@ -539,7 +539,8 @@ int hibernate_wake(struct sandbox *sb, const char *why, int prefetch, struct qer
 	if (sb->hib_manual && strcmp(why, "connection") == 0)
 		return qerr_set(err, EPERM,
 				"container %s was hibernated with auto_wake off: a connection "
-				"does not wake it", sb->id);
+				"does not wake it",
+				sb->id);
 	if (prefetch < 0)
 		prefetch = wants_prefetch(sb);
 	if (prefetch && sb->hib == HIB_DONE)

@@ -75,8 +75,8 @@ struct sandbox {
 	bool hib_manual;       /* a connection does not wake it (auto_wake false) */
 	/* the idle policy: CPU and trapped calls when they last changed */
 	uint64_t idle_cpu_ns, idle_syscalls;
-	int64_t idle_since_ns; /* CLOCK_MONOTONIC; 0: not sampled yet */
-	int64_t ws_due_ns;     /* when to record the working set after a wake; 0: not */
+	int64_t idle_since_ns;	  /* CLOCK_MONOTONIC; 0: not sampled yet */
+	int64_t ws_due_ns;	  /* when to record the working set after a wake; 0: not */
 	struct wake_watch *watch; /* wake_watch.c: its listeners while hibernated */
 };
 

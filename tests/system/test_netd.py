@@ -81,6 +81,9 @@ class Netd(SocketDaemon):
     def connections(self, path):
         return self.metrics().get(("quiver_netd_connections_total", frozenset({("path", path)})), 0.0)
 
+    def gateway(self, direction):
+        return self.metrics().get(("quiver_netd_gateway_connections_total", frozenset({("direction", direction)})))
+
     def leases(self):
         d = self.path("netd")
         out = []
@@ -239,10 +242,13 @@ def test_bridge_published_port(runtime, bundle_factory, netpeer, netd, tmp_path)
     srv = Server(runtime, b, 7000, "block", 1)
     try:
         assert re.search(r"dport %d\b" % hport, nft_ruleset()), "no rule for the published port:\n%s" % nft_ruleset()
+        gateway_in = netd.gateway("in")
+        assert gateway_in is not None, netd.logs()
         # from the host, to a host address: DNAT in the output chain
         with socket.create_connection((GATEWAY, hport), timeout=10) as c:
             c.sendall(b"published")
             assert c.recv(100) == b"published"
+        assert netd.gateway("in") == gateway_in + 1
         srv.wait_closed()
         assert re.search(r"^accepted %s:\d+" % re.escape(GATEWAY), srv.text(), re.M), srv.text()
     finally:

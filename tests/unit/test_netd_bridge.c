@@ -586,7 +586,8 @@ static void test_open(void **state)
 	assert_string_equal(fwd, "1");
 	cleanup_free char *text = table_text();
 	assert_non_null(text);
-	assert_non_null(strstr(text, "ip saddr 10.77.0.0/24 oifname != \"quiver0\" masquerade"));
+	assert_non_null(strstr(text, "ip saddr 10.77.0.0/24 oifname != \"quiver0\" counter name "
+				     "\"gateway_out\" masquerade"));
 	assert_non_null(strstr(text, "chain published"));
 	bridge_get_info(b, &info);
 	assert_string_equal(info.name, BRIDGE_DEFAULT_NAME);
@@ -668,10 +669,13 @@ static void test_attach_and_traffic(void **state)
 	rtnl_close(&in);
 
 	cleanup_free char *text = table_text();
-	assert_non_null(strstr(text, "tcp dport 8080 dnat to 10.77.0.3:80 comment \"sandbox-b\""));
+	assert_non_null(strstr(text, "tcp dport 8080 counter name \"gateway_in\" dnat to "
+				     "10.77.0.3:80 comment \"sandbox-b\""));
+	assert_non_null(strstr(
+	    text, "ip daddr " LOCAL_IP
+		  " tcp dport 8081 counter name \"gateway_in\" dnat to 10.77.0.3:80 comment"));
 	assert_non_null(
-	    strstr(text, "ip daddr " LOCAL_IP " tcp dport 8081 dnat to 10.77.0.3:80 comment"));
-	assert_non_null(strstr(text, "udp dport 5353 dnat to 10.77.0.3:53"));
+	    strstr(text, "udp dport 5353 counter name \"gateway_in\" dnat to 10.77.0.3:53"));
 
 	/* Sandbox to the gateway, and to the other sandbox over the bridge. */
 	gw_l = listen_in(NULL, GATEWAY, 9000, SOCK_STREAM);
@@ -715,6 +719,20 @@ static void test_attach_and_traffic(void **state)
 	assert_int_equal(got[0], 'q');
 	close(u);
 	close(c);
+
+	/* The gateway counters (netd's metrics): six connections in through
+	 * published ports above (three from the host, the hairpin, the
+	 * outside, the datagram), and at least the two flows out to the
+	 * uplink. */
+	struct ruleset *counters;
+	uint64_t gin, gout;
+	OK(ruleset_open(&counters, &err));
+	OK(ruleset_gateway(counters, &gin, &gout, &err));
+	ruleset_close(counters);
+	print_message("gateway counters: in %llu, out %llu\n", (unsigned long long)gin,
+		      (unsigned long long)gout);
+	assert_true(gin >= 6);
+	assert_true(gout >= 2);
 }
 
 /* Refusals: nothing of them is left (links, leases, lease files, rules). */
@@ -1028,7 +1046,8 @@ static void test_restart_reconcile(void **state)
 	cleanup_free char *text = table_text();
 	assert_non_null(text);
 	char want[64];
-	snprintf(want, sizeof(want), "tcp dport 8080 dnat to %s:80", ip(lweb.addr));
+	snprintf(want, sizeof(want), "tcp dport 8080 counter name \"gateway_in\" dnat to %s:80",
+		 ip(lweb.addr));
 	assert_non_null(strstr(text, want));
 	assert_null(strstr(text, "7070"));
 	expect_tcp(NULL, GATEWAY, 8080, web_l, GATEWAY);

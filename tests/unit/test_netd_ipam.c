@@ -286,8 +286,8 @@ static void test_reload(void **state)
 	/* The format of ipam.c's comment; the hash is ipam_ifname_for's. */
 	static const char head[] = "quiver-netd-lease 1\nid web-1\naddr 10.9.0.2\nifname qv";
 	assert_int_equal(strncmp(text, head, strlen(head)), 0);
-	assert_non_null(
-	    strstr(text, "\nports 8080:80/tcp,127.0.0.1:5353:53/udp\npeers db:6379,10.1.0.0/16\nend\n"));
+	assert_non_null(strstr(
+	    text, "\nports 8080:80/tcp,127.0.0.1:5353:53/udp\npeers db:6379,10.1.0.0/16\nend\n"));
 
 	assert_int_equal(ipam_open(dfd, &sn, &ipam, &err), 0);
 	struct ipam_lease *after = ipam_leases(ipam, &n);
