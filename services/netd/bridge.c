@@ -103,8 +103,9 @@ static int open_leases_dir(int state_dfd, struct qerr *err)
 	return steal_fd(fd);
 }
 
-/* Set a boolean sysctl of netd's netns (net.ipv4.X, X under
- * /proc/sys/net/ipv4/) to 1; *changed says whether it was 0. */
+/* Set a boolean sysctl of netd's netns (x: its path under
+ * /proc/sys/net/, "ipv4/ip_forward") to 1; *changed says whether it was
+ * 0. */
 static int sysctl_on(const char *x, bool *changed, struct qerr *err)
 {
 	char path[128];
@@ -112,31 +113,31 @@ static int sysctl_on(const char *x, bool *changed, struct qerr *err)
 	char c = 0;
 
 	*changed = false;
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", x);
+	snprintf(path, sizeof(path), "/proc/sys/net/%s", x);
 	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-		return qerr_sys(err, errno, "net.ipv4.%s: open", x);
+		return qerr_sys(err, errno, "%s: open", path);
 	if (pread(fd, &c, 1, 0) != 1)
-		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: read", x);
+		return qerr_sys(err, errno ? errno : EIO, "%s: read", path);
 	if (c == '1')
 		return 0;
 	if (pwrite(fd, "1\n", 2, 0) != 2)
-		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: write", x);
+		return qerr_sys(err, errno ? errno : EIO, "%s: write", path);
 	*changed = true;
 	return 0;
 }
 
-/* Write value to net.ipv4.X of netd's netns. */
+/* Write value to a sysctl of netd's netns (x as for sysctl_on). */
 static int sysctl_set(const char *x, const char *value, struct qerr *err)
 {
 	char path[128];
 	cleanup_close int fd = -1;
 	size_t n = strlen(value);
 
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", x);
+	snprintf(path, sizeof(path), "/proc/sys/net/%s", x);
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
-		return qerr_sys(err, errno, "net.ipv4.%s: open", x);
+		return qerr_sys(err, errno, "%s: open", path);
 	if (write(fd, value, n) != (ssize_t)n)
-		return qerr_sys(err, errno ? errno : EIO, "net.ipv4.%s: write", x);
+		return qerr_sys(err, errno ? errno : EIO, "%s: write", path);
 	return 0;
 }
 
@@ -146,7 +147,7 @@ static int sysctl_set(const char *x, const char *value, struct qerr *err)
 static int enable_forwarding(struct qerr *err)
 {
 	bool changed;
-	int r = sysctl_on("ip_forward", &changed, err);
+	int r = sysctl_on("ipv4/ip_forward", &changed, err);
 
 	if (r == 0 && changed)
 		qlog_info("bridge: net.ipv4.ip_forward was 0; set it to 1 (bridge mode NATs the "
@@ -225,11 +226,15 @@ static int bridge_addresses(struct bridge *b, struct qerr *err)
 static int policy_path(struct bridge *b, struct qerr *err)
 {
 	char x[IFNAMSIZ + 32];
-	bool changed;
-
-	bool netfilter = access("/proc/sys/net/bridge/bridge-nf-call-iptables", F_OK) == 0;
+	bool changed, netfilter = access("/proc/sys/net/bridge/bridge-nf-call-iptables", F_OK) == 0;
 	int r;
 
+	/* IPv4 only (the policy is the ip family's): the host does not speak
+	 * IPv6 on the bridge, and the sandboxes' eth0 have no IPv6 address
+	 * (configure_sandbox). */
+	snprintf(x, sizeof(x), "ipv6/conf/%s/disable_ipv6", b->name);
+	if (access("/proc/sys/net/ipv6", F_OK) == 0 && (r = sysctl_on(x, &changed, err)) < 0)
+		return r;
 	b->isolate = b->path == BRIDGE_PATH_ISOLATE || (b->path == BRIDGE_PATH_AUTO && !netfilter);
 	if (!b->isolate) {
 		qlog_info("bridge %s: the policy sees bridged traffic through br_netfilter",
@@ -241,11 +246,11 @@ static int policy_path(struct bridge *b, struct qerr *err)
 		  b->name, netfilter ? "asked for" : "no br_netfilter");
 	if (netfilter && (r = rtnl_bridge_nf_call_iptables(&b->nl, b->index, false, err)) < 0)
 		return r;
-	snprintf(x, sizeof(x), "conf/%s/proxy_arp_pvlan", b->name);
+	snprintf(x, sizeof(x), "ipv4/conf/%s/proxy_arp_pvlan", b->name);
 	if ((r = sysctl_on(x, &changed, err)) < 0)
 		return r;
 	/* Proxied answers at once, not after up to proxy_delay (0.8 s). */
-	snprintf(x, sizeof(x), "neigh/%s/proxy_delay", b->name);
+	snprintf(x, sizeof(x), "ipv4/neigh/%s/proxy_delay", b->name);
 	return sysctl_set(x, "0", err);
 }
 
@@ -487,7 +492,11 @@ static int configure_sandbox(struct bridge *b, int nsfd, struct in_addr addr, st
 	r = rtnl_open(&in, nsfd, err);
 	if (r < 0)
 		return r;
+	/* IPv4 only: the policy's table is the ip family's, so eth0 gets no
+	 * IPv6 link-local address either (a listener on [::] would take
+	 * connections from the other sandboxes past it). */
 	if ((r = rtnl_link_get(&in, BRIDGE_SANDBOX_IFNAME, &eth, err)) < 0 ||
+	    (r = rtnl_link_no_ipv6(&in, eth.index, err)) < 0 ||
 	    (r = rtnl_addr_add(&in, eth.index, addr, b->sn.prefix, err)) < 0 ||
 	    (r = rtnl_link_set(&in, eth.index, true, -1, err)) < 0 ||
 	    (r = rtnl_link_get(&in, "lo", &lo, err)) < 0 ||

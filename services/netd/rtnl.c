@@ -99,6 +99,18 @@ static struct nlmsghdr *put_header(struct rtnl *r, int type, int flags)
 	return nlh;
 }
 
+/* A request about link index (ifi_family family, nothing to change in
+ * its flags): attributes follow. */
+static struct nlmsghdr *put_link(struct rtnl *r, int type, unsigned char family, int index)
+{
+	struct nlmsghdr *nlh = put_header(r, type, 0);
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+
+	ifm->ifi_family = family;
+	ifm->ifi_index = index;
+	return nlh;
+}
+
 /* The kernel's NLMSG_ERROR: the code and, with NLM_F_ACK_TLVS, its
  * message. */
 static void parse_ack(const struct nlmsghdr *nlh, struct ack *ack)
@@ -400,14 +412,11 @@ int rtnl_bridge_add(struct rtnl *r, const char *name, const unsigned char mac[6]
 
 int rtnl_bridge_nf_call_iptables(struct rtnl *r, int index, bool on, struct qerr *err)
 {
-	struct nlmsghdr *nlh = put_header(r, RTM_NEWLINK, 0);
-	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	struct nlmsghdr *nlh = put_link(r, RTM_NEWLINK, AF_UNSPEC, index);
 	struct nlattr *linkinfo, *data;
 	struct ack ack;
 	char what[64];
 
-	ifm->ifi_family = AF_UNSPEC;
-	ifm->ifi_index = index;
 	linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
 	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
@@ -456,13 +465,10 @@ int rtnl_veth_add(struct rtnl *r, const char *name, int master, const char *peer
 
 int rtnl_link_del(struct rtnl *r, int index, struct qerr *err)
 {
-	struct nlmsghdr *nlh = put_header(r, RTM_DELLINK, 0);
-	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	struct ack ack;
 	char what[64];
 
-	ifm->ifi_family = AF_UNSPEC;
-	ifm->ifi_index = index;
+	put_link(r, RTM_DELLINK, AF_UNSPEC, index);
 	if (talk(r, NULL, NULL, &ack) == 0 || ack.code == ENODEV)
 		return 0;
 	snprintf(what, sizeof(what), "delete link %d", index);
@@ -490,20 +496,36 @@ int rtnl_link_set(struct rtnl *r, int index, bool up, int master, struct qerr *e
 
 int rtnl_bridge_port_isolate(struct rtnl *r, int index, bool on, struct qerr *err)
 {
-	struct nlmsghdr *nlh = put_header(r, RTM_SETLINK, 0);
-	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	struct nlmsghdr *nlh = put_link(r, RTM_SETLINK, AF_BRIDGE, index);
 	struct nlattr *nest;
 	struct ack ack;
 	char what[64];
 
-	ifm->ifi_family = AF_BRIDGE;
-	ifm->ifi_index = index;
 	nest = mnl_attr_nest_start(nlh, IFLA_PROTINFO | NLA_F_NESTED);
 	mnl_attr_put_u8(nlh, IFLA_BRPORT_ISOLATED, on ? 1 : 0);
 	mnl_attr_nest_end(nlh, nest);
 	if (talk(r, NULL, NULL, &ack) == 0)
 		return 0;
 	snprintf(what, sizeof(what), "isolate bridge port %d", index);
+	return fail(err, &ack, what);
+}
+
+int rtnl_link_no_ipv6(struct rtnl *r, int index, struct qerr *err)
+{
+	struct nlmsghdr *nlh = put_link(r, RTM_NEWLINK, AF_UNSPEC, index);
+	struct nlattr *spec, *inet6;
+	struct ack ack;
+	char what[64];
+
+	spec = mnl_attr_nest_start(nlh, IFLA_AF_SPEC);
+	inet6 = mnl_attr_nest_start(nlh, AF_INET6);
+	mnl_attr_put_u8(nlh, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE);
+	mnl_attr_nest_end(nlh, inet6);
+	mnl_attr_nest_end(nlh, spec);
+	/* EAFNOSUPPORT: a kernel without IPv6, nothing to turn off */
+	if (talk(r, NULL, NULL, &ack) == 0 || ack.code == EAFNOSUPPORT)
+		return 0;
+	snprintf(what, sizeof(what), "link %d: no IPv6 link-local address", index);
 	return fail(err, &ack, what);
 }
 

@@ -76,6 +76,9 @@ int rtnl_bridge_port_isolate(struct rtnl *r, int index, bool on, struct qerr *er
 /* on: have br_netfilter pass this bridge's IPv4 frames through the ip
  * family's hooks whatever net.bridge.bridge-nf-call-iptables says. */
 int rtnl_bridge_nf_call_iptables(struct rtnl *r, int index, bool on, struct qerr *err);
+/* Before the link is up: no IPv6 link-local address on it (address
+ * generation mode none), so that nothing reaches it over IPv6. */
+int rtnl_link_no_ipv6(struct rtnl *r, int index, struct qerr *err);
 /* Forget the neighbour entry for a on link index; 0 also when none. */
 int rtnl_neigh_del(struct rtnl *r, int index, struct in_addr a, struct qerr *err);
 

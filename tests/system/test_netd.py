@@ -472,6 +472,13 @@ def test_bridge_policy(runtime, bundle_factory, netpeer, netd, tmp_path):
             r = run_client(runtime, cb, ip, str(port), "ok")
             assert r.returncode == 0 and "echo ok" in r.stdout, (peers, r.stdout, r.stderr)
         srv.wait_closed(3)
+        # IPv4 only: no IPv6 address on eth0, not even link-local, that
+        # would let a listener on [::] take connections past the table.
+        cb = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, out_name="v6")
+        cb.shell("cat /proc/net/if_inet6; echo v6-listed")
+        r = runtime("run", "--bundle", cb.path, runtime.new_id("v6"), timeout=RUN_TIMEOUT)
+        assert r.returncode == 0 and "v6-listed" in r.stdout, r.stdout + r.stderr
+        assert "eth0" not in r.stdout, r.stdout
         log = netd.logs(100)
         assert ("policy sees bridged traffic through br_netfilter" in log or
                 "no br_netfilter: sandbox ports isolated" in log), log

@@ -660,6 +660,21 @@ static void test_attach_and_traffic(void **state)
 	free(addrs);
 	assert_int_equal(rtnl_link_get(&in, "lo", &l, &err), 0);
 	assert_true(l.flags & IFF_UP);
+	/* No IPv6 on eth0 (not even link-local): the policy is IPv4's. */
+	char path[64], v6[4096] = "";
+	snprintf(path, sizeof(path), "/proc/%d/net/if_inet6", (int)sa.pid);
+	FILE *f = fopen(path, "re");
+	if (f) {
+		size_t got6 = fread(v6, 1, sizeof(v6) - 1, f);
+		v6[got6] = '\0';
+		fclose(f);
+	}
+	assert_null(strstr(v6, "eth0"));
+	/* Nor on the host's end: the bridge speaks no IPv6. */
+	f = fopen("/proc/sys/net/ipv6/conf/" BRIDGE_DEFAULT_NAME "/disable_ipv6", "re");
+	assert_non_null(f);
+	assert_int_equal(fgetc(f), '1');
+	fclose(f);
 	assert_int_equal(rtnl_route_list(&in, &rt, &n, &err), 0);
 	bool dflt = false;
 	for (size_t i = 0; i < n; i++)
