@@ -10,8 +10,10 @@ bind-mounted read-only, in three set-ups, interleaved round by round:
            connects become AF_UNIX stream pairs (the socket service)
   bridge   both in netd's bridge mode: veths into netd's bridge, TCP
   runc     runc, each container in a network namespace made here with a
-           veth into the same bridge (addresses outside netd's leases):
-           runc + veth, the baseline
+           veth into a plain Linux bridge of this script's own (static
+           addresses, no policy: netd's table refuses what its grants do
+           not name, and these addresses have none): runc + veth, the
+           baseline
   crun     the same with crun (--only to choose)
   nodes    two more: two "nodes" (network namespaces joined by a veth, each
            with its own vmmd and netd, as test_netd's two-node test makes
@@ -52,10 +54,10 @@ from conftest import default_config  # noqa: E402  (the system tests' config.jso
 
 BRIDGE = "qvbench0"
 SUBNET = "10.215.0.0/24"
-GATEWAY = "10.215.0.1"
-# runc/crun's containers: addresses at the top of netd's subnet, which
-# netd's next-fit allocation does not reach in a run of this length.
-STATIC = {"srv": "10.215.0.250", "cli": "10.215.0.251"}
+# runc/crun's containers: a bridge and addresses of their own.
+STATIC_BRIDGE = "qvbenchr0"
+STATIC_GATEWAY = "10.217.0.1"
+STATIC = {"srv": "10.217.0.250", "cli": "10.217.0.251"}
 REDIS_BIN = "/usr/bin/redis-check-rdb"
 PORT = 6379
 
@@ -165,12 +167,12 @@ class Setup:
         sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
         sh("ip", "link", "set", peer, "netns", ns)
-        sh("ip", "link", "set", host, "master", BRIDGE, "up")
+        sh("ip", "link", "set", host, "master", STATIC_BRIDGE, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", ns, "link", "set", peer, "name", "eth0")
         sh("ip", "-n", ns, "addr", "add", STATIC[role] + "/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        sh("ip", "-n", ns, "route", "add", "default", "via", GATEWAY)
+        sh("ip", "-n", ns, "route", "add", "default", "via", STATIC_GATEWAY)
         self.netns[role] = (ns, host)
         return "/var/run/netns/" + ns
 
@@ -414,6 +416,10 @@ def main():
         setups.append(Setup("runc", ["runc"], os.path.join(tmp, "root-runc"), tmp, static=True))
     if "crun" in want:
         setups.append(Setup("crun", list(CRUN_WRAPPER), os.path.join(tmp, "root-crun"), tmp, static=True))
+    if "runc" in want or "crun" in want:
+        sh("ip", "link", "add", STATIC_BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", STATIC_GATEWAY + "/24", "dev", STATIC_BRIDGE)
+        sh("ip", "link", "set", STATIC_BRIDGE, "up")
     nodes = None
     if "nodes" in want:
         nodes = TwoNodes(tmp, os.path.abspath(args.bin))
@@ -442,6 +448,7 @@ def main():
     finally:
         for s in setups:
             s.drop_netns()
+        sh("ip", "link", "del", STATIC_BRIDGE, check=False)
         if nodes:
             nodes.stop()
         subprocess.run([qctl, "--root", qroot, "daemons", "stop"], stdout=subprocess.DEVNULL,
