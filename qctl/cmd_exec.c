@@ -22,24 +22,50 @@
 #define EXEC_ENV_MAX  512
 #define EXEC_ARGS_MAX 200
 
+/* A hibernated sandbox is woken for an exec (as for a kill): 0 when it
+ * was, -1 when it is not hibernated (plainly paused, say). */
+static int wake_for_exec(const char *id)
+{
+	struct qmsg_out m;
+	struct qmsg_in reply;
+	struct qerr err;
+	int r;
+
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "wake", 2);
+	qmsg_put_str(&m, "id", id);
+	qmsg_put_str(&m, "why", "exec");
+	r = vmmd_call(&m, &reply, &err);
+	qmsg_out_free(&m);
+	if (r < 0)
+		return -1;
+	qmsg_in_free(&reply);
+	return 0;
+}
+
 /* The running sandbox's supervisor pid and bundle, or die with runc's words. */
 static pid_t running_pid(const char *id, char *bundle, size_t len)
 {
 	struct qmsg_in reply;
 	struct qerr err;
-	char status[32] = "";
-	int64_t pid = 0;
+	char status[32];
+	int64_t pid;
 
-	if (vmmd_call_id("state", id, &reply, &err) < 0)
-		die_err(&err);
-	qmsg_get_str(reply.root, "status", status, sizeof(status), NULL);
-	qmsg_get_int(reply.root, "pid", 0, INT32_MAX, &pid, NULL);
-	if (qmsg_get_str(reply.root, "bundle", bundle, len, &err) < 0)
-		die_err(&err);
-	qmsg_in_free(&reply);
-	if (strcmp(status, "running") != 0 && strcmp(status, "created") != 0)
-		die("cannot exec in a %s container", status);
-	return (pid_t)pid;
+	for (int woken = 0;; woken++) {
+		status[0] = '\0';
+		pid = 0;
+		if (vmmd_call_id("state", id, &reply, &err) < 0)
+			die_err(&err);
+		qmsg_get_str(reply.root, "status", status, sizeof(status), NULL);
+		qmsg_get_int(reply.root, "pid", 0, INT32_MAX, &pid, NULL);
+		if (qmsg_get_str(reply.root, "bundle", bundle, len, &err) < 0)
+			die_err(&err);
+		qmsg_in_free(&reply);
+		if (strcmp(status, "running") == 0 || strcmp(status, "created") == 0)
+			return (pid_t)pid;
+		if (woken || strcmp(status, "paused") != 0 || wake_for_exec(id) < 0)
+			die("cannot exec in a %s container", status);
+	}
 }
 
 int cmd_exec(int argc, char **argv)

@@ -205,8 +205,8 @@ const struct command commands[] = {
      "freeze sandboxes and move their memory out to swap",
      "Freezes each sandbox (cgroup freezer) and has vmmd page its memory out: anonymous and "
      "shared memory to swap, clean page cache dropped. Processes, namespaces, sockets and "
-     "files stay; `qctl wake`, `qctl resume`, any `qctl kill` or a new connection to one of "
-     "its listening sockets brings it back, and pages "
+     "files stay; `qctl wake`, `qctl resume`, any `qctl kill` or `qctl exec`, or a new "
+     "connection to one of its listening sockets brings it back, and pages "
      "return on demand. Needs swap with room: poold's swap area (\"swap\" in its config) or "
      "the host's. OCI clients see the sandbox as paused; `qctl ls` and `inspect` say "
      "hibernated.\n\n"

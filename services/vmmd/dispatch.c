@@ -874,13 +874,14 @@ static int op_wake(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 	given = qmsg_get_bool(req->root, "prefetch", &prefetch, err);
 	if (given < 0 && given != -ENOENT)
 		return given;
-	/* who asks: a client ("request"), or netd for a connection that
-	 * waits on the sandbox ("connection") */
+	/* who asks: a client ("request"), qctl exec ("exec"), or netd for a
+	 * connection that waits on the sandbox ("connection") */
 	char why[16] = "request";
 	r = qmsg_get_str(req->root, "why", why, sizeof(why), err);
-	if ((r < 0 && r != -ENOENT) ||
-	    (strcmp(why, "request") != 0 && strcmp(why, "connection") != 0))
-		return qerr_set(err, EINVAL, "wake: why \"%s\" is not request or connection", why);
+	if ((r < 0 && r != -ENOENT) || (strcmp(why, "request") != 0 &&
+					strcmp(why, "connection") != 0 && strcmp(why, "exec") != 0))
+		return qerr_set(err, EINVAL, "wake: why \"%s\" is not request, exec or connection",
+				why);
 	qerr_clear(err);
 	if ((r = hibernate_wake(sb, why, given == 0 ? prefetch : -1, err)) < 0)
 		return r;

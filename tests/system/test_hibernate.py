@@ -238,6 +238,27 @@ def test_hibernate_errors(runtime, bundle, memhold, swap_area, tmp_path):
         runtime("delete", "--force", h.id)
 
 
+def test_exec_wakes_a_hibernated_sandbox(runtime, bundle, memhold, swap_area, tmp_path):
+    """qctl exec into a hibernated sandbox wakes it first (as a kill
+    does); into a paused one it is refused, as runc refuses it."""
+    h = Holder(runtime, bundle, memhold, tmp_path, "hibx")
+    try:
+        runtime.ok("pause", h.id)
+        r = runtime("exec", h.id, "/bin/echo", "in")
+        assert r.returncode != 0 and "cannot exec in a paused container" in r.stderr, r
+        assert runtime.status(h.id) == "paused"
+        runtime.ok("resume", h.id)
+        runtime.ok("hibernate", h.id)
+        r = runtime.ok("exec", h.id, "/bin/echo", "in")
+        assert r.stdout.strip() == "in", r
+        assert h.hibernation() is None and runtime.status(h.id) == "running"
+        with open(os.path.join(runtime.root, "vmmd.log")) as f:
+            assert "%s: woken (exec)" % h.id in f.read()
+        assert h.check() == h.ready, h.text()
+    finally:
+        runtime("delete", "--force", h.id)
+
+
 def test_hibernate_many_shows_progress(runtime, bundle_factory, memhold, swap_area, tmp_path):
     """Several ids at once: one progress line per second at most (stderr
     is not a terminal here), the last one the total."""
