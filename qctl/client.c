@@ -143,6 +143,17 @@ int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *er
 	return wire_call(&sock, req, reply, CALL_TIMEOUT, err);
 }
 
+int vmmd_send(struct qmsg_out *req, struct qerr *err)
+{
+	struct qmsg_in reply;
+	int r = vmmd_call(req, &reply, err);
+
+	qmsg_out_free(req);
+	if (r == 0)
+		qmsg_in_free(&reply);
+	return r;
+}
+
 int vmmd_call_id(const char *op, const char *id, struct qmsg_in *reply, struct qerr *err)
 {
 	struct qmsg_out m;

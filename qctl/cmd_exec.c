@@ -27,20 +27,13 @@
 static int wake_for_exec(const char *id)
 {
 	struct qmsg_out m;
-	struct qmsg_in reply;
 	struct qerr err;
-	int r;
 
 	qmsg_out_init(&m);
 	qmsg_begin(&m, "wake", 2);
 	qmsg_put_str(&m, "id", id);
 	qmsg_put_str(&m, "why", "exec");
-	r = vmmd_call(&m, &reply, &err);
-	qmsg_out_free(&m);
-	if (r < 0)
-		return -1;
-	qmsg_in_free(&reply);
-	return 0;
+	return vmmd_send(&m, &err) < 0 ? -1 : 0;
 }
 
 /* The running sandbox's supervisor pid and bundle, or die with runc's words. */

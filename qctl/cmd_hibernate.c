@@ -80,23 +80,17 @@ int cmd_hibernate(int argc, char **argv)
 	memset(finished, 0, sizeof(finished));
 	for (int i = 0; i < n; i++) {
 		struct qmsg_out m;
-		struct qmsg_in reply;
-		int r;
 
 		qmsg_out_init(&m);
 		qmsg_begin(&m, "hibernate", auto_wake < 0 ? 1 : 2);
 		qmsg_put_str(&m, "id", argv[first + i]);
 		if (auto_wake >= 0)
 			qmsg_put_bool(&m, "auto_wake", auto_wake);
-		r = vmmd_call(&m, &reply, &err);
-		qmsg_out_free(&m);
-		if (r < 0) {
+		if (vmmd_send(&m, &err) < 0) {
 			fprintf(stderr, "%s: %s\n", argv[first + i], err.msg);
 			finished[i] = true;
 			failed++;
-			continue;
 		}
-		qmsg_in_free(&reply);
 	}
 	if (no_wait)
 		return failed ? 1 : 0;
@@ -165,22 +159,16 @@ int cmd_wake(int argc, char **argv)
 	}
 	for (int i = ids_from(argc, argv); i < argc; i++) {
 		struct qmsg_out m;
-		struct qmsg_in reply;
-		int r;
 
 		qmsg_out_init(&m);
 		qmsg_begin(&m, "wake", prefetch < 0 ? 1 : 2);
 		qmsg_put_str(&m, "id", argv[i]);
 		if (prefetch >= 0)
 			qmsg_put_bool(&m, "prefetch", prefetch);
-		r = vmmd_call(&m, &reply, &err);
-		qmsg_out_free(&m);
-		if (r < 0) {
+		if (vmmd_send(&m, &err) < 0) {
 			fprintf(stderr, "%s: %s\n", argv[i], err.msg);
 			failed++;
-			continue;
 		}
-		qmsg_in_free(&reply);
 	}
 	return failed ? 1 : 0;
 }

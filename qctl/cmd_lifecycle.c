@@ -347,18 +347,12 @@ int cmd_start(int argc, char **argv)
 static int delete_op(const char *id, bool force, struct qerr *err)
 {
 	struct qmsg_out m;
-	struct qmsg_in reply;
-	int r;
 
 	qmsg_out_init(&m);
 	qmsg_begin(&m, "delete", 2);
 	qmsg_put_str(&m, "id", id);
 	qmsg_put_bool(&m, "force", force);
-	r = vmmd_call(&m, &reply, err);
-	qmsg_out_free(&m);
-	if (r == 0)
-		qmsg_in_free(&reply);
-	return r;
+	return vmmd_send(&m, err);
 }
 
 static int kill_op(const char *id, int sig, bool all, struct qerr *err)

@@ -50,6 +50,9 @@ int vmmd_connect(bool start, struct qerr *err);
 /* One round trip: an error reply comes back as its negative code, with
  * err holding vmmd's message.  reply must be freed by the caller on 0. */
 int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err);
+/* vmmd_call for a request whose answer is only ok or an error; req is
+ * freed. */
+int vmmd_send(struct qmsg_out *req, struct qerr *err);
 /* Convenience: {op, id} requests. */
 int vmmd_call_id(const char *op, const char *id, struct qmsg_in *reply, struct qerr *err);
 int vmmd_start_daemon(struct qerr *err);
