@@ -32,12 +32,16 @@
 
 #define WATCH_MAX 256 /* listeners per sandbox */
 #define PIDS_MAX  4096
+/* fds looked at per sandbox: the scan runs on vmmd's loop, and a workload
+ * may hold a million fds */
+#define SCAN_MAX 65536
 
 struct wake_watch {
 	uv_poll_t poll;
 	struct sandbox *sb;
 	int epfd;
 	size_t n;
+	size_t scanned; /* fds looked at */
 	int fd[WATCH_MAX];
 	ino_t ino[WATCH_MAX];
 	bool stale[WATCH_MAX]; /* its backlog waited already: ignore one edge */
@@ -79,13 +83,14 @@ static void watch_pid(struct wake_watch *w, pid_t pid)
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	if (!(d = opendir(dir)) || (pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
 		return; /* gone meanwhile */
-	while (w->n < WATCH_MAX && (de = readdir(d))) {
+	while (w->n < WATCH_MAX && w->scanned < SCAN_MAX && (de = readdir(d))) {
 		char *end;
 		long n = strtol(de->d_name, &end, 10);
 		ssize_t k;
 
 		if (*end || end == de->d_name)
 			continue;
+		w->scanned++;
 		/* Only sockets are copied into vmmd. */
 		k = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
 		if (k < 8 || memcmp(link, "socket:[", 8) != 0)
@@ -176,6 +181,9 @@ void wake_watch_start(struct sandbox *sb, const char *memcg)
 	free(pids);
 	if (w->n == WATCH_MAX)
 		qlog_warn("%s: only its first %d listening sockets wake it", sb->id, WATCH_MAX);
+	if (w->scanned >= SCAN_MAX)
+		qlog_warn("%s: only the listening sockets among its first %d fds wake it", sb->id,
+			  SCAN_MAX);
 	if (w->epfd < 0 || w->n == 0 || uv_poll_init(vmmd.loop, &w->poll, w->epfd) < 0) {
 		if (w->epfd < 0)
 			qlog_warn("%s: epoll: %s: a connection will not wake it", sb->id,
