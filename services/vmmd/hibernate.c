@@ -216,7 +216,7 @@ int hibernate_start(struct sandbox *sb, int auto_wake, struct qerr *err)
 	/* Before the freeze: a connection that comes while it freezes wakes
 	 * it rather than wait in the backlog of a listener not yet watched. */
 	if (auto_wake)
-		wake_watch_start(sb, j->memcg);
+		wake_watch_start(sb, j->memcg, true);
 	if ((r = freezer_set(sb, true, err)) < 0) {
 		wake_watch_stop(sb);
 		free(j);

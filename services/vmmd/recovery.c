@@ -51,7 +51,7 @@ static void recover_one(const char *id)
 		if (sb->hib == HIB_DONE && !sb->hib_manual) {
 			char memcg[PATH_MAX];
 			if (memcg_dir(sb, memcg, sizeof(memcg)) == 0)
-				wake_watch_start(sb, memcg);
+				wake_watch_start(sb, memcg, false);
 		}
 		break;
 	default:

@@ -166,7 +166,10 @@ size_t cgroup_pids(const char *memcg, pid_t *out, size_t max);
 
 /* wake_watch.c: while hibernated, a new connection to any of the sandbox's
  * listening sockets wakes it (why "connection"). */
-void wake_watch_start(struct sandbox *sb, const char *memcg);
+/* at_hibernate: a connection waiting already was there before the
+ * hibernation and does not wake it; otherwise (a new vmmd re-arming) it
+ * may have come while nobody watched, and wakes it at once. */
+void wake_watch_start(struct sandbox *sb, const char *memcg, bool at_hibernate);
 void wake_watch_stop(struct sandbox *sb);
 
 /* freezer.c: cgroup v1 freezer */

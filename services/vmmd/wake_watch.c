@@ -10,7 +10,9 @@
  * A listener whose backlog was already waiting when the sandbox
  * hibernated has its first edge ignored: that client waited before, and
  * waking for it at once would undo every hibernation of a workload that
- * does not accept.  The duplicates are closed at wake, at exit and at
+ * does not accept.  A new vmmd that re-arms the watch cannot tell: a
+ * waiting connection may have come while no vmmd watched, and wakes the
+ * sandbox at once.  The duplicates are closed at wake, at exit and at
  * delete: held any longer they would keep a dead sandbox's port, and its
  * network namespace, alive. */
 #include <dirent.h>
@@ -73,7 +75,7 @@ static int listener_copy(struct wake_watch *w, int pidfd, int n)
 	return fd;
 }
 
-static void watch_pid(struct wake_watch *w, pid_t pid)
+static void watch_pid(struct wake_watch *w, pid_t pid, bool at_hibernate)
 {
 	char dir[64], link[64];
 	cleanup_dir DIR *d = NULL;
@@ -100,7 +102,7 @@ static void watch_pid(struct wake_watch *w, pid_t pid)
 			continue;
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)w->n};
-		w->stale[w->n] = poll(&p, 1, 0) > 0;
+		w->stale[w->n] = at_hibernate && poll(&p, 1, 0) > 0;
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
 			continue;
@@ -158,7 +160,7 @@ static void watch_ready(uv_poll_t *h, int status, int events)
 	}
 }
 
-void wake_watch_start(struct sandbox *sb, const char *memcg)
+void wake_watch_start(struct sandbox *sb, const char *memcg, bool at_hibernate)
 {
 	struct wake_watch *w;
 	pid_t *pids;
@@ -177,7 +179,7 @@ void wake_watch_start(struct sandbox *sb, const char *memcg)
 	 * vmmd itself calls. */
 	for (size_t i = 0; w->epfd >= 0 && i < npids && w->n < WATCH_MAX; i++)
 		if (pids[i] != sb->pid)
-			watch_pid(w, pids[i]);
+			watch_pid(w, pids[i], at_hibernate);
 	free(pids);
 	if (w->n == WATCH_MAX)
 		qlog_warn("%s: only its first %d listening sockets wake it", sb->id, WATCH_MAX);

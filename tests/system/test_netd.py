@@ -682,7 +682,7 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
     veths = host_veths()
     hport = 20000 + (os.getpid() + 7) % 20000
     b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path, ports="%d:7000" % hport)
-    srv = Server(runtime, b, 7000, "block", 4)
+    srv = Server(runtime, b, 7000, "block", 5)
     vmmd_log = os.path.join(runtime.root, "vmmd.log")
 
     def hibernation():
@@ -718,6 +718,21 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
         assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 2
         srv.wait_closed(2)
 
+        # A connection that comes while no vmmd runs: the next vmmd finds
+        # it waiting and wakes the sandbox for it.
+        runtime.ok("hibernate", srv.id)
+        assert poll_until(lambda: (hibernation() or {}).get("state") == "hibernated", 15), hibernation()
+        vpid = vmmd_pid(runtime.root)
+        os.kill(vpid, signal.SIGKILL)
+        assert wait_gone(vpid)
+        with socket.create_connection((GATEWAY, hport), timeout=10) as c:
+            c.sendall(b"meanwhile")
+            runtime.ok("state", srv.id)  # starts a vmmd
+            c.settimeout(10)
+            assert c.recv(100) == b"meanwhile", srv.text()
+        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 3
+        srv.wait_closed(3)
+
         # --no-auto-wake: the connection waits in the backlog for a wake.
         runtime.ok("hibernate", "--no-auto-wake", srv.id)
         assert hibernation()["auto_wake"] is False, hibernation()
@@ -730,7 +745,7 @@ def test_published_port_wakes_a_hibernated_sandbox(runtime, bundle_factory, netp
             runtime.ok("wake", srv.id)
             c.settimeout(10)
             assert c.recv(100) == b"later"
-        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 2
+        assert read(vmmd_log).count("%s: woken (connection)" % srv.id) == 3
 
         # Hibernated again, then deleted by force: the copies of its
         # listener go with it.
