@@ -237,8 +237,13 @@ static int policy_path(struct bridge *b, struct qerr *err)
 		return r;
 	b->isolate = b->path == BRIDGE_PATH_ISOLATE || (b->path == BRIDGE_PATH_AUTO && !netfilter);
 	if (!b->isolate) {
-		qlog_info("bridge %s: the policy sees bridged traffic through br_netfilter",
-			  b->name);
+		if (netfilter)
+			qlog_info("bridge %s: the policy sees bridged traffic through br_netfilter",
+				  b->name);
+		else
+			qlog_warn("bridge %s: br_netfilter asked for, but the kernel has none: "
+				  "traffic between sandboxes passes no policy",
+				  b->name);
 		return rtnl_bridge_nf_call_iptables(&b->nl, b->index, true, err);
 	}
 	qlog_info("bridge %s: %s: sandbox ports isolated, the host routes between them "

@@ -165,6 +165,7 @@ void wake_watch_start(struct sandbox *sb, const char *memcg, bool at_hibernate)
 	struct wake_watch *w;
 	pid_t *pids;
 	size_t npids;
+	int e;
 
 	wake_watch_stop(sb);
 	if (!(w = calloc(1, sizeof(*w))) || !(pids = calloc(PIDS_MAX, sizeof(*pids)))) {
@@ -174,6 +175,7 @@ void wake_watch_start(struct sandbox *sb, const char *memcg, bool at_hibernate)
 	}
 	w->sb = sb;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	e = errno;
 	npids = cgroup_pids(memcg, pids, PIDS_MAX);
 	/* The workload's processes: not the supervisor, whose guest.sock
 	 * vmmd itself calls. */
@@ -189,7 +191,7 @@ void wake_watch_start(struct sandbox *sb, const char *memcg, bool at_hibernate)
 	if (w->epfd < 0 || w->n == 0 || uv_poll_init(vmmd.loop, &w->poll, w->epfd) < 0) {
 		if (w->epfd < 0)
 			qlog_warn("%s: epoll: %s: a connection will not wake it", sb->id,
-				  strerror(errno));
+				  strerror(e));
 		for (size_t i = 0; i < w->n; i++)
 			close(w->fd[i]);
 		if (w->epfd >= 0)
