@@ -277,6 +277,13 @@ static void conn_flush(struct qt_conn *c)
 	}
 }
 
+/* Flush, then poll for what is left to send (or for nothing). */
+static void conn_send_now(struct qt_conn *c)
+{
+	conn_flush(c);
+	conn_poll_update(c);
+}
+
 /* Append a frame built by put into out; control frames always fit (the
  * queue grows), so only allocation can fail. */
 static uint8_t *out_reserve(struct qt_conn *c, size_t n)
@@ -448,8 +455,7 @@ static void chan_release(struct qt_channel *ch, int rst_err)
 		default:
 			break;
 		}
-		conn_flush(c);
-		conn_poll_update(c);
+		conn_send_now(c);
 	}
 	chan_unbind(ch);
 	chan_remove(p, ch);
@@ -1085,8 +1091,7 @@ static void settle(struct qt_node *n)
 			if (c->kick && c->state == QT_C_ACTIVE) {
 				c->kick = false;
 				conn_read(c);
-				conn_flush(c);
-				conn_poll_update(c);
+				conn_send_now(c);
 				again = true;
 			}
 			if (c->up_event && c->state == QT_C_ACTIVE) {
@@ -1532,8 +1537,7 @@ struct qt_channel *qt_channel_open(struct qt_node *n, uint64_t peer, const struc
 	ch->rx_allowed = n->cfg.window;
 	if (p->active) {
 		chan_send_open(p->active, ch);
-		conn_flush(p->active);
-		conn_poll_update(p->active);
+		conn_send_now(p->active);
 	}
 	return ch;
 }
@@ -1552,8 +1556,7 @@ int qt_channel_accept(struct qt_channel *ch)
 	ch->granted_total = c->peer_window;
 	ch->rx_allowed = ch->peer->node->cfg.window;
 	send_ctrl(c, QT_OPEN_OK, ch->id, 0);
-	conn_flush(c);
-	conn_poll_update(c);
+	conn_send_now(c);
 	return 0;
 }
 
@@ -1607,8 +1610,7 @@ ssize_t qt_channel_send(struct qt_channel *ch, const void *buf, size_t len)
 	ch->sent_total += n;
 	if (n < len)
 		blocked_add(c, ch);
-	conn_flush(c);
-	conn_poll_update(c);
+	conn_send_now(c);
 	return (ssize_t)n;
 }
 
@@ -1624,8 +1626,7 @@ ssize_t qt_channel_recv(struct qt_channel *ch, void *buf, size_t len)
 		ch->owed += n;
 		chan_maybe_grant(ch, false);
 		if (ch->conn) {
-			conn_flush(ch->conn);
-			conn_poll_update(ch->conn);
+			conn_send_now(ch->conn);
 		}
 		return (ssize_t)n;
 	}
@@ -1652,8 +1653,7 @@ int qt_channel_shutdown(struct qt_channel *ch)
 	ch->fin_sent = true;
 	blocked_remove(c, ch);
 	send_ctrl(c, QT_FIN, ch->id, 0);
-	conn_flush(c);
-	conn_poll_update(c);
+	conn_send_now(c);
 	return 0;
 }
 
