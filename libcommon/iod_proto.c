@@ -1,5 +1,6 @@
 /* Validation of iod's ring entries (libcommon/iod_proto.h). */
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -15,6 +16,9 @@ static const char *const op_names[IOD_OP_MAX_] = {
     [IOD_OP_UTIMENS] = "utimens",   [IOD_OP_TRUNCATE] = "truncate",
     [IOD_OP_CHDIR] = "chdir",	    [IOD_OP_STATFS] = "statfs",
     [IOD_OP_GETXATTR] = "getxattr", [IOD_OP_LISTXATTR] = "listxattr",
+    [IOD_OP_FILE_ADD] = "file_add", [IOD_OP_FILE_DROP] = "file_drop",
+    [IOD_OP_READ] = "read",	    [IOD_OP_WRITE] = "write",
+    [IOD_OP_FSYNC] = "fsync",
 };
 
 const char *iod_op_name(unsigned op)
@@ -39,6 +43,33 @@ bool iod_op_cacheable(unsigned op)
 	return op == IOD_OP_STAT || op == IOD_OP_ACCESS || op == IOD_OP_OPEN;
 }
 
+bool iod_op_on_handle(unsigned op)
+{
+	return op >= IOD_OP_FILE_ADD && op <= IOD_OP_FSYNC;
+}
+
+#ifndef XFS_SUPER_MAGIC
+#define XFS_SUPER_MAGIC 0x58465342
+#endif
+#ifndef F2FS_SUPER_MAGIC
+#define F2FS_SUPER_MAGIC 0xF2F52010
+#endif
+
+bool iod_fs_offloadable(long f_type)
+{
+	switch ((unsigned long)f_type & 0xffffffffu) {
+	case TMPFS_MAGIC:
+	case RAMFS_MAGIC:
+	case OVERLAYFS_SUPER_MAGIC:
+	case XFS_SUPER_MAGIC:
+	case EXT4_SUPER_MAGIC: /* ext2, ext3 too */
+	case BTRFS_SUPER_MAGIC:
+	case F2FS_SUPER_MAGIC:
+		return true;
+	}
+	return false;
+}
+
 bool iod_req_valid(const void *entry, void *ctx)
 {
 	const struct iod_req *r = entry;
@@ -51,8 +82,21 @@ bool iod_req_valid(const void *entry, void *ctx)
 	if ((r->hdr.flags & IOD_REQ_CACHE) && !iod_op_cacheable(r->hdr.opcode))
 		return false;
 	if ((r->hdr.flags & IOD_REQ_FD) &&
-	    (r->hdr.opcode != IOD_OP_LINK || !(r->at_flags & AT_SYMLINK_FOLLOW)))
+	    !(r->hdr.opcode == IOD_OP_FILE_ADD ||
+	      (r->hdr.opcode == IOD_OP_LINK && (r->at_flags & AT_SYMLINK_FOLLOW))))
 		return false;
+	if (r->hdr.opcode == IOD_OP_FILE_ADD && !(r->hdr.flags & IOD_REQ_FD))
+		return false;
+	if (iod_op_on_handle(r->hdr.opcode)) {
+		if (r->arg0 >= IOD_FILES_MAX)
+			return false;
+		if ((r->hdr.opcode == IOD_OP_READ || r->hdr.opcode == IOD_OP_WRITE) &&
+		    (r->slot >= IOD_DATA_SLOTS || r->arg2 > IOD_DATA_SLOT_SIZE ||
+		     (r->arg1 != IOD_OFFSET_CURRENT && r->arg1 > (uint64_t)INT64_MAX)))
+			return false;
+		if (r->hdr.opcode == IOD_OP_FSYNC && (r->flags & ~IOD_FSYNC_DATA))
+			return false;
+	}
 	if (r->creds.ngroups > IOD_GROUPS_MAX)
 		return false;
 	if (r->path_len > IOD_PATHS_MAX || r->path2_len > IOD_PATHS_MAX)
@@ -99,6 +143,9 @@ bool iod_resp_valid(const void *entry, void *ctx)
 	     r->hdr.opcode != IOD_OP_GETXATTR && r->hdr.opcode != IOD_OP_LISTXATTR))
 		return false;
 	if ((r->hdr.flags & IOD_RESP_FD) && (r->res != 0 || r->hdr.opcode != IOD_OP_OPEN))
+		return false;
+	if ((r->hdr.opcode == IOD_OP_READ || r->hdr.opcode == IOD_OP_WRITE) &&
+	    r->res > (int64_t)IOD_DATA_SLOT_SIZE)
 		return false;
 	return true;
 }

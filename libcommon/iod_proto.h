@@ -7,8 +7,12 @@
  *   iod -> guest   struct iod_welcome, with the ring's memfd, sq_efd and
  *                  cq_efd (iod creates the ring: the hostile side does not
  *                  choose its geometry), or an error code and no fds
+ *                  and, when the hello asked for IOD_HELLO_OFFLOAD_ALL, the
+ *                  data area's memfd as a fourth fd (IOD_WELCOME_DATA)
  *   iod -> guest   later, one struct iod_fdmsg per opened file, carrying
  *                  that fd, sent before the completion that announces it
+ *   guest -> iod   one struct iod_fdmsg ahead of each request that carries
+ *                  a file (IOD_REQ_FD: LINK of an fd, FILE_ADD)
  * The connection's end is the sandbox's end (iod drops the ring) or iod's
  * (the guest fails what is in flight with EIO and reconnects later).
  *
@@ -17,6 +21,14 @@
  * its paths (each NUL-terminated, path_len/path2_len bytes counting the NUL);
  * a completion is struct iod_resp followed by its data (a struct statx,
  * struct statfs, link text or xattr bytes).
+ *
+ * Offload-all (docs/iod.md): the workload's reads and writes of regular
+ * files go through iod too.  The guest registers the file once (FILE_ADD,
+ * the fd sent ahead; a handle that is an index the guest chooses), then
+ * READ and WRITE name the handle and a slot of the data area, a sealed
+ * memfd of IOD_DATA_SLOTS slots of IOD_DATA_SLOT_SIZE bytes that iod
+ * creates and both map: iod reads into the slot or writes from it, the
+ * guest copies between the slot and the workload's memory.
  *
  * Paths are the sandbox's: absolute from the sandbox's root (the guest has
  * already joined a relative path to the cwd or dirfd it is relative to).
@@ -33,11 +45,18 @@
 #include "libcommon/ring.h"
 
 #define IOD_SOCK_NAME	  "iod.sock"
-#define IOD_PROTO_VERSION 2u
+#define IOD_PROTO_VERSION 3u
 
 #define IOD_RING_ENTRIES 8u    /* per queue: the in-flight bound per sandbox */
 #define IOD_ENTRY_SIZE	 4096u /* bytes per entry, both queues */
 #define IOD_GROUPS_MAX	 32u   /* supplementary groups carried per request */
+
+/* Offload-all: the data area and the files a sandbox may register. */
+#define IOD_DATA_SLOTS	   IOD_RING_ENTRIES /* one per request in flight */
+#define IOD_DATA_SLOT_SIZE (128u * 1024u)
+#define IOD_DATA_SIZE	   ((uint64_t)IOD_DATA_SLOTS * IOD_DATA_SLOT_SIZE)
+#define IOD_FILES_MAX	   256u	      /* handles 0..IOD_FILES_MAX-1 per sandbox */
+#define IOD_OFFSET_CURRENT UINT64_MAX /* READ, WRITE: at the file position */
 
 enum iod_op {
 	IOD_OP_OPEN = 1,  /* flags: open(2) flags; mode -> an fd (IOD_RESP_FD) */
@@ -58,6 +77,13 @@ enum iod_op {
 	IOD_OP_STATFS,	  /* -> struct statfs */
 	IOD_OP_GETXATTR,  /* path2: the name; arg0: size; at_flags -> value bytes */
 	IOD_OP_LISTXATTR, /* arg0: size; at_flags -> the name list */
+	/* Offload-all; path is "" for these. */
+	IOD_OP_FILE_ADD,  /* arg0: handle; the fd came ahead (IOD_REQ_FD): a regular file */
+	IOD_OP_FILE_DROP, /* arg0: handle: iod closes its copy */
+	IOD_OP_READ,	  /* arg0: handle; arg1: offset or IOD_OFFSET_CURRENT; arg2: bytes
+			   * (<= IOD_DATA_SLOT_SIZE); slot: data slot -> bytes read */
+	IOD_OP_WRITE,	  /* the same, from the slot -> bytes written */
+	IOD_OP_FSYNC,	  /* arg0: handle; flags: IOD_FSYNC_DATA */
 	IOD_OP_MAX_,
 };
 
@@ -75,6 +101,8 @@ enum iod_op {
 
 /* iod_req.flags bits for IOD_OP_UTIMENS. */
 #define IOD_UTIME_NULL 1u /* times == NULL: both now */
+/* iod_req.flags bits for IOD_OP_FSYNC. */
+#define IOD_FSYNC_DATA 1u /* fdatasync */
 
 /* The workload's filesystem credentials, as the guest read them from
  * /proc/<tid>/status.  iod applies them to every step of the request. */
@@ -93,8 +121,8 @@ struct iod_req {
 	uint32_t mode;
 	uint32_t path_len;  /* bytes of paths[] in the first path, NUL included */
 	uint32_t path2_len; /* bytes of the second, NUL included; 0: none */
-	uint32_t pad_;
-	uint64_t arg0, arg1;
+	uint32_t slot;	    /* READ, WRITE: the data slot */
+	uint64_t arg0, arg1, arg2;
 	int64_t times[4]; /* UTIMENS: atime sec, nsec, mtime sec, nsec */
 	struct iod_creds creds;
 	char paths[]; /* path, then path2 */
@@ -117,12 +145,12 @@ struct iod_resp {
 
 #define IOD_RESP_DATA_MAX (IOD_ENTRY_SIZE - (uint32_t)sizeof(struct iod_resp))
 
-enum iod_mode_bits {
-	IOD_HELLO_OFFLOAD_ALL = 1u, /* reserved: read/write through iod too */
-};
+/* iod_hello.flags */
+#define IOD_HELLO_OFFLOAD_ALL 1u /* reads and writes of regular files through iod too */
 
 /* iod_welcome.flags */
 #define IOD_WELCOME_ROOT_RO 1u /* the root is a read-only mount: IOD_REQ_CACHE is worth sending */
+#define IOD_WELCOME_DATA    2u /* the data area's memfd is the fourth fd (offload-all) */
 
 struct iod_hello {
 	uint32_t version; /* IOD_PROTO_VERSION */
@@ -160,6 +188,15 @@ bool iod_req_valid(const void *entry, void *ctx);
 bool iod_resp_valid(const void *entry, void *ctx);
 /* STAT, ACCESS and OPEN: the ops whose answers may be cached. */
 bool iod_op_cacheable(unsigned op);
+/* FILE_ADD .. FSYNC: the offload-all ops, which name a handle, not a path. */
+bool iod_op_on_handle(unsigned op);
+/* Whether files of this filesystem (statfs f_type) may be read and written
+ * by iod for a sandbox: filesystems of plain data (tmpfs, overlayfs, xfs,
+ * ext4, btrfs, ...).  Not procfs, sysfs, cgroupfs and the like, whose
+ * contents can depend on who reads (cgroup.procs lists pids in the
+ * reader's pid namespace: iod's would be the host's), nor FUSE (its
+ * daemon sees the caller). */
+bool iod_fs_offloadable(long f_type);
 /* The request's second path, or NULL when it has none (after
  * iod_req_valid). */
 const char *iod_req_path2(const struct iod_req *r);

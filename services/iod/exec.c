@@ -19,7 +19,12 @@
  * the job waits for their CQEs, in sync mode they run at once.  Steps that
  * io_uring has no opcode for (readlinkat, fchmodat2, fchownat, utimensat,
  * faccessat2, fstatfs, truncate, mknodat, getxattrat, listxattrat) are
- * plain syscalls in both modes. */
+ * plain syscalls in both modes.
+ *
+ * Offload-all requests name no path: FILE_ADD keeps a regular file the
+ * guest took from the workload (the workload's own open file: the same
+ * position, flags and access mode), READ, WRITE and FSYNC act on it with
+ * the data in the sandbox's data area, FILE_DROP closes it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -856,6 +861,105 @@ static void stage_act(struct job *j)
 	complete(j, rv, 0);
 }
 
+/* ---- offload-all ---- */
+
+/* io_uring takes its own reference to a file when the SQE is issued, at
+ * submit: submit what is prepared before closing a registered file, so an
+ * SQE prepared on it never meets its number reused by another file. */
+static void file_close(struct sbx *sb, unsigned h)
+{
+	if (sb->files[h] < 0)
+		return;
+	exec_submit();
+	close(sb->files[h]);
+	sb->files[h] = -1;
+}
+
+void exec_files_close(struct sbx *sb)
+{
+	for (unsigned h = 0; h < IOD_FILES_MAX; h++)
+		file_close(sb, h);
+}
+
+/* A regular file of a plain-data filesystem (iod_fs_offloadable): iod
+ * reads what the workload would, never content made for its reader. */
+static void file_add(struct job *j)
+{
+	const struct iod_req *r = &j->in.req;
+	struct stat st;
+	struct statfs sfs;
+	int fd = take_guest_fd(j->sb, r->hdr.user_data);
+
+	if (fd < 0) {
+		complete(j, fd, 0);
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sfs) < 0 ||
+	    !iod_fs_offloadable((long)sfs.f_type)) {
+		close(fd);
+		complete(j, -EBADFD, 0);
+		return;
+	}
+	file_close(j->sb, (unsigned)r->arg0);
+	j->sb->files[r->arg0] = fd;
+	complete(j, 0, 0);
+}
+
+/* READ, WRITE, FSYNC: one step on the registered file, as the workload
+ * (a write clears set-id bits unless the writer may keep them). */
+static void stage_handle(struct job *j)
+{
+	const struct iod_req *r = &j->in.req;
+	unsigned op = r->hdr.opcode;
+	unsigned char *buf;
+	struct io_uring_sqe *sqe;
+	int fd;
+
+	if (!j->sb->data) { /* not an offload-all sandbox */
+		if (op == IOD_OP_FILE_ADD && (fd = take_guest_fd(j->sb, r->hdr.user_data)) >= 0)
+			close(fd);
+		complete(j, -EOPNOTSUPP, 0);
+		return;
+	}
+	if (op == IOD_OP_FILE_ADD) {
+		file_add(j);
+		return;
+	}
+	if (op == IOD_OP_FILE_DROP) {
+		file_close(j->sb, (unsigned)r->arg0);
+		complete(j, 0, 0);
+		return;
+	}
+	fd = j->sb->files[r->arg0];
+	if (fd < 0) {
+		complete(j, -EBADF, 0);
+		return;
+	}
+	buf = j->sb->data + (size_t)r->slot * IOD_DATA_SLOT_SIZE;
+	if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
+		/* An offset of -1 (IOD_OFFSET_CURRENT) is the file position. */
+		if (op == IOD_OP_READ)
+			io_uring_prep_read(sqe, fd, buf, (unsigned)r->arg2, r->arg1);
+		else if (op == IOD_OP_WRITE)
+			io_uring_prep_write(sqe, fd, buf, (unsigned)r->arg2, r->arg1);
+		else
+			io_uring_prep_fsync(sqe, fd,
+					    r->flags & IOD_FSYNC_DATA ? IORING_FSYNC_DATASYNC : 0);
+		as_workload(sqe, j);
+		return;
+	}
+	bool cur = r->arg1 == IOD_OFFSET_CURRENT;
+	off_t off = (off_t)r->arg1;
+	size_t n = (size_t)r->arg2;
+
+	if (op == IOD_OP_READ)
+		j->res[0] = AS_WORKLOAD(j, cur ? read(fd, buf, n) : pread(fd, buf, n, off));
+	else if (op == IOD_OP_WRITE)
+		j->res[0] = AS_WORKLOAD(j, cur ? write(fd, buf, n) : pwrite(fd, buf, n, off));
+	else
+		j->res[0] = AS_WORKLOAD(j, r->flags & IOD_FSYNC_DATA ? fdatasync(fd) : fsync(fd));
+}
+
 static void stage_done(struct job *j)
 {
 	if (j->in.req.hdr.opcode == IOD_OP_OPEN) {
@@ -875,6 +979,13 @@ static void stage_done(struct job *j)
 static void advance(struct job *j)
 {
 	while (!j->done && j->pending == 0) {
+		if (iod_op_on_handle(j->in.req.hdr.opcode)) {
+			if (j->stage++ == 0)
+				stage_handle(j);
+			else
+				complete(j, j->res[0], 0);
+			continue;
+		}
 		switch (j->stage++) {
 		case 0:
 			stage_resolve(j);

@@ -36,6 +36,10 @@ struct sbx {
 	struct job *overflow; /* completions waiting for CQ room, oldest first */
 	struct job **overflow_tail;
 	uint64_t ops;
+	/* Offload-all (IOD_HELLO_OFFLOAD_ALL): the data area, mapped here and
+	 * by the guest, and the files the guest registered (-1: none). */
+	unsigned char *data;
+	int files[IOD_FILES_MAX];
 	/* epoll tags */
 	struct iod_ev {
 		int kind;
@@ -76,6 +80,8 @@ unsigned exec_reap(void); /* CQEs reaped */
 void exec_flush_overflow(struct sbx *sb);
 bool exec_has_overflow(void);
 int exec_uring_fd(void);
+/* Close the sandbox's registered files (when it is freed). */
+void exec_files_close(struct sbx *sb);
 
 /* main.c: a sandbox is done with (its last job completed after it died). */
 void sbx_maybe_free(struct sbx *sb);

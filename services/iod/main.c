@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -108,28 +109,59 @@ void sbx_maybe_free(struct sbx *sb)
 		return;
 	sbx_unlink(sb);
 	ring_destroy(&sb->ring);
+	exec_files_close(sb);
+	if (sb->data)
+		munmap(sb->data, IOD_DATA_SIZE);
 	close(sb->conn);
 	if (sb->rootfd >= 0)
 		close(sb->rootfd);
 	free(sb);
 }
 
-static void welcome(int conn, int error, struct ring *r, bool root_ro)
+/* data_fd >= 0: the data area goes as the fourth fd. */
+static void welcome(int conn, int error, struct ring *r, bool root_ro, int data_fd)
 {
 	struct iod_welcome w = {.version = IOD_PROTO_VERSION,
 				.error = error,
 				.entries = IOD_RING_ENTRIES,
 				.entry_size = IOD_ENTRY_SIZE,
-				.flags = root_ro ? IOD_WELCOME_ROOT_RO : 0};
-	int fds[3];
+				.flags = (root_ro ? IOD_WELCOME_ROOT_RO : 0) |
+					 (data_fd >= 0 ? IOD_WELCOME_DATA : 0)};
+	int fds[4] = {-1, -1, -1, data_fd};
 
 	if (r) {
 		fds[0] = r->memfd;
 		fds[1] = r->sq_efd;
 		fds[2] = r->cq_efd;
 	}
-	if (send_with_fds(conn, &w, sizeof(w), fds, r ? 3 : 0) < 0)
+	if (send_with_fds(conn, &w, sizeof(w), fds, r ? (data_fd >= 0 ? 4 : 3) : 0) < 0)
 		qlog_warn("welcome: %s", strerror(errno));
+}
+
+/* Offload-all's data area: a memfd sealed at its size (the guest's
+ * mapping can never fault past the end, nor ours), mapped here.  The memfd
+ * (to send), or -errno. */
+static int data_create(struct sbx *sb)
+{
+	int fd = memfd_create("quiver-iod-data", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	void *p;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)IOD_DATA_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	p = mmap(NULL, IOD_DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	sb->data = p;
+	return fd;
 }
 
 static void on_hello(struct iod_ev *ev)
@@ -139,17 +171,17 @@ static void on_hello(struct iod_ev *ev)
 	struct ring_params p = {.entries = IOD_RING_ENTRIES, .entry_size = IOD_ENTRY_SIZE};
 	struct statfs sfs;
 	struct stat st;
-	int rootfd = -1, r;
+	int rootfd = -1, data_fd = -1, r;
 	ssize_t n = recv_fd(sb->conn, &h, sizeof(h), &rootfd);
 
 	if (n == -EAGAIN || n == -EINTR)
 		return;
 	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
 	if (n != (ssize_t)sizeof(h) || h.version != IOD_PROTO_VERSION ||
-	    memchr(h.id, '\0', sizeof(h.id)) == NULL || rootfd < 0 || fstat(rootfd, &st) < 0 ||
-	    !S_ISDIR(st.st_mode)) {
+	    (h.flags & ~IOD_HELLO_OFFLOAD_ALL) || memchr(h.id, '\0', sizeof(h.id)) == NULL ||
+	    rootfd < 0 || fstat(rootfd, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		qlog_warn("connection: bad hello");
-		welcome(sb->conn, EPROTO, NULL, false);
+		welcome(sb->conn, EPROTO, NULL, false, -1);
 		goto drop;
 	}
 	memcpy(sb->id, h.id, sizeof(sb->id));
@@ -163,10 +195,17 @@ static void on_hello(struct iod_ev *ev)
 	r = ring_create(&sb->ring, RING_SERVER, &p);
 	if (r < 0) {
 		qlog_warn("sandbox %s: ring: %s", sb->id, strerror(-r));
-		welcome(sb->conn, -r, NULL, false);
+		welcome(sb->conn, -r, NULL, false, -1);
 		goto drop;
 	}
-	welcome(sb->conn, 0, &sb->ring, sb->root_ro);
+	if ((h.flags & IOD_HELLO_OFFLOAD_ALL) && (data_fd = data_create(sb)) < 0) {
+		qlog_warn("sandbox %s: data area: %s", sb->id, strerror(-data_fd));
+		welcome(sb->conn, -data_fd, NULL, false, -1);
+		goto drop;
+	}
+	welcome(sb->conn, 0, &sb->ring, sb->root_ro, data_fd);
+	if (data_fd >= 0)
+		close(data_fd);
 	close(sb->ring.memfd);
 	sb->ring.memfd = -1;
 	sb->ev_conn = (struct iod_ev){EV_CONN, sb};
@@ -182,7 +221,7 @@ static void on_hello(struct iod_ev *ev)
 	iod.sandboxes = sb;
 	iod.n_sandboxes++;
 	pthread_mutex_unlock(&iod.lock);
-	qlog_info("sandbox %s attached", sb->id);
+	qlog_info("sandbox %s attached%s", sb->id, sb->data ? " (offload-all)" : "");
 	exec_drain(sb); /* anything queued before the welcome was read */
 	return;
 drop:
@@ -191,6 +230,8 @@ drop:
 	if (sb->rootfd >= 0)
 		close(sb->rootfd);
 	ring_destroy(&sb->ring);
+	if (sb->data)
+		munmap(sb->data, IOD_DATA_SIZE);
 	close(sb->conn);
 	free(sb);
 }
@@ -221,6 +262,8 @@ static void on_listen(void)
 		}
 		sb->conn = c;
 		sb->rootfd = -1;
+		for (unsigned h = 0; h < IOD_FILES_MAX; h++)
+			sb->files[h] = -1;
 		sb->ring.memfd = sb->ring.sq_efd = sb->ring.cq_efd = -1;
 		sb->ev_conn = (struct iod_ev){EV_HELLO, sb};
 		ep_add(c, EPOLLIN | EPOLLRDHUP, &sb->ev_conn);

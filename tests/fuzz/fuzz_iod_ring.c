@@ -22,6 +22,11 @@
  *	     2-5 flags, 6-7 mode, 8-15 arg0 (also the times' seconds),
  *	     16-19 arg1 (also the times' nsec), 20 credentials (bits 0-2: a
  *	     preset, 3-4: the umask), 21.. path, NUL, path2;
+ *	   for the offload-all ops instead: 8 handle (mod 8), 9 data slot
+ *	     (mod 16: some out of range), 10 0xff: at the file position,
+ *	     11-13 bytes (up to 256 KiB: some too many), 16-19 offset; a
+ *	     FILE_ADD first sends the fd of byte 14 (mod 4): the root's file
+ *	     read-write, dir/file read-only, a directory, the FIFO;
  *	   lengths, NULs and hdr are made to match, so it passes
  *	   iod_req_valid unless the fuzzer rewrites it afterwards.
  *   4     peer write into the region: u16 offset (into the SQ tail line,
@@ -36,7 +41,8 @@
  *
  * The script ends with turns until nothing moves (unless bit 2 of byte 0
  * says the guest just goes away), then the connection closes and the
- * sandbox goes as main.c lets it go.  Whatever the input:
+ * sandbox goes as main.c lets it go.  Bit 3 of byte 0 makes it an
+ * offload-all sandbox (with a data area).  Whatever the input:
  *   - every completion passes iod_resp_valid, and one with IOD_RESP_FD comes
  *     after an fd message for its user_data; stat/statfs/readlink data
  *     lengths match their result;
@@ -44,7 +50,9 @@
  *     statx it returns is of an inode that is not one of TOP's;
  *   - nothing beside the root changed (stat and content of the watched
  *     files and directories);
- *   - iod's thread is back to its own credentials and holds no more fds;
+ *   - iod's thread is back to its own credentials and holds no more fds
+ *     (the files a guest registered are closed with its sandbox);
+ *   - a READ or WRITE never moves more bytes than a data slot holds;
  *   - unless the peer wrote the CQ head, the guest's side of the ring never
  *     breaks (iod published nothing out of range).
  */
@@ -68,6 +76,7 @@
 
 #include "libcommon/fscreds.h"
 #include "libcommon/iod_proto.h"
+#include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
 #include "libcommon/ring.h"
 #include "services/iod/iod.h"
@@ -106,6 +115,9 @@ void sbx_maybe_free(struct sbx *s)
 	if (s->inflight > 0)
 		return;
 	ring_destroy(&s->ring);
+	exec_files_close(s);
+	if (s->data)
+		munmap(s->data, IOD_DATA_SIZE);
 	free(s);
 	sb_freed = true;
 }
@@ -413,6 +425,10 @@ static void check_completion(const struct iod_resp *r)
 	case IOD_OP_OPEN:
 		check(r->res < 0); /* success always comes as IOD_RESP_FD */
 		break;
+	case IOD_OP_READ:
+	case IOD_OP_WRITE:
+		check(r->res <= (int64_t)IOD_DATA_SLOT_SIZE);
+		break;
 	default:
 		break;
 	}
@@ -601,6 +617,37 @@ static bool two_paths(unsigned op)
 	       op == IOD_OP_GETXATTR;
 }
 
+/* The offload-all ops: a handle, a slot, a size and an offset; FILE_ADD
+ * sends its file ahead, as the guest does. */
+static void shape_handle_op(struct iod_req *r, const uint8_t *f)
+{
+	static const struct {
+		const char *path;
+		int flags;
+	} files[4] = {{"file", O_RDWR},
+		      {"dir/file", O_RDONLY},
+		      {"dir", O_RDONLY | O_DIRECTORY},
+		      {"fifo", O_RDWR | O_NONBLOCK}};
+	uint32_t off;
+
+	r->arg0 = f[8] % 8;
+	r->slot = f[9] % 16;
+	memcpy(&off, f + 16, 4);
+	r->arg1 = f[10] == 0xff ? IOD_OFFSET_CURRENT : off;
+	r->arg2 = (uint64_t)f[11] | (uint64_t)f[12] << 8 | (uint64_t)(f[13] & 3) << 16;
+	if (r->hdr.opcode == IOD_OP_FILE_ADD) {
+		struct iod_fdmsg m = {.user_data = r->hdr.user_data};
+		int fd = openat(rootfd, files[f[14] % 4].path, files[f[14] % 4].flags | O_CLOEXEC);
+
+		check(fd >= 0);
+		/* Full (fds left queued by requests iod never took): the
+		 * request then goes without its file, as a broken guest's. */
+		if (send_with_fds(guest_sock, &m, sizeof(m), &fd, 1) == 0)
+			r->hdr.flags |= IOD_REQ_FD;
+		close(fd);
+	}
+}
+
 static void push_shaped(const uint8_t *p, size_t n)
 {
 	static union iod_req_entry e;
@@ -628,6 +675,8 @@ static void push_shaped(const uint8_t *p, size_t n)
 	e.req.times[0] = e.req.times[2] = (int64_t)u64;
 	e.req.times[1] = e.req.times[3] = u32;
 	set_creds(&e.req.creds, f[20]);
+	if (iod_op_on_handle(e.req.hdr.opcode))
+		shape_handle_op(&e.req, f);
 
 	if (plen > PATHS_ROOM)
 		plen = PATHS_ROOM;
@@ -648,7 +697,8 @@ static void push_shaped(const uint8_t *p, size_t n)
 	}
 	e.req.hdr.len = (uint32_t)(offsetof(struct iod_req, paths) - sizeof(e.req.hdr)) +
 			e.req.path_len + e.req.path2_len;
-	check(iod_req_valid(&e, NULL));
+	/* The offload-all fields are shaped out of range at times. */
+	check(iod_req_valid(&e, NULL) || iod_op_on_handle(e.req.hdr.opcode));
 	push(e.raw);
 }
 
@@ -802,6 +852,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) == 0);
 	guest_conn = sp[0];
 	guest_sock = sp[1];
+	check(fcntl(guest_sock, F_SETFL, O_NONBLOCK) == 0);
 
 	caps_now(own_caps);
 	own_ngroups = getgroups(64, own_groups);
@@ -830,6 +881,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sb_freed = false;
 	sb->conn = guest_conn;
 	sb->rootfd = rootfd;
+	for (unsigned h = 0; h < IOD_FILES_MAX; h++)
+		sb->files[h] = -1;
+	if (data[0] & 8) {
+		sb->data = mmap(NULL, IOD_DATA_SIZE, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		check(sb->data != MAP_FAILED);
+	}
 	snprintf(sb->id, sizeof(sb->id), "fuzz");
 	check(ring_create(&sb->ring, RING_SERVER, &p) == 0);
 	check(ring_attach(&sub, RING_SUBMITTER, sb->ring.memfd, sb->ring.sq_efd, sb->ring.cq_efd) ==
@@ -861,6 +919,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	munmap(peer, region);
 	ring_destroy(&sub);
 	guest_read_socket();
+	/* Files the guest sent for requests iod never took: the connection
+	 * would close with the sandbox; here it stays, so empty it. */
+	for (;;) {
+		struct iod_fdmsg m;
+		int fd = -1;
+		ssize_t n = recv_fd(guest_conn, &m, sizeof(m), &fd);
+
+		if (fd >= 0)
+			close(fd);
+		if (n < 0)
+			break;
+	}
 
 	check_outside();
 	check_creds();

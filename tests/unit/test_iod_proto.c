@@ -79,6 +79,8 @@ static void test_req_accepts_good(void **state)
 			make_req(&b, op, "/a", "/dir/b");
 		else
 			make_req(&b, op, "/a/b", NULL);
+		if (op == IOD_OP_FILE_ADD)
+			b.r.hdr.flags = IOD_REQ_FD; /* its file comes ahead */
 		assert_true(iod_req_valid(&b, NULL));
 		assert_string_equal(b.r.paths, two_paths(op) ? "/a" : "/a/b");
 		if (two_paths(op))
@@ -140,6 +142,85 @@ static void test_req_rejects_bad_opcode_and_flags(void **state)
 		assert_int_equal(iod_req_valid(&b, NULL),
 				 op == IOD_OP_STAT || op == IOD_OP_ACCESS || op == IOD_OP_OPEN);
 	}
+}
+
+/* Offload-all: a handle in range, a data slot in range, no more bytes
+ * than a slot, an offset that is a file offset or IOD_OFFSET_CURRENT. */
+static void test_req_handle_ops(void **state)
+{
+	union req_buf b;
+	union resp_buf o;
+
+	(void)state;
+	for (unsigned op = 1; op < IOD_OP_MAX_; op++)
+		assert_int_equal(iod_op_on_handle(op), op >= IOD_OP_FILE_ADD && op <= IOD_OP_FSYNC);
+
+	make_req(&b, IOD_OP_FILE_ADD, "", NULL);
+	assert_false(iod_req_valid(&b, NULL)); /* no file with it */
+	b.r.hdr.flags = IOD_REQ_FD;
+	b.r.arg0 = IOD_FILES_MAX - 1;
+	assert_true(iod_req_valid(&b, NULL));
+	b.r.arg0 = IOD_FILES_MAX;
+	assert_false(iod_req_valid(&b, NULL));
+	/* IOD_REQ_FD on the other handle ops: no */
+	for (unsigned op = IOD_OP_FILE_DROP; op <= IOD_OP_FSYNC; op++) {
+		make_req(&b, op, "", NULL);
+		assert_true(iod_req_valid(&b, NULL));
+		b.r.hdr.flags = IOD_REQ_FD;
+		assert_false(iod_req_valid(&b, NULL));
+		make_req(&b, op, "", NULL);
+		b.r.arg0 = 1ull << 40;
+		assert_false(iod_req_valid(&b, NULL));
+	}
+
+	for (unsigned op = IOD_OP_READ; op <= IOD_OP_WRITE; op++) {
+		make_req(&b, op, "", NULL);
+		b.r.slot = IOD_DATA_SLOTS - 1;
+		b.r.arg1 = IOD_OFFSET_CURRENT;
+		b.r.arg2 = IOD_DATA_SLOT_SIZE;
+		assert_true(iod_req_valid(&b, NULL));
+		b.r.arg2 = IOD_DATA_SLOT_SIZE + 1;
+		assert_false(iod_req_valid(&b, NULL));
+		b.r.arg2 = 1;
+		b.r.slot = IOD_DATA_SLOTS;
+		assert_false(iod_req_valid(&b, NULL));
+		b.r.slot = 0;
+		b.r.arg1 = (uint64_t)INT64_MAX;
+		assert_true(iod_req_valid(&b, NULL));
+		b.r.arg1 = (uint64_t)INT64_MAX + 1; /* a negative offset */
+		assert_false(iod_req_valid(&b, NULL));
+	}
+	make_req(&b, IOD_OP_FSYNC, "", NULL);
+	b.r.flags = IOD_FSYNC_DATA;
+	assert_true(iod_req_valid(&b, NULL));
+	b.r.flags = 2;
+	assert_false(iod_req_valid(&b, NULL));
+
+	/* Plain data filesystems only: never one whose content depends on
+	 * who reads it. */
+	assert_true(iod_fs_offloadable(0x01021994));  /* tmpfs */
+	assert_true(iod_fs_offloadable(0x794c7630));  /* overlayfs */
+	assert_true(iod_fs_offloadable(0x58465342));  /* xfs */
+	assert_true(iod_fs_offloadable(0xEF53));      /* ext4 */
+	assert_false(iod_fs_offloadable(0x9fa0));     /* proc */
+	assert_false(iod_fs_offloadable(0x62656572)); /* sysfs */
+	assert_false(iod_fs_offloadable(0x27e0eb));   /* cgroup */
+	assert_false(iod_fs_offloadable(0x63677270)); /* cgroup2 */
+	assert_false(iod_fs_offloadable(0x65735546)); /* fuse */
+	assert_false(iod_fs_offloadable(0x1373));     /* devfs */
+
+	/* A completion never says more bytes than a slot holds. */
+	memset(&o, 0, sizeof(o));
+	o.r.hdr.opcode = IOD_OP_READ;
+	o.r.hdr.len = (uint32_t)(offsetof(struct iod_resp, data) - sizeof(o.r.hdr));
+	o.r.res = IOD_DATA_SLOT_SIZE;
+	assert_true(iod_resp_valid(&o, NULL));
+	o.r.res = IOD_DATA_SLOT_SIZE + 1;
+	assert_false(iod_resp_valid(&o, NULL));
+	o.r.hdr.opcode = IOD_OP_WRITE;
+	assert_false(iod_resp_valid(&o, NULL));
+	o.r.res = -EBADF;
+	assert_true(iod_resp_valid(&o, NULL));
 }
 
 static void test_req_rejects_too_many_groups(void **state)
@@ -735,6 +816,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_req_accepts_good),
 	    cmocka_unit_test(test_req_rejects_bad_opcode_and_flags),
+	    cmocka_unit_test(test_req_handle_ops),
 	    cmocka_unit_test(test_req_rejects_too_many_groups),
 	    cmocka_unit_test(test_req_rejects_bad_strings),
 	    cmocka_unit_test(test_req_rejects_lengths_not_matching),
