@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +42,10 @@ static void detach(struct iod_client *c)
 	c->conn = -1;
 	if (c->attached)
 		ring_destroy(&c->ring);
+	if (c->data)
+		munmap(c->data, IOD_DATA_SIZE);
+	c->data = NULL;
+	bool was = c->attached;
 	c->attached = false;
 	for (unsigned i = 0; i < IOD_RING_ENTRIES; i++) {
 		struct iod_pending p = c->pend[i];
@@ -50,13 +56,34 @@ static void detach(struct iod_client *c)
 		c->npend--;
 		p.done(p.arg, NULL, -1);
 	}
+	if (was && c->detached)
+		c->detached(c->detached_arg);
+}
+
+/* Offload-all's data area, from iod: exactly IOD_DATA_SIZE bytes and
+ * sealed against shrinking, so that the mapping can never fault. */
+static int map_data(struct iod_client *c, int fd)
+{
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+	void *p;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != IOD_DATA_SIZE || seals < 0 ||
+	    !(seals & F_SEAL_SHRINK))
+		return -EPROTO;
+	p = mmap(NULL, IOD_DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	c->data = p;
+	return 0;
 }
 
 static int attach(struct iod_client *c, struct qerr *err)
 {
-	struct iod_hello h = {.version = IOD_PROTO_VERSION};
+	struct iod_hello h = {.version = IOD_PROTO_VERSION,
+			      .flags = c->offload ? IOD_HELLO_OFFLOAD_ALL : 0};
 	struct iod_welcome w;
-	int fds[3] = {-1, -1, -1}, r;
+	int fds[4] = {-1, -1, -1, -1}, r;
 	ssize_t n;
 
 	detach(c);
@@ -73,11 +100,13 @@ static int attach(struct iod_client *c, struct qerr *err)
 		detach(c);
 		return qerr_sys(err, r, "iod: hello");
 	}
-	n = recv_fds(c->conn, &w, sizeof(w), fds, 3);
+	n = recv_fds(c->conn, &w, sizeof(w), fds, 4);
 	if (n != (ssize_t)sizeof(w) || w.version != IOD_PROTO_VERSION || w.error || fds[0] < 0 ||
 	    fds[1] < 0 || fds[2] < 0 || w.entries != IOD_RING_ENTRIES ||
-	    w.entry_size != IOD_ENTRY_SIZE) {
-		for (int i = 0; i < 3; i++)
+	    w.entry_size != IOD_ENTRY_SIZE || c->offload != (fds[3] >= 0) ||
+	    c->offload != !!(w.flags & IOD_WELCOME_DATA) ||
+	    (c->offload && map_data(c, fds[3]) < 0)) {
+		for (int i = 0; i < 4; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);
 		detach(c);
@@ -86,8 +115,9 @@ static int attach(struct iod_client *c, struct qerr *err)
 		return qerr_set(err, EPROTO, "iod: bad welcome");
 	}
 	r = ring_attach(&c->ring, RING_SUBMITTER, fds[0], fds[1], fds[2]);
-	for (int i = 0; i < 3; i++)
-		close(fds[i]);
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	if (r < 0) {
 		detach(c);
 		return qerr_sys(err, -r, "iod: ring");
@@ -100,10 +130,12 @@ static int attach(struct iod_client *c, struct qerr *err)
 	return 0;
 }
 
-int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, struct qerr *err)
+int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, bool offload,
+		    struct qerr *err)
 {
 	memset(c, 0, sizeof(*c));
 	c->conn = c->rundir = c->rootfd = -1;
+	c->offload = offload;
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	c->rundir = openat(state_dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->rundir < 0)

@@ -37,9 +37,14 @@ struct iod_client {
 	char id[128];
 	uint64_t seq;
 	uint64_t reconnects;
-	long spin_ns; /* how long dispatch(spin) polls now (adaptive) */
-	int cache;    /* io.quiver.iod.cache: keep cacheable answers (meta_cache.h) */
-	bool root_ro; /* iod says the root is a read-only mount (IOD_WELCOME_ROOT_RO) */
+	long spin_ns;	     /* how long dispatch(spin) polls now (adaptive) */
+	int cache;	     /* io.quiver.iod.cache: keep cacheable answers (meta_cache.h) */
+	bool root_ro;	     /* iod says the root is a read-only mount (IOD_WELCOME_ROOT_RO) */
+	bool offload;	     /* offload-all asked for: reads and writes through iod too */
+	unsigned char *data; /* offload-all: the data area, while attached */
+	/* Called when the connection ends (iod's handles are gone with it). */
+	void (*detached)(void *arg);
+	void *detached_arg;
 	struct iod_pending pend[IOD_RING_ENTRIES];
 	unsigned npend;
 	/* Told about the fds to watch after each (re)attach and before each
@@ -49,8 +54,10 @@ struct iod_client {
 	void *watch_arg;
 };
 
-/* Connect for the first time: -errno with err filled (iod not running...). */
-int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, struct qerr *err);
+/* Connect for the first time: -errno with err filled (iod not running...).
+ * offload: ask for offload-all (IOD_HELLO_OFFLOAD_ALL) and map the data area. */
+int iod_client_open(struct iod_client *c, int state_dirfd, const char *id, bool offload,
+		    struct qerr *err);
 
 /* Queue one request.  req->hdr.opcode, the fields and paths are the
  * caller's, and of hdr.flags IOD_REQ_CACHE; hdr.len, IOD_REQ_FD and

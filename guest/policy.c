@@ -665,6 +665,10 @@ const char *policy_entry_note(const struct policy_entry *e)
 						: "IO: not routed yet (issue 4)";
 	if (e->later == POLICY_LATER_NONE && sys_iod_watches(e->nr))
 		return "traps with iod (credentials)";
+	if (e->later == POLICY_LATER_NONE && sys_offload_serves(e->nr))
+		return "IO: iod with io.quiver.iod=offload-all (regular files)";
+	if (e->later == POLICY_LATER_NONE && sys_offload_watches(e->nr))
+		return "traps with offload-all (drops iod's copies)";
 	return policy_later_note(e->later);
 }
 

@@ -137,6 +137,32 @@ bool sys_iod_serves(int nr);
 bool sys_iod_watches(int nr);
 void sys_iod_forget_creds(void);
 int sys_iod(const struct policy_call *call, int64_t *val);
+/* The calling task's thread group, and its credentials as a request
+ * carries them (sys_iod.c's per-thread cache).  0 or -errno. */
+struct iod_creds;
+int sys_iod_task(const struct policy_call *call, pid_t *tgid, struct iod_creds *creds);
+
+/* Offload-all (sys_offload.c): reads, writes and fsyncs of regular files
+ * through iod.  sys_offload_serves: the calls it answers; watches: the
+ * calls that close fds, after which it drops its copies (execve and
+ * execveat, which sys_iod_watches has, too). */
+struct iod_client;
+int sys_offload_init(struct iod_client *ic);
+bool sys_offload_serves(int nr);
+bool sys_offload_watches(int nr);
+int sys_offload(const struct policy_call *call, int64_t *val);
+void sys_offload_forget(const struct policy_call *call);
+/* An fd for the supervisor's loop: readable when a process holding
+ * registered files is gone; then call sys_offload_sweep. */
+int sys_offload_fd(void);
+void sys_offload_sweep(void);
+struct sys_offload_stats {
+	uint64_t hits, misses; /* calls on a registered file, and registrations tried */
+	uint64_t added, passed, drops;
+	uint64_t bytes_read, bytes_written;
+	unsigned files; /* registered now */
+};
+void sys_offload_stats(struct sys_offload_stats *out);
 
 /* The socket calls the socket service serves (sys_net.c) in netd's quiver
  * mode: their PASS entries then trap, and sys_net answers (or lets the

@@ -40,13 +40,24 @@
 #include "guest/iod_client.h"
 #include "guest/meta_cache.h"
 #include "guest/net_client.h"
+#include "guest/policy.h"
 #include "guest/trap.h"
 
 #define MAX_CONNS     16
 #define MAX_LISTENERS 64
 #define IDLE_SHED_MS  2000
 
-enum ev_kind { EV_SIGNAL = 1, EV_CTL, EV_CONN, EV_LISTENER, EV_WSOCK, EV_EXECPIPE, EV_IOD, EV_NET };
+enum ev_kind {
+	EV_SIGNAL = 1,
+	EV_CTL,
+	EV_CONN,
+	EV_LISTENER,
+	EV_WSOCK,
+	EV_EXECPIPE,
+	EV_IOD,
+	EV_NET,
+	EV_OFFLOAD,
+};
 
 /* Messages on S<->W's socketpair. */
 /* W_LISTENER carries W's seccomp listener (SCM_RIGHTS), sent before any OCI
@@ -296,6 +307,16 @@ static _Noreturn void sup_exit(struct sup *s, int status)
 			  (unsigned long long)mc.hits, (unsigned long long)mc.misses,
 			  (unsigned long long)mc.inserts, mc.entries,
 			  (unsigned long long)mc.flushes);
+	struct sys_offload_stats os;
+	sys_offload_stats(&os);
+	if (os.hits + os.misses > 0)
+		qlog_info("iod offload-all: %llu calls on registered files, %llu lookups "
+			  "(%llu registered, %llu left to the kernel), %llu dropped, "
+			  "%llu bytes read, %llu written",
+			  (unsigned long long)os.hits, (unsigned long long)os.misses,
+			  (unsigned long long)os.added, (unsigned long long)os.passed,
+			  (unsigned long long)os.drops, (unsigned long long)os.bytes_read,
+			  (unsigned long long)os.bytes_written);
 	_exit(code);
 }
 
@@ -804,9 +825,12 @@ static void sup_init(struct sup *s, struct sup_args *a)
 static _Noreturn void serve(struct sup *s, int devnull);
 
 /* The annotation io.quiver.iod: "on" sends the workload's file-path calls
- * to iod (docs/iod.md).  1 on, 0 off, -errno with err filled. */
+ * to iod (docs/iod.md), "offload-all" its reads and writes of regular
+ * files too.  1 on, 2 offload-all, 0 off, -errno with err filled. */
 static int want_iod(const struct guest_config *cfg, struct qerr *err)
 {
+	int mode = 0;
+
 	for (size_t i = 0; i < cfg->n_annotations; i++) {
 		const char *v = cfg->annotations[i].value;
 
@@ -815,19 +839,18 @@ static int want_iod(const struct guest_config *cfg, struct qerr *err)
 		if (strcmp(v, "off") == 0)
 			return 0;
 		if (strcmp(v, "on") == 0)
-			break;
-		if (strcmp(v, "offload-all") == 0)
-			return qerr_set(err, ENOTSUP,
-					"annotation io.quiver.iod: \"offload-all\" is not "
-					"implemented yet (use \"on\")");
-		return qerr_set(err, EINVAL,
-				"annotation io.quiver.iod: \"%s\" is not \"on\" or \"off\"", v);
+			mode = 1;
+		else if (strcmp(v, "offload-all") == 0)
+			mode = 2;
+		else
+			return qerr_set(err, EINVAL,
+					"annotation io.quiver.iod: \"%s\" is not \"on\", "
+					"\"offload-all\" or \"off\"",
+					v);
+		break;
 	}
-	for (size_t i = 0; i < cfg->n_annotations; i++)
-		if (strcmp(cfg->annotations[i].key, "io.quiver.iod") == 0)
-			goto on;
-	return 0;
-on:
+	if (!mode)
+		return 0;
 	if (cfg->clone_flags & CLONE_NEWUSER)
 		return qerr_set(err, ENOTSUP,
 				"annotation io.quiver.iod: sandboxes with a user namespace are not "
@@ -836,7 +859,7 @@ on:
 	if (access("/proc/self/status", R_OK) < 0)
 		return qerr_set(err, EINVAL,
 				"annotation io.quiver.iod: the sandbox needs /proc mounted");
-	return 1;
+	return mode;
 }
 
 /* The annotation io.quiver.iod.cache: "on" (the default) lets the guest
@@ -915,9 +938,16 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 		fail_prepare(&s, &err);
 	s.iodc.conn = s.iodc.rundir = s.iodc.rootfd = -1;
 	int iod_on = want_iod(a->cfg, &err);
-	if (iod_on < 0 ||
-	    (iod_on && iod_client_open(&s.iodc, a->state_dirfd, a->opts->id, &err) < 0))
+	if (iod_on < 0 || (iod_on && iod_client_open(&s.iodc, a->state_dirfd, a->opts->id,
+						     iod_on == 2, &err) < 0))
 		fail_prepare(&s, &err);
+	if (iod_on == 2) {
+		if (sys_offload_init(&s.iodc) < 0) {
+			qerr_sys(&err, errno, "offload-all: epoll");
+			fail_prepare(&s, &err);
+		}
+		trap_use_offload(true);
+	}
 	if (iod_on) {
 		trap_use_iod(true);
 		s.trap.iod = &s.iodc;
@@ -984,6 +1014,10 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	}
 	if (iod_on)
 		iod_client_set_watch(&s.iodc, iod_watch, &s);
+	if (iod_on == 2 && ep_add(&s, EV_OFFLOAD, sys_offload_fd()) < 0) {
+		qerr_sys(&err, errno, "epoll_ctl");
+		fail_prepare(&s, &err);
+	}
 	if (s.netc)
 		net_client_set_watch(s.netc, net_watch, &s);
 
@@ -1031,6 +1065,9 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				break;
 			case EV_IOD:
 				iod_client_dispatch(&s.iodc, false);
+				break;
+			case EV_OFFLOAD:
+				sys_offload_sweep();
 				break;
 			case EV_NET:
 				if (s.netc)

@@ -539,6 +539,18 @@ static int read_task(const struct policy_call *c, struct task *t)
 	return 0;
 }
 
+int sys_iod_task(const struct policy_call *c, pid_t *tgid, struct iod_creds *creds)
+{
+	struct task t;
+	int r = read_task(c, &t);
+
+	if (r < 0)
+		return r;
+	*tgid = t.tgid;
+	fscreds_for_op(&t.creds, false, creds);
+	return 0;
+}
+
 static int read_task_status(const struct policy_call *c, struct task *t)
 {
 	char path[64], buf[4096];

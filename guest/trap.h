@@ -39,6 +39,9 @@ void trap_use_iod(bool iod);
 /* The same for the socket service (netd's quiver mode, guest/sys_net.c):
  * the socket calls it serves trap too. */
 void trap_use_net(bool net);
+/* Offload-all (with iod): reads, writes and fsyncs trap, and the calls
+ * that close fds (guest/sys_offload.c). */
+void trap_use_offload(bool offload);
 int trap_oci_load(void *compiled, struct qerr *err);
 void trap_oci_free(void *compiled);
 int trap_install(json_t *oci_seccomp, struct qerr *err);
