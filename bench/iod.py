@@ -942,7 +942,17 @@ def main():
     results["problems"] = problems
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump(results, f, indent=1, default=str)
+            json.dump(jsonable(results), f, indent=1, default=str)
+
+
+def jsonable(o):
+    """The results with every dict key a string (metrics are keyed by
+    (name, labels) tuples)."""
+    if isinstance(o, dict):
+        return {k if isinstance(k, str) else repr(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    return o
 
 
 if __name__ == "__main__":

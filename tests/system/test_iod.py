@@ -35,6 +35,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -51,6 +52,9 @@ CACHE_ANNOTATION = "io.quiver.iod.cache"
 SELFTEST = os.environ.get("QUIVER_TEST_IOD") == "off"
 IOD_MODE = os.environ.get("QUIVER_TEST_IOD_MODE")  # uring (iod's default) or sync
 RUN_TIMEOUT = 30  # seconds: hang protection only
+
+# What iod serves only with offload-all.
+OFFLOAD_OPS = ("file_add", "read", "write", "file_drop")
 
 # Applets the tests use beyond the session template's.
 APPLETS = ["cp", "mv", "find", "tar", "ln", "chmod", "sort", "md5sum", "cut", "seq", "xargs", "mkfifo",
@@ -171,7 +175,7 @@ def add_applets(bundle):
 def progs(session):
     d = os.path.join(session.tmp, "iod-progs")
     os.makedirs(d, exist_ok=True)
-    return {n: compile_prog(d, n) for n in ("fsattack", "errno_table", "metacache")}
+    return {n: compile_prog(d, n) for n in ("fsattack", "errno_table", "metacache", "offload_rw")}
 
 
 def install(bundle, prog, name):
@@ -235,7 +239,7 @@ def test_iod_running_with_metrics(iod):
     for fam in ("quiver_iod_sandboxes", "quiver_iod_batch_size_count", "quiver_iod_latency_seconds_count"):
         assert fam in names, "%s missing from iod's /metrics: %s" % (fam, sorted(names))
     ops = iod.ops()
-    # rmdir is unlink with AT_REMOVEDIR; read/write/fsync come with offload-all (not built yet)
+    # rmdir is unlink with AT_REMOVEDIR; read/write/fsync come with offload-all (test_offload_all_reads_and_writes)
     for op in ("open", "stat", "access", "readlink", "mkdir", "mknod", "unlink", "rename", "link",
                "symlink", "chmod", "chown", "utimens", "truncate", "chdir", "statfs", "getxattr", "listxattr"):
         assert op in ops, "quiver_iod_ops_total{op=%r} missing: %s" % (op, sorted(ops))
@@ -567,10 +571,10 @@ def tools_run(runtime, bundle_factory, mode):
     return r
 
 
-@pytest.mark.parametrize("mode", ["on"])
+@pytest.mark.parametrize("mode", ["on", "offload-all"])
 def test_busybox_tools(runtime, bundle_factory, served, mode):
     ops = ("open", "stat", "mkdir", "mknod", "unlink", "rename", "link", "symlink", "chmod", "readlink",
-           "chdir")
+           "chdir") + (OFFLOAD_OPS if mode == "offload-all" else ())
     with served() as s:
         got = tools_run(runtime, bundle_factory, mode)
     want = tools_run(runtime, bundle_factory, None)
@@ -617,15 +621,16 @@ def python_run(runtime, bundle_factory, mode):
     return run(runtime, b, "py")
 
 
-def test_python3_imports(runtime, bundle_factory, served):
+@pytest.mark.parametrize("mode", ["on", "offload-all"])
+def test_python3_imports(runtime, bundle_factory, served, mode):
     with served() as s:
-        got = python_run(runtime, bundle_factory, "on")
+        got = python_run(runtime, bundle_factory, mode)
     want = python_run(runtime, bundle_factory, None)
     assert want.returncode == 0 and "imports ok" in want.stdout, (want.stdout, want.stderr)
     assert got.returncode == 0 and got.stdout == want.stdout, (
         "python3 with iod (%s): exit %s\n--- stdout\n%s--- stderr\n%s--- without iod\n%s" % (
             s, got.returncode, got.stdout, got.stderr[-3000:], want.stdout))
-    s.check("open", "stat", "mkdir", "rename")
+    s.check("open", "stat", "mkdir", "rename", *(OFFLOAD_OPS if mode == "offload-all" else ()))
     if not SELFTEST:
         # hundreds of modules: the imports went through iod
         assert s.delta("open") + s.delta("stat") > 100, s
@@ -637,14 +642,19 @@ def test_python3_imports(runtime, bundle_factory, served):
 # 4. errno: the host's answers
 
 
-def errno_native(progs, session):
-    scratch = os.path.join(session.tmp, "errno-native")
+def native_lines(progs, session, prog):
+    """prog's lines run on the host, in a scratch directory it makes."""
+    scratch = os.path.join(session.tmp, prog + "-native")
     shutil.rmtree(scratch, ignore_errors=True)
-    r = subprocess.run([progs["errno_table"], scratch], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    r = subprocess.run([progs[prog], scratch], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
     shutil.rmtree(scratch, ignore_errors=True)
     assert r.returncode == 0 and r.stdout.rstrip().endswith("end"), (r.stdout, r.stderr)
     return lines_of(r.stdout)
+
+
+def errno_native(progs, session):
+    return native_lines(progs, session, "errno_table")
 
 
 def errno_sandbox(runtime, bundle_factory, progs, mode):
@@ -659,18 +669,31 @@ def errno_sandbox(runtime, bundle_factory, progs, mode):
     return r, lines_of(r.stdout)
 
 
-def test_offload_all_is_refused_clearly(runtime, bundle_factory, iod):
-    """offload-all (read/write through iod) is not built yet: say so, do not
-    run the sandbox without it."""
-    if iod is None:
-        pytest.skip("QUIVER_TEST_IOD=off")
-    b = use_iod(bundle_factory(), "offload-all").shell("echo ran")
-    r = run(runtime, b, "offload")
-    assert_error(r, "offload-all", "not implemented")
-    assert "ran" not in r.stdout
+def test_offload_all_reads_and_writes(runtime, bundle_factory, progs, session, served):
+    """offload-all: progs/offload_rw.c's reads, writes and fsyncs of regular
+    files, served by iod, answer as the host kernel does: data, return
+    values, positions, O_APPEND, EBADF for the access mode, EFAULT, calls
+    bigger than iod's data slots, vectors, pipes and directories left to the
+    kernel, a reused fd number, and no copy of a file outliving the
+    workload's (flock, ETXTBSY after close, exit or SIGKILL)."""
+    native = native_lines(progs, session, "offload_rw")
+    assert len(native) > 40, native
+
+    b = use_iod(bundle_factory().writable(), "offload-all")
+    b.args(install(b, progs["offload_rw"], "offload_rw"), "/tmp/offload")
+    with served() as s:
+        got = run(runtime, b, "offload")
+    assert got.returncode == 0, "exit %s (%s)\n%s\n%s" % (got.returncode, s, got.stdout, got.stderr)
+    d = diff_lines(native, lines_of(got.stdout), "host", "offload-all")
+    assert not d, "offload_rw in a sandbox with offload-all differs from the host (%s):\n%s" % (
+        s, "\n".join(d))
+    s.check("file_add", "read", "write", "fsync", "file_drop")
+    if not SELFTEST:
+        # the 1 MiB write and read went through iod's 128 KiB slots
+        assert s.delta("write") > 8 and s.delta("read") > 8, s
 
 
-@pytest.mark.parametrize("mode", ["on"])
+@pytest.mark.parametrize("mode", ["on", "offload-all"])
 def test_errno_table(runtime, bundle_factory, progs, session, served, mode):
     native = errno_native(progs, session)
     assert len(native) > 250, native
@@ -778,13 +801,19 @@ def test_metadata_cache_answers_as_iod_does(runtime, bundle_factory, progs, serv
 # 5. kill -9
 
 
-def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path):
+@pytest.mark.parametrize("mode", ["on", "offload-all"])
+def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path, mode):
+    """kill -9 of iod: calls fail with EIO, none hangs, and a restarted iod
+    serves the sandbox again: stat() in a loop, or with offload-all pread()
+    of a file opened before (registered again with the new iod)."""
     if iod is None:
         pytest.skip("QUIVER_TEST_IOD=off")
     # The metadata cache off: the loop's stats of the read-only root must
     # reach iod (with it on, they are answered in the guest, iod or not).
-    b = use_iod(bundle_factory()).set("annotations", {ANNOTATION: "on", CACHE_ANNOTATION: "off"})
-    b.args(install(b, progs["fsattack"], "fsattack"), "statloop", "6")
+    b = use_iod(bundle_factory()).set("annotations", {ANNOTATION: mode, CACHE_ANNOTATION: "off"})
+    offload = mode == "offload-all"
+    op = "read" if offload else "stat"
+    b.args(install(b, progs["fsattack"], "fsattack"), "statloop", "6", *(["read"] if offload else []))
     out_path = str(tmp_path / "statloop.out")
 
     def ticks():
@@ -796,14 +825,24 @@ def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path):
         return out
 
     with open(out_path, "w") as out, open(str(tmp_path / "statloop.err"), "w") as err:
+        # With offload-all a regular file as stdout would be written
+        # through iod too, and the ticks lost while it is down: a pipe.
         p = subprocess.Popen(runtime.argv("run", "--bundle", b.path, runtime.new_id("crash")),
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if offload else out, stderr=err)
     LIVE_POPEN.add(p.pid)
+    copier = None
+    if offload:
+        def copy():
+            with open(out_path, "wb", buffering=0) as out:
+                for chunk in iter(lambda: p.stdout.readline(), b""):
+                    out.write(chunk)
+        copier = threading.Thread(target=copy, daemon=True)
+        copier.start()
     try:
         assert poll_until(lambda: any(t[1] > 100 for t in ticks()), 20), (
-            "the stat loop never got going: %s %s" % (read(out_path), iod.logs()))
-        stats_before = iod.counter("quiver_iod_ops_total", op="stat")
-        assert stats_before > 100, "stat calls did not go through iod (%d)" % stats_before
+            "the %s loop never got going: %s %s" % (op, read(out_path), iod.logs()))
+        stats_before = iod.counter("quiver_iod_ops_total", op=op)
+        assert stats_before > 100, "%s calls did not go through iod (%d)" % (op, stats_before)
         assert iod.counter("quiver_iod_sandboxes") >= 1
         killed_at = len(ticks())
         iod.kill9()
@@ -817,6 +856,9 @@ def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+        if copier:
+            copier.join(10)
+            p.stdout.close()
         reap_zombies()
     text = read(out_path)
     t = ticks()
@@ -834,7 +876,7 @@ def test_kill9_and_restart(runtime, bundle_factory, progs, iod, tmp_path):
     assert late and all(x[2] == late[0][2] for x in late), (
         "errors still growing a second after the restart:\n%s" % text)
     assert errs_at_restart <= t[-1][2]
-    assert iod.counter("quiver_iod_ops_total", op="stat") > 100, "the new iod served no stat"
+    assert iod.counter("quiver_iod_ops_total", op=op) > 100, "the new iod served no %s" % op
 
 
 # ---------------------------------------------------------------------------

@@ -971,8 +971,9 @@ static void g_fifo(void)
 }
 
 /* ---------------------------------------------------------------------------
- * statloop SECONDS: stat in a loop; a line per 250 ms with the counts so
- * far (the crash test kills iod in the middle) */
+ * statloop SECONDS [read]: stat in a loop (or pread of an open file: the
+ * offload-all crash test); a line per 250 ms with the counts so far (the
+ * crash test kills iod in the middle) */
 
 static atomic_long loop_ok, loop_err, loop_eio, loop_other;
 static atomic_int loop_last_errno;
@@ -993,13 +994,19 @@ static void *loop_report(void *arg)
 	_exit(0);
 }
 
-static int statloop(long secs)
+static int statloop(long secs, bool reads)
 {
 	pthread_t th;
 	struct stat st;
+	char buf[64];
+	int fd = reads ? open("/etc/passwd", O_RDONLY | O_CLOEXEC) : -1;
+	if (reads && fd < 0) {
+		perror("statloop: /etc/passwd");
+		return 1;
+	}
 	pthread_create(&th, NULL, loop_report, (void *)secs);
 	for (;;) {
-		if (stat("/etc/passwd", &st) == 0) {
+		if (reads ? pread(fd, buf, sizeof(buf), 0) > 0 : stat("/etc/passwd", &st) == 0) {
 			atomic_fetch_add(&loop_ok, 1);
 			continue;
 		}
@@ -1037,10 +1044,10 @@ int main(int argc, char **argv)
 			(int)getpid());
 		return 2;
 	}
-	if (argc == 3 && !strcmp(argv[1], "statloop"))
-		return statloop(atol(argv[2]));
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "statloop"))
+		return statloop(atol(argv[2]), argc == 4 && !strcmp(argv[3], "read"));
 	if (argc < 3) {
-		fprintf(stderr, "usage: fsattack HOSTBUNDLE GROUP... | statloop SECONDS\n");
+		fprintf(stderr, "usage: fsattack HOSTBUNDLE GROUP... | statloop SECONDS [read]\n");
 		return 2;
 	}
 	hb = argv[1];
