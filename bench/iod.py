@@ -211,8 +211,9 @@ def write_bundle(d, rootfs, mounts, args, annotation):
 class Iod:
     """quiver-iod in the foreground, our child, on qctl's root."""
 
-    def __init__(self, path, root, log):
+    def __init__(self, path, root, log, extra=()):
         self.path, self.root, self.log = path, root, log
+        self.extra = list(extra)  # --iod-args
         self.proc = None
         self.mode = None
 
@@ -223,7 +224,7 @@ class Iod:
             except FileNotFoundError:
                 pass
         argv = [self.path, "--root", self.root, "--foreground", "--log", self.log,
-                "--metrics", "127.0.0.1:0", "--mode", mode]
+                "--metrics", "127.0.0.1:0", "--mode", mode] + self.extra
         with open(self.log + ".stderr", "a") as errf:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
         self.mode = mode
@@ -830,6 +831,7 @@ def main():
     ap.add_argument("--figs", default="1,2,3,4")
     ap.add_argument("--only", default=None, help="subset of " + ",".join(ALL_RUNNERS))
     ap.add_argument("--bin", default=None, help="dir with qctl, quiver-guest, quiver-vmmd[, quiver-iod]")
+    ap.add_argument("--iod-args", default="", help="more arguments for quiver-iod (\"--spin-us 200\")")
     ap.add_argument("--open-n", type=int, default=None, help="openat+close per run (20000; --quick 2000)")
     ap.add_argument("--stat-n", type=int, default=None, help="stat() per sandbox in fig 4 (30000; --quick 2000)")
     ap.add_argument("--sandboxes", type=int, default=32)
@@ -891,7 +893,7 @@ def main():
             runners.append(Runner("quiver-offload", [qctl], qroot, "offload-all", qenv))
         if iod_bin:
             os.makedirs(qroot, exist_ok=True)
-            iod = Iod(iod_bin, qroot, os.path.join(tmp, "iod.log"))
+            iod = Iod(iod_bin, qroot, os.path.join(tmp, "iod.log"), shlex.split(args.iod_args))
             iod.start("uring")
         b = Bench(args, tmp, rootfs, mounts, runners, native, iod)
         if args.python_image and "2" in figs:

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,6 +369,10 @@ static void loop(int sigfd)
 		} while (iod.sq_pending > 0);
 		if (work)
 			last_work = now_ns();
+		else if (spinning)
+			/* Let a task woken onto this CPU (a guest's workload,
+			 * answered) run now rather than after the spin. */
+			sched_yield();
 		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
 			next = sb->next;
 			if (sb->overflow)
