@@ -44,10 +44,12 @@
 #include "guest/policy.h"
 #include "guest/trap.h"
 
-#define MAX_CONNS	   16
-#define MAX_LISTENERS	   64
-#define IDLE_SHED_MS	   2000
-#define SPIN_AFTER_CALL_NS (60 * 1000)
+#define MAX_CONNS     16
+#define MAX_LISTENERS 64
+#define IDLE_SHED_MS  2000
+/* How long the loop polls after a trapped call (adaptive, below). */
+#define SPIN_MAX_NS (250 * 1000)
+#define SPIN_MIN_NS (15 * 1000)
 
 enum ev_kind {
 	EV_SIGNAL = 1,
@@ -1031,20 +1033,34 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	if (s.netc)
 		net_client_set_watch(s.netc, net_watch, &s);
 
-	bool busy = false;	 /* events since the stack was last shed */
-	uint64_t spin_until = 0; /* poll without sleeping until then (ns) */
+	bool busy = false;		/* events since the stack was last shed */
+	uint64_t spin_until = 0;	/* poll without sleeping until then (ns) */
+	uint64_t spin_ns = SPIN_MAX_NS; /* how long, after the next call */
 	for (;;) {
 		struct epoll_event evs[16];
 		int ne;
-		/* After a trapped call the next one usually follows within
-		 * microseconds (the workload runs again at once): poll for it
-		 * for a moment rather than sleep, since a wake-up of an idle
-		 * CPU costs more than the call here.  Yielding between polls
-		 * lets the workload run on this CPU, where its answer put it. */
-		for (;;) {
+		/* After a trapped call the next one usually follows soon (an
+		 * interpreter's start-up is hundreds of them): poll for it for
+		 * a moment rather than sleep, since a wake-up of an idle CPU
+		 * costs more than the call here (docs/iod.md).  Yielding
+		 * between polls lets the workload run on this CPU, where its
+		 * answer put it.  The window adapts: halved each time it ends
+		 * with nothing, doubled back when a call comes in it, so that
+		 * a sandbox whose calls are sparse costs little polling. */
+		for (bool polled = false;; polled = true) {
+			uint64_t now;
 			ne = epoll_wait(s.epfd, evs, 16, 0);
-			if (ne != 0 || mono_ns() >= spin_until)
+			if (ne != 0) {
+				if (polled && spin_ns < SPIN_MAX_NS)
+					spin_ns *= 2;
 				break;
+			}
+			if ((now = mono_ns()) >= spin_until) {
+				if (polled && spin_ns > SPIN_MIN_NS)
+					spin_ns /= 2;
+				spin_until = 0;
+				break;
+			}
 			sched_yield();
 		}
 		/* a running sandbox that has been quiet for a while gives back
@@ -1103,7 +1119,7 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				/* With iod or the socket service most calls
 				 * trap, and come in runs. */
 				if (s.trap.iod || s.trap.net)
-					spin_until = mono_ns() + SPIN_AFTER_CALL_NS;
+					spin_until = mono_ns() + spin_ns;
 				if (r == -EPIPE)
 					drop_listener(&s, fd);
 				else if (r < 0)

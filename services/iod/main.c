@@ -46,7 +46,7 @@
 
 #define DEFAULT_ROOT	   "/run/quiver"
 #define DEFAULT_BUDGET	   4
-#define DEFAULT_SPIN_US	   50
+#define DEFAULT_SPIN_US	   250
 #define SPIN_MAX_SANDBOXES 4
 
 enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ, EV_WATCHDOG };
