@@ -190,8 +190,9 @@ static int lookup(const struct policy_call *c, pid_t tgid, int fd)
 			f->used = ++clock_;
 			return (int)h;
 		}
-		/* The number names another file now (or none). */
-		forget_file(h);
+		/* The number names another file now (or none): the old one
+		 * was closed unseen (a race between threads); let it go. */
+		drop_file(c, h);
 		return -1;
 	}
 	return -1;
@@ -358,6 +359,11 @@ static void xfer_step(struct xfer *x)
 	uint64_t left = x->total - x->done;
 	int rc;
 
+	/* iod went away (its data area with it) since the call began. */
+	if (!ic->attached || !ic->data) {
+		xfer_finish(x, x->done ? (int64_t)x->done : -EIO);
+		return;
+	}
 	/* The fd was closed (and the handle maybe given to another file)
 	 * while an earlier step ran: what was done is the answer. */
 	if (files[x->h].gen != x->gen || !files[x->h].tgid) {

@@ -890,6 +890,8 @@ static void file_add(struct job *j)
 	struct statfs sfs;
 	int fd = take_guest_fd(j->sb, r->hdr.user_data);
 
+	/* Whatever the handle held goes, even if the new file is refused. */
+	file_close(j->sb, (unsigned)r->arg0);
 	if (fd < 0) {
 		complete(j, fd, 0);
 		return;
@@ -900,7 +902,6 @@ static void file_add(struct job *j)
 		complete(j, -EBADFD, 0);
 		return;
 	}
-	file_close(j->sb, (unsigned)r->arg0);
 	j->sb->files[r->arg0] = fd;
 	complete(j, 0, 0);
 }
