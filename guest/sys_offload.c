@@ -144,6 +144,16 @@ static bool notif_alive(void *arg)
 	return sys_notif_valid(arg) == 0;
 }
 
+/* A request on handle h: no path (""), the rest zero. */
+static void handle_req(struct iod_req *r, unsigned op, unsigned h)
+{
+	memset(r, 0, sizeof(*r));
+	r->hdr.opcode = (uint16_t)op;
+	r->arg0 = h;
+	r->path_len = 1;
+	r->paths[0] = '\0';
+}
+
 /* Tell iod to close its copy, and wait: the workload's close must find
  * the file released.  Then ours. */
 static void drop_file(const struct policy_call *c, unsigned h)
@@ -152,11 +162,7 @@ static void drop_file(const struct policy_call *c, unsigned h)
 	union iod_resp_entry out;
 	int fd = -1;
 
-	memset(&in.req, 0, sizeof(in.req));
-	in.req.hdr.opcode = IOD_OP_FILE_DROP;
-	in.req.arg0 = h;
-	in.req.path_len = 1;
-	in.req.paths[0] = '\0';
+	handle_req(&in.req, IOD_OP_FILE_DROP, h);
 	if (ic->attached &&
 	    iod_client_call(ic, &in.req, -1, &out.resp, &fd, c ? notif_alive : NULL, (void *)c) ==
 		0 &&
@@ -242,11 +248,7 @@ static int add_file(const struct policy_call *c, pid_t tgid, int fd, const struc
 	}
 	h = victim();
 	forget_file(h); /* iod replaces its copy at FILE_ADD */
-	memset(&in.req, 0, sizeof(in.req));
-	in.req.hdr.opcode = IOD_OP_FILE_ADD;
-	in.req.arg0 = h;
-	in.req.path_len = 1;
-	in.req.paths[0] = '\0';
+	handle_req(&in.req, IOD_OP_FILE_ADD, h);
 	in.req.creds = *cr;
 	r = iod_client_call(ic, &in.req, local, &out.resp, &got, notif_alive, (void *)c);
 	if (got >= 0)
@@ -371,17 +373,16 @@ static void xfer_step(struct xfer *x)
 		return;
 	}
 
-	memset(r, 0, sizeof(*r));
-	r->arg0 = x->h;
-	r->path_len = 1;
-	r->paths[0] = '\0';
+	handle_req(r,
+		   x->kind == X_FSYNC  ? IOD_OP_FSYNC
+		   : x->kind == X_READ ? IOD_OP_READ
+				       : IOD_OP_WRITE,
+		   x->h);
 	r->creds = x->creds;
 	if (x->kind == X_FSYNC) {
-		r->hdr.opcode = IOD_OP_FSYNC;
 		r->flags = x->datasync ? IOD_FSYNC_DATA : 0;
 	} else {
 		x->chunk = left < IOD_DATA_SLOT_SIZE ? left : IOD_DATA_SLOT_SIZE;
-		r->hdr.opcode = x->kind == X_READ ? IOD_OP_READ : IOD_OP_WRITE;
 		r->slot = x->slot;
 		r->arg1 =
 		    x->offset == IOD_OFFSET_CURRENT ? IOD_OFFSET_CURRENT : x->offset + x->done;
