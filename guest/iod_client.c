@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,22 +59,16 @@ static void detach(struct iod_client *c)
 		c->detached(c->detached_arg);
 }
 
-/* Offload-all's data area, from iod: exactly IOD_DATA_SIZE bytes and
- * sealed against shrinking, so that the mapping can never fault. */
+/* Offload-all's data area, from iod: a sealed memfd of exactly
+ * IOD_DATA_SIZE bytes, so that the mapping can never fault. */
 static int map_data(struct iod_client *c, int fd)
 {
-	struct stat st;
-	int seals = fcntl(fd, F_GET_SEALS);
 	void *p;
+	int r = ring_shm_map(fd, IOD_DATA_SIZE, &p);
 
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != IOD_DATA_SIZE || seals < 0 ||
-	    !(seals & F_SEAL_SHRINK))
-		return -EPROTO;
-	p = mmap(NULL, IOD_DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	c->data = p;
-	return 0;
+	if (r == 0)
+		c->data = p;
+	return r;
 }
 
 static int attach(struct iod_client *c, struct qerr *err)

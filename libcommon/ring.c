@@ -22,6 +22,63 @@ static bool params_valid(uint32_t entries, uint32_t entry_size)
 	       entry_size <= RING_ENTRY_SIZE_MAX && entry_size % 8 == 0;
 }
 
+int ring_shm_create(const char *name, size_t size, void **mem)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), e;
+	void *p;
+
+	*mem = NULL;
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, RING_SEALS) < 0)
+		goto fail;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		goto fail;
+	*mem = p;
+	return fd;
+fail:
+	e = errno;
+	close(fd);
+	return -e;
+}
+
+/* A peer's region: sealed (without the seals the creator could shrink the
+ * file under our mapping and turn every access into SIGBUS); its size in
+ * *size.  0, -EBADF, or -EINVAL (not a memfd, or not sealed). */
+static int sealed_size(int fd, size_t *size)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	struct stat st;
+
+	if (seals < 0)
+		return errno == EBADF ? -EBADF : -EINVAL; /* EINVAL: not a memfd */
+	if ((seals & RING_SEALS) != RING_SEALS)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+int ring_shm_map(int fd, size_t size, void **mem)
+{
+	size_t have = 0;
+	int r = sealed_size(fd, &have);
+	void *p;
+
+	*mem = NULL;
+	if (r < 0)
+		return r;
+	if (have != size)
+		return -EINVAL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	*mem = p;
+	return 0;
+}
+
 size_t ring_region_size(uint32_t entries, uint32_t entry_size)
 {
 	if (!params_valid(entries, entry_size))
@@ -96,16 +153,12 @@ int ring_create(struct ring *r, enum ring_side side, const struct ring_params *p
 	r->side = side;
 	r->entries = p->entries;
 	r->entry_size = p->entry_size;
-	int ret;
-	r->memfd = memfd_create("quiver-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (r->memfd < 0 || ftruncate(r->memfd, (off_t)size) < 0 ||
-	    fcntl(r->memfd, F_ADD_SEALS, RING_SEALS) < 0)
-		goto fail_errno;
-	r->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
-	if (r->mem == MAP_FAILED) {
-		r->mem = NULL;
-		goto fail_errno;
+	int ret = ring_shm_create("quiver-ring", size, &r->mem);
+	if (ret < 0) {
+		ring_destroy(r);
+		return ret;
 	}
+	r->memfd = ret;
 	r->mem_size = size;
 	/* Non-blocking, so that a saturated counter makes write(2) fail rather
 	 * than sleep (see ring_notify_peer). */
@@ -158,29 +211,23 @@ int ring_attach(struct ring *r, enum ring_side side, int memfd, int sq_efd, int 
 	if (side != RING_SUBMITTER && side != RING_SERVER)
 		return -EINVAL;
 
-	/* Without these seals the creator could shrink the file under our
-	 * mapping and turn every access into SIGBUS. */
-	int seals = fcntl(memfd, F_GET_SEALS);
-	if (seals < 0)
-		return errno == EBADF ? -EBADF : -EINVAL; /* EINVAL: not a memfd */
-	if ((seals & RING_SEALS) != RING_SEALS)
+	size_t size = 0;
+	int ret = sealed_size(memfd, &size);
+	if (ret < 0)
+		return ret;
+	if (size < RING_OFF_SQ_ENTRIES ||
+	    size > ring_region_size(RING_ENTRIES_MAX, RING_ENTRY_SIZE_MAX))
 		return -EINVAL;
-	struct stat st;
-	if (fstat(memfd, &st) < 0)
-		return -errno;
-	if (st.st_size < RING_OFF_SQ_ENTRIES ||
-	    (uint64_t)st.st_size > ring_region_size(RING_ENTRIES_MAX, RING_ENTRY_SIZE_MAX))
-		return -EINVAL;
-	int ret = check_eventfd(sq_efd);
+	ret = check_eventfd(sq_efd);
 	if (ret == 0)
 		ret = check_eventfd(cq_efd);
 	if (ret < 0)
 		return ret;
 
-	size_t size = (size_t)st.st_size;
-	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-	if (mem == MAP_FAILED)
-		return -errno;
+	void *mem;
+	ret = ring_shm_map(memfd, size, &mem);
+	if (ret < 0)
+		return ret;
 	r->mem = mem;
 	r->mem_size = size;
 	r->side = side;

@@ -106,6 +106,16 @@ struct ring {
 	struct ring_queue sq, cq;
 };
 
+/* A shared region of size bytes other than a ring (offload-all's data
+ * area), made and checked as the ring's own: a memfd sealed at its size
+ * (shrink, grow, seal), so that no mapping of it can ever fault.
+ * ring_shm_create maps it here and returns the memfd (to pass on) or
+ * -errno.  ring_shm_map maps a peer's memfd that must be sealed and
+ * exactly size bytes: 0, or -EINVAL (not a sealed memfd of that size),
+ * -EBADF, or mmap's errno.  *mem is set on success (munmap it). */
+int ring_shm_create(const char *name, size_t size, void **mem);
+int ring_shm_map(int fd, size_t size, void **mem);
+
 /* Size in bytes of the region for these parameters; 0 if they are invalid. */
 size_t ring_region_size(uint32_t entries, uint32_t entry_size);
 

@@ -139,29 +139,15 @@ static void welcome(int conn, int error, struct ring *r, bool root_ro, int data_
 		qlog_warn("welcome: %s", strerror(errno));
 }
 
-/* Offload-all's data area: a memfd sealed at its size (the guest's
- * mapping can never fault past the end, nor ours), mapped here.  The memfd
- * (to send), or -errno. */
+/* Offload-all's data area, made as the ring is (sealed at its size) and
+ * mapped here.  The memfd (to send), or -errno. */
 static int data_create(struct sbx *sb)
 {
-	int fd = memfd_create("quiver-iod-data", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	void *p;
+	int fd = ring_shm_create("quiver-iod-data", IOD_DATA_SIZE, &p);
 
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)IOD_DATA_SIZE) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	p = mmap(NULL, IOD_DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	sb->data = p;
+	if (fd >= 0)
+		sb->data = p;
 	return fd;
 }
 
