@@ -686,15 +686,19 @@ static uint64_t eff_now(void)
 	return (uint64_t)d[0].effective | (uint64_t)d[1].effective << 32;
 }
 
+static gid_t own_groups[64]; /* the thread's, when it started */
+
 /* Back to what the thread was: ids, groups, capabilities. */
 static bool is_own(const struct __user_cap_data_struct before[2], int ngroups)
 {
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct d[2];
+	gid_t groups[64];
 
 	return setfsuid((uid_t)-1) == 0 && setfsgid((gid_t)-1) == 0 &&
 	       syscall(SYS_capget, &h, d) == 0 && memcmp(d, before, sizeof(d)) == 0 &&
-	       getgroups(0, NULL) == ngroups;
+	       getgroups(64, groups) == ngroups &&
+	       memcmp(groups, own_groups, sizeof(gid_t) * (size_t)ngroups) == 0;
 }
 
 static void *enter_thread(void *arg)
@@ -703,11 +707,18 @@ static void *enter_thread(void *arg)
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct before[2];
 	struct iod_creds c = {.fsuid = 1000, .fsgid = 1000};
+	gid_t gid = 0;
 	char path[128];
 	struct stat st;
-	int ngroups = getgroups(0, NULL), fd;
+	int ngroups, fd;
 
+	/* One group of its own (this thread only: the raw call), so that a
+	 * workload's one group is a change of content, not of count. */
+	gid = 7;
+	T_CHECK(run, syscall(SYS_setgroups, 1, &gid) == 0);
+	ngroups = getgroups(0, NULL);
 	T_CHECK(run, syscall(SYS_capget, &h, before) == 0);
+	T_CHECK(run, ngroups >= 0 && ngroups <= 64 && getgroups(64, own_groups) == ngroups);
 
 	/* An unprivileged user: no capabilities, no groups. */
 	T_CHECK(run, fscreds_enter(&c) == 0);
@@ -748,6 +759,32 @@ static void *enter_thread(void *arg)
 		T_CHECK(run, fstat(fd, &st) == 0 && st.st_uid == 1000);
 		close(fd);
 	}
+	fscreds_leave();
+	T_CHECK(run, is_own(before, ngroups));
+
+	/* A root workload: only what differs is set (the ids and groups are
+	 * this thread's), and every part still comes back, also after an
+	 * enter of ids alone and one of groups alone in between. */
+	c = (struct iod_creds){.fsuid = 0, .fsgid = 0, .cap_eff = 1u << 0};
+	c.ngroups = (uint32_t)getgroups(IOD_GROUPS_MAX, (gid_t *)c.groups);
+	T_CHECK(run, c.ngroups == (uint32_t)ngroups);
+	T_CHECK(run, fscreds_enter(&c) == 0);
+	T_CHECK(run, eff_now() == (1u << 0));
+	T_CHECK(run, setfsuid((uid_t)-1) == 0 && setfsgid((gid_t)-1) == 0);
+	T_CHECK(run, getgroups(0, NULL) == ngroups);
+	fscreds_leave();
+	T_CHECK(run, is_own(before, ngroups));
+	c.cap_eff = eff_now();
+	c.fsgid = 1001;
+	T_CHECK(run, fscreds_enter(&c) == 0);
+	T_CHECK(run, setfsgid((gid_t)-1) == 1001 && setfsuid((uid_t)-1) == 0);
+	fscreds_leave();
+	T_CHECK(run, is_own(before, ngroups));
+	c.fsgid = 0;
+	c.ngroups = 1;
+	c.groups[0] = 4242;
+	T_CHECK(run, fscreds_enter(&c) == 0);
+	T_CHECK(run, getgroups(1, &gid) == 1 && gid == 4242 && setfsgid((gid_t)-1) == 0);
 	fscreds_leave();
 	T_CHECK(run, is_own(before, ngroups));
 
