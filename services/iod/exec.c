@@ -526,6 +526,47 @@ static bool device_allowed(const struct stat *st)
 	       (ma == 5 && (mi == 0 || mi == 2)) || (ma >= 136 && ma <= 143);
 }
 
+/* A filesystem where an open or a stat of a file already found only waits
+ * for the local disk, if at all (not NFS, not FUSE, whose daemon may be
+ * the sandbox itself): that step may then run here, in iod's thread,
+ * rather than in an io-wq worker.  io_uring cannot do it inline: an open
+ * of /proc/self/fd/N always goes to io-wq (a magic link is not resolved
+ * from the dcache alone), and so does every statx.  On this kind of
+ * machine the hand-off to the worker and back costs more than the call
+ * (docs/iod.md, "The supervisor's side of the wait"). */
+static bool local_fs(int fd)
+{
+	struct statfs sfs;
+
+	return fstatfs(fd, &sfs) == 0 && iod_fs_offloadable((long)sfs.f_type);
+}
+
+/* The open below, done here: a regular file or a directory on a local
+ * filesystem, not truncated.  O_NONBLOCK so that a lease held on the file
+ * answers EAGAIN rather than stopping iod for lease-break-time: that open
+ * then goes to io-wq after all, where it may wait.  False: not done. */
+static bool open_here(struct job *j, const struct stat *st, uint64_t flags, mode_t mode)
+{
+	long fd;
+
+	if (!(S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) || (flags & (O_TRUNC | __O_TMPFILE)) ||
+	    !local_fs(j->fd[0]))
+		return false;
+	fd = AS_WORKLOAD(
+	    j, openat(AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), mode));
+	if (fd == -EAGAIN && !(flags & O_NONBLOCK))
+		return false;
+	if (fd >= 0 && !(flags & O_NONBLOCK) && fcntl((int)fd, F_SETFL, (int)flags) < 0) {
+		int e = errno;
+
+		close((int)fd);
+		fd = -e;
+	}
+	j->res[1] = fd;
+	iod_metrics_inline();
+	return true;
+}
+
 /* open, after the O_PATH resolution: check what it is, then open that very
  * inode (iod's own /proc/self/fd/N, so a rename in between changes
  * nothing), or create it when it was missing and O_CREAT says so. */
@@ -596,6 +637,8 @@ static void open_act(struct job *j)
 	mode_t mode = (flags & __O_TMPFILE) == __O_TMPFILE ? r->mode & 07777 & ~r->creds.umask : 0;
 
 	snprintf(j->reopen, sizeof(j->reopen), "/proc/self/fd/%d", j->fd[0]);
+	if (use_uring(j) && open_here(j, &st, flags, mode))
+		return;
 	if (use_uring(j) && (sqe = sqe_for(j, 1)) != NULL) {
 		io_uring_prep_openat(sqe, AT_FDCWD, j->reopen, (int)(flags | O_CLOEXEC | O_NOCTTY),
 				     mode);
@@ -637,6 +680,19 @@ static void fd_path(int fd, char *buf, size_t len)
 	snprintf(buf, len, "/proc/self/fd/%d", fd);
 }
 
+/* Drop what the first stage resolved and resolve again; back in
+ * stage_act when that is done. */
+static void resolve_again(struct job *j)
+{
+	for (int s = 0; s < 2; s++)
+		if (j->res[s] > 0)
+			close((int)j->res[s]);
+	j->res[0] = j->res[1] = 0;
+	j->dotpath = NULL;
+	j->stage = 1;
+	stage_resolve(j);
+}
+
 static void stage_act(struct job *j)
 {
 	const struct iod_req *r = &j->in.req;
@@ -651,14 +707,8 @@ static void stage_act(struct job *j)
 	 * anywhere on the machine raced its walk of "..": it cannot prove the
 	 * walk stayed inside.  The kernel's own lookups just retry; so do we. */
 	if ((j->res[0] == -EAGAIN || j->res[1] == -EAGAIN) && j->retries < RESOLVE_RETRIES) {
-		for (int s = 0; s < 2; s++)
-			if (j->res[s] > 0)
-				close((int)j->res[s]);
-		j->res[0] = j->res[1] = 0;
-		j->dotpath = NULL;
 		j->retries++;
-		j->stage = 1; /* back here when the new resolution is done */
-		stage_resolve(j);
+		resolve_again(j);
 		return;
 	}
 	/* The walk for the guest's cache met a mount (a bind mount, /tmp, a
@@ -666,14 +716,8 @@ static void stage_act(struct job *j)
 	 * workload asked for it itself; that answer is not cacheable. */
 	if (j->no_xdev && (j->res[0] == -EXDEV || j->res[1] == -EXDEV) &&
 	    !(op == IOD_OP_OPEN && (r->arg1 & RESOLVE_NO_XDEV))) {
-		for (int s = 0; s < 2; s++)
-			if (j->res[s] > 0)
-				close((int)j->res[s]);
-		j->res[0] = j->res[1] = 0;
-		j->dotpath = NULL;
 		j->no_xdev = false;
-		j->stage = 1;
-		stage_resolve(j);
+		resolve_again(j);
 		return;
 	}
 	if (op == IOD_OP_OPEN) {
@@ -698,6 +742,17 @@ static void stage_act(struct job *j)
 	}
 	switch (op) {
 	case IOD_OP_STAT:
+		/* statx of the fd checks no permission (the walk did, as the
+		 * workload): on a local filesystem, here, as iod. */
+		if (use_uring(j) && local_fs(fd0)) {
+			j->res[0] =
+			    statx(fd0, "", AT_EMPTY_PATH | (r->at_flags & AT_STATX_SYNC_TYPE),
+				  (unsigned)r->arg0, &j->stx) < 0
+				? -errno
+				: 0;
+			iod_metrics_inline();
+			return;
+		}
 		if (use_uring(j) && (sqe = sqe_for(j, 0)) != NULL) {
 			io_uring_prep_statx(sqe, fd0, "",
 					    AT_EMPTY_PATH | (r->at_flags & AT_STATX_SYNC_TYPE),

@@ -91,5 +91,6 @@ int iod_metrics_start(const char *addr, struct qerr *err);
 void iod_metrics_stop(void);
 void iod_metrics_op(unsigned op, int64_t res, double seconds);
 void iod_metrics_batch(unsigned n);
+void iod_metrics_inline(void);
 
 #endif

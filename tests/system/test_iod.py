@@ -938,6 +938,98 @@ def test_sandboxes_gauge(runtime, bundle_factory, iod):
         "quiver_iod_sandboxes stayed at %s after delete" % iod.counter("quiver_iod_sandboxes"))
 
 
+LEASE_SCRIPT = r"""
+import fcntl, os, signal, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+log = open("/out/log", "a", buffering=1)
+with open("/tmp/leased", "w") as f:
+    f.write("x")
+fd = os.open("/tmp/leased", os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+pid = os.fork()
+if pid == 0:
+    t0 = time.monotonic()
+    w = os.open("/tmp/leased", os.O_WRONLY)
+    log.write("writer %.2f nonblock=%d\n" % (time.monotonic() - t0, fcntl.fcntl(w, fcntl.F_GETFL) & os.O_NONBLOCK))
+    os._exit(0)
+# the writer's open has reached the lease: the kernel is breaking it
+for _ in range(400):
+    if fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_UNLCK:
+        break
+    time.sleep(0.025)
+log.write("breaking\n")
+for _ in range(800):
+    if os.path.exists("/out/release"):
+        break
+    time.sleep(0.025)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+os.waitpid(pid, 0)
+for p in ("/etc/passwd", "/etc"):
+    x = os.open(p, os.O_RDONLY)
+    log.write("%s nonblock=%d\n" % (p, fcntl.fcntl(x, fcntl.F_GETFL) & os.O_NONBLOCK))
+x = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK)
+log.write("asked nonblock=%d\n" % (fcntl.fcntl(x, fcntl.F_GETFL) & os.O_NONBLOCK != 0))
+log.write("done\n")
+"""
+
+
+def wait_for_line(path, line, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and line in open(path).read().splitlines():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_lease_break_waits_outside_iods_thread(runtime, bundle_factory, iod, served, tmp_path):
+    """iod opens a file it found on a local filesystem in its own thread
+    (not an io-wq worker), with O_NONBLOCK: an open that must wait for a
+    lease to be broken (up to lease-break-time, 45 s) gets EAGAIN there and
+    waits in io-wq instead.  Meanwhile another sandbox's calls go through;
+    the open itself still waits for the lease, as the kernel's does; and
+    O_NONBLOCK is never left on a file the workload did not ask it for."""
+    if SELFTEST or IOD_MODE == "sync":
+        pytest.skip("iod's sync mode runs every step in its thread (a measurement mode)")
+    out = tmp_path / "out"
+    out.mkdir()
+    b = use_iod(bundle_factory().writable())
+    for d in ("usr", "lib", "lib64"):
+        os.makedirs(os.path.join(b.rootfs, d), exist_ok=True)
+        b.config["mounts"].append({"destination": "/" + d, "type": "bind", "source": "/" + d,
+                                   "options": ["rbind", "ro", "nosuid", "nodev"]})
+    b.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                               "options": ["rbind", "rw"]})
+    b.args("/usr/bin/python3", "-c", LEASE_SCRIPT)
+    log = str(out / "log")
+    inline0 = iod.counter("quiver_iod_inline_steps_total")
+    cid = runtime.new_id("lease")
+    runtime.ok("run", "-d", "--bundle", b.path, cid)
+    try:
+        assert wait_for_line(log, "breaking"), open(log).read() if os.path.exists(log) else "no log"
+        with served() as s:
+            b2 = use_iod(add_applets(bundle_factory())).shell("ls -la /bin | wc -l; cat /etc/group")
+            t0 = time.monotonic()
+            r = run(runtime, b2, "other", timeout=20)
+            took = time.monotonic() - t0
+        assert r.returncode == 0 and "testers" in r.stdout, (r.stdout, r.stderr, s, took)
+        s.check("open", "stat")
+        assert not any(l.startswith("writer") for l in open(log).read().splitlines()), \
+            "the writer's open did not wait for the lease: %s" % open(log).read()
+        (out / "release").write_text("")
+        assert wait_for_line(log, "done"), open(log).read()
+        lines = open(log).read().splitlines()
+        writer = [l for l in lines if l.startswith("writer")]
+        assert writer and writer[0].endswith("nonblock=0"), lines
+        assert float(writer[0].split()[1]) >= took * 0.5, (lines, took)
+        assert "/etc/passwd nonblock=0" in lines and "/etc nonblock=0" in lines, lines
+        assert "asked nonblock=1" in lines, lines
+        # the opens above were done in iod's thread
+        assert iod.counter("quiver_iod_inline_steps_total") > inline0
+    finally:
+        runtime("delete", "--force", cid)
+
+
 def test_blocked_opens_do_not_stall_other_sandboxes(runtime, bundle_factory, iod, served):
     """Sixteen opens of fifos nobody writes to, blocked in iod: another
     sandbox's calls still go through."""
