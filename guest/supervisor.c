@@ -1036,6 +1036,7 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	bool busy = false;		/* events since the stack was last shed */
 	uint64_t spin_until = 0;	/* poll without sleeping until then (ns) */
 	uint64_t spin_ns = SPIN_MAX_NS; /* how long, after the next call */
+	uint64_t served_at = 0;		/* when the last trapped call was served */
 	for (;;) {
 		struct epoll_event evs[16];
 		int ne;
@@ -1056,6 +1057,15 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				break;
 			}
 			if ((now = mono_ns()) >= spin_until) {
+				/* A call is in iod: its answer is on the way,
+				 * and sleeping now would put a wake-up in its
+				 * path.  Wait for it up to the longest window,
+				 * without taking the wait for quiet. */
+				if (spin_until && s.iodc.attached && s.iodc.npend > 0 &&
+				    now < served_at + SPIN_MAX_NS) {
+					sched_yield();
+					continue;
+				}
 				if (polled && spin_ns > SPIN_MIN_NS)
 					spin_ns /= 2;
 				spin_until = 0;
@@ -1118,8 +1128,10 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				int r = trap_serve(&s.trap, fd, &terr);
 				/* With iod or the socket service most calls
 				 * trap, and come in runs. */
-				if (s.trap.iod || s.trap.net)
-					spin_until = mono_ns() + spin_ns;
+				if (s.trap.iod || s.trap.net) {
+					served_at = mono_ns();
+					spin_until = served_at + spin_ns;
+				}
 				if (r == -EPIPE)
 					drop_listener(&s, fd);
 				else if (r < 0)

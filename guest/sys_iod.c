@@ -436,8 +436,19 @@ static int decode(const struct policy_call *c, struct fcall *f)
 
 struct task {
 	pid_t tid, tgid;
+	int pidfd; /* the calling thread's, while read_task's cache holds it; 0: none */
 	struct fscreds_task creds;
 };
+
+/* The same caller, acting on another process's fds (/proc/<pid>/fd/N). */
+static struct task task_other(const struct task *t, pid_t pid)
+{
+	struct task o = *t;
+
+	o.tgid = pid;
+	o.pidfd = 0;
+	return o;
+}
 
 /* Credentials are read from /proc/<tid>/status once per thread and kept
  * while that thread lives (a pidfd on it says when it is gone, so a reused
@@ -510,6 +521,7 @@ static int read_task(const struct policy_call *c, struct task *t)
 			if (alive(cache[i].pidfd)) {
 				cache[i].used = ++cache_clock;
 				*t = cache[i].t;
+				t->pidfd = cache[i].pidfd;
 				return 0;
 			}
 			forget(i);
@@ -536,6 +548,7 @@ static int read_task(const struct policy_call *c, struct task *t)
 	cache[victim].tid = c->pid;
 	cache[victim].used = ++cache_clock;
 	cache[victim].t = *t;
+	t->pidfd = cache[victim].pidfd;
 	return 0;
 }
 
@@ -559,6 +572,7 @@ static int read_task_status(const struct policy_call *c, struct task *t)
 	int fd;
 
 	t->tid = c->pid;
+	t->pidfd = 0;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -809,30 +823,31 @@ static int sandbox_path(const struct task *t, int dirfd, const char *p, char *ou
 
 /* ---- acting on the workload's fds ---- */
 
+/* The caller's own fd n: through its thread's pidfd when the cache still
+ * holds it (its fd table, even after an unshare(CLONE_FILES)), else a pidfd
+ * opened for the process. */
 static int task_fd(const struct task *t, int fd)
 {
-	int pidfd = (int)syscall(SYS_pidfd_open, t->tgid, 0), got;
+	int pidfd = 0, got;
 
-	if (pidfd < 0)
+	for (int i = 0; t->pidfd > 0 && i < TASK_CACHE && !pidfd; i++)
+		if (cache[i].tid == t->tid && cache[i].pidfd == t->pidfd)
+			pidfd = t->pidfd;
+	if (!pidfd && (pidfd = (int)syscall(SYS_pidfd_open, t->tgid, 0)) < 0)
 		return -ESRCH;
 	got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
 	if (got < 0)
 		got = errno == EBADF ? -EBADF : -errno;
-	close(pidfd);
+	if (pidfd != t->pidfd)
+		close(pidfd);
 	return got;
 }
 
 static int inject(const struct policy_call *c, int fd, bool cloexec)
 {
-	struct seccomp_notif_addfd a = {.id = c->id,
-					.flags = SECCOMP_ADDFD_FLAG_SEND,
-					.srcfd = (uint32_t)fd,
-					.newfd_flags = cloexec ? O_CLOEXEC : 0};
-	int r = ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+	int r = trap_inject_fd(c->listener, c->id, fd, cloexec);
 
-	if (r < 0)
-		return -errno;
-	return POLICY_RC_ANSWERED;
+	return r < 0 ? r : POLICY_RC_ANSWERED;
 }
 
 /* Re-open the file behind the task's fd n, as /proc/<pid>/fd/<n> does,
@@ -840,12 +855,11 @@ static int inject(const struct policy_call *c, int fd, bool cloexec)
 static int reopen_fd(const struct policy_call *c, const struct task *t, int pid, int n,
 		     const struct fcall *f)
 {
-	struct task other = *t;
+	struct task other = task_other(t, pid);
 	struct iod_creds cr;
 	char self[64];
 	int got, fd, r;
 
-	other.tgid = pid;
 	got = task_fd(&other, n);
 	if (got < 0)
 		return got == -EBADF ? -ENOENT : got;
@@ -913,8 +927,9 @@ static int on_fd(const struct policy_call *c, const struct task *t, const struct
 	}
 	if (fd < 0)
 		return fd;
+	/* A stat of an fd checks no permission: no credentials to take on. */
 	fscreds_for_op(&t->creds, f->real_creds, &cr);
-	if (fscreds_enter(&cr) < 0) {
+	if (f->op != IOD_OP_STAT && fscreds_enter(&cr) < 0) {
 		close(fd);
 		return -EPERM;
 	}
@@ -938,7 +953,8 @@ static int on_fd(const struct policy_call *c, const struct task *t, const struct
 		break;
 	}
 	r = r < 0 ? -errno : 0;
-	fscreds_leave();
+	if (f->op != IOD_OP_STAT)
+		fscreds_leave();
 	close(fd);
 	if (r < 0)
 		return r;
@@ -1159,15 +1175,13 @@ static int sys_iod_send(const struct policy_call *c, struct iod_client *ic, stru
 			if (f.op == IOD_OP_OPEN)
 				return reopen_fd(c, &t, reopen_pid, fd, &f);
 			if (f.op == IOD_OP_STAT) {
-				struct task other = t;
-				other.tgid = reopen_pid;
+				struct task other = task_other(&t, reopen_pid);
 				f.dirfd = fd;
 				return on_fd(c, &other, &f, val);
 			}
 			if (f.op == IOD_OP_LINK) {
 				/* The O_TMPFILE idiom: link /proc/self/fd/N. */
-				struct task other = t;
-				other.tgid = reopen_pid;
+				struct task other = task_other(&t, reopen_pid);
 				link_fd = task_fd(&other, fd);
 				if (link_fd < 0)
 					return link_fd == -EBADF ? -ENOENT : link_fd;

@@ -815,13 +815,9 @@ static int accept_once(struct net_client *c, const struct policy_call *call, int
 			r = sys_copy_to_user(call, ulen, &len, sizeof(len));
 	}
 	if (r == 0) {
-		struct seccomp_notif_addfd a = {.id = call->id,
-						.flags = SECCOMP_ADDFD_FLAG_SEND,
-						.srcfd = (uint32_t)conn,
-						.newfd_flags =
-						    (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0};
-		if (ioctl(call->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a) < 0)
-			r = -errno;
+		int got = trap_inject_fd(call->listener, call->id, conn, flags & SOCK_CLOEXEC);
+		if (got < 0)
+			r = got;
 	}
 	close(conn);
 	/* The connection is lost if the task cannot take it, as the kernel

@@ -49,5 +49,6 @@ int sys_copy_to_user(const struct policy_call *call, uint64_t addr, const void *
 		return -ENOENT;
 	if (n < 0 || (size_t)n != len)
 		return -EFAULT;
-	return sys_notif_valid(call);
+	/* No second check: a task gone by now fails the answer itself. */
+	return 0;
 }

@@ -78,6 +78,10 @@ struct trap_ctx {
  * positive errno or 0 with val, or cont: let the kernel run the call.  The
  * task may be gone (ENOENT), which is not an error. */
 void trap_respond(int listener, uint64_t id, int err, int64_t val, bool cont);
+/* Answer notification id with fd, injected into the task
+ * (SECCOMP_ADDFD_FLAG_SEND): the call returns the new fd number, which this
+ * returns too, or -errno. */
+int trap_inject_fd(int listener, uint64_t id, int fd, bool cloexec);
 
 /* Serve every notification pending on listener (non-blocking).  Returns 0,
  * or -EPIPE when the listener has no processes left (remove it). */
