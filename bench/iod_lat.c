@@ -5,6 +5,8 @@
  * passed to the kernel, and in Quiver with them served by iod.
  *
  *	iod_lat open N [PATH]        N x openat(AT_FDCWD, PATH, O_RDONLY|O_CLOEXEC) + close
+ *	iod_lat fstat N              N x fstat() of an open /etc/passwd (glibc: newfstatat(fd,
+ *	                             "", AT_EMPTY_PATH), which traps like a path call)
  *	iod_lat stat N [START_NS]    N x stat() over a few paths, from CLOCK_MONOTONIC START_NS
  *	                             (late_ns: how long after START it got there)
  *	iod_lat time PROG [ARG...]   fork + exec PROG + wait, timed
@@ -72,6 +74,26 @@ static int do_open(long n, const char *path)
 	return 0;
 }
 
+static int do_fstat(long n)
+{
+	struct stat st;
+	int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		fail("open", "/etc/passwd");
+	for (long i = 0; i < n / 10 + 1; i++)
+		if (fstat(fd, &st) < 0)
+			fail("fstat", "/etc/passwd");
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < n; i++)
+		if (fstat(fd, &st) < 0)
+			fail("fstat", "/etc/passwd");
+	uint64_t dt = now_ns() - t0;
+	printf("iod_lat fstat n=%ld total_ns=%llu ns_per_op=%.1f\n", n, (unsigned long long)dt,
+	       (double)dt / (double)n);
+	return 0;
+}
+
 /* Inside the bench's rootfs: a file, the binary itself, a directory of the
  * rootfs and one on the /usr bind mount (a walk that crosses a mount). */
 static const char *const stat_paths[] = {"/etc/passwd", "/iod_lat", "/etc", "/usr/bin", "/"};
@@ -129,10 +151,14 @@ int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "open") == 0)
 		return do_open(count_arg(argv[2]), argc >= 4 ? argv[3] : "/etc/passwd");
+	if (argc >= 3 && strcmp(argv[1], "fstat") == 0)
+		return do_fstat(count_arg(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "stat") == 0)
 		return do_stat(count_arg(argv[2]), argc >= 4 ? strtoull(argv[3], NULL, 10) : 0);
 	if (argc >= 3 && strcmp(argv[1], "time") == 0)
 		return do_time(argv + 2);
-	fprintf(stderr, "usage: iod_lat open N [PATH] | stat N [START_NS] | time PROG [ARG...]\n");
+	fprintf(
+	    stderr,
+	    "usage: iod_lat open N [PATH] | fstat N | stat N [START_NS] | time PROG [ARG...]\n");
 	return 1;
 }
