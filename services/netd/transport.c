@@ -265,6 +265,7 @@ static void conn_flush(struct qt_conn *c)
 		}
 		qt_buf_consume(&c->out, (size_t)r);
 		c->stats.bytes_out += (uint64_t)r;
+		c->stats.sends++;
 	}
 	if (c->state == QT_C_CLOSING && !qt_buf_len(&c->out) && !c->shut) {
 		c->shut = true;
@@ -277,9 +278,14 @@ static void conn_flush(struct qt_conn *c)
 	}
 }
 
-/* Flush, then poll for what is left to send (or for nothing). */
+/* Flush, then poll for what is left to send (or for nothing).  Corked:
+ * only note that there is output, for qt_node_flush. */
 static void conn_send_now(struct qt_conn *c)
 {
+	if (c->node->corked && c->state != QT_C_DEAD && qt_buf_len(&c->out)) {
+		c->dirty = true;
+		return;
+	}
 	conn_flush(c);
 	conn_poll_update(c);
 }
@@ -1383,6 +1389,39 @@ bool qt_node_connected(const struct qt_node *n, uint64_t peer)
 		if (p->id == peer)
 			return p->active != NULL;
 	return false;
+}
+
+void qt_node_set_cork(struct qt_node *n, bool on)
+{
+	n->corked = on;
+	if (!on)
+		qt_node_flush(n);
+}
+
+/* Rounds of flush and wake-up per call: a channel woken for room sends
+ * again, and what it sends waits for the next round. */
+#define FLUSH_ROUNDS 8
+
+bool qt_node_flush(struct qt_node *n)
+{
+	bool dirty = true;
+
+	for (int round = 0; dirty && round < FLUSH_ROUNDS; round++) {
+		dirty = false;
+		enter(n);
+		for (struct qt_conn *c = n->conns; c; c = c->next) {
+			if (!c->dirty)
+				continue;
+			c->dirty = false;
+			conn_flush(c);
+			wake_writers(c);
+			conn_poll_update(c);
+		}
+		leave(n);
+		for (struct qt_conn *c = n->conns; c; c = c->next)
+			dirty |= c->dirty;
+	}
+	return dirty;
 }
 
 void qt_node_disconnect(struct qt_node *n, uint64_t peer)

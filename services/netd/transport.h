@@ -14,7 +14,8 @@
  *
  * Callbacks run only from the event entry points (qt_conn_on_readable,
  * qt_conn_on_writable, qt_node_tick, qt_node_accept, qt_node_attach,
- * qt_node_disconnect, qt_conn_abort), after the work of the call is done;
+ * qt_node_disconnect, qt_node_flush, qt_conn_abort), after the work of the
+ * call is done;
  * qt_node_free calls none.  The qt_channel_* calls, qt_channel_open among
  * them, never call back (only poll_update, which must do nothing but change
  * the poll registration), so a callback may call any qt_channel_* function
@@ -204,6 +205,14 @@ bool qt_node_connected(const struct qt_node *n, uint64_t peer);
 /* Close the connection to peer (GOAWAY(ESHUTDOWN)): its channels get
  * ECONNRESET. */
 void qt_node_disconnect(struct qt_node *n, uint64_t peer);
+/* Corked, a frame the qt_channel_* calls queue is not handed to the
+ * backend at once: the application calls qt_node_flush() once per turn of
+ * its loop, before it waits (the frames of every channel then go out in
+ * one send).  Off by default.  qt_node_flush is an entry point (it wakes
+ * channels that were waiting for room in the queue); it returns true when
+ * output is still queued that the next turn must flush without waiting. */
+void qt_node_set_cork(struct qt_node *n, bool on);
+bool qt_node_flush(struct qt_node *n);
 
 /* ---- A connection --------------------------------------------------------- */
 
@@ -222,6 +231,7 @@ void qt_conn_abort(struct qt_conn *c, int err, const char *why);
 
 struct qt_conn_stats {
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t sends; /* backend sends that took bytes: frames_out / sends is the batching */
 	uint64_t late_frames; /* for channels we had already closed: dropped */
 	uint32_t channels;
 	uint64_t rtt_us; /* of the last PING, 0 before one */

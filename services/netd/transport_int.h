@@ -126,6 +126,7 @@ struct qt_conn {
 	bool ping_out;
 	struct qt_conn_stats stats;
 	unsigned polled; /* events last given to poll_update */
+	bool dirty;	 /* corked: output queued since the last qt_node_flush */
 	struct qt_channel *blocked;
 	void *user;
 	struct qt_conn *next;
@@ -141,6 +142,7 @@ struct qt_node {
 	struct qt_channel *reap;
 	int depth;
 	uint64_t ping_seq;
+	bool corked; /* qt_node_set_cork: frames wait for qt_node_flush */
 };
 
 uint64_t qt_now_ms(void);

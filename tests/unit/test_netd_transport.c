@@ -298,6 +298,10 @@ static struct sockaddr_in loopback(int port)
 	return sin;
 }
 
+/* Corked nodes (as netd runs them): pump_once flushes each node at the
+ * end of its turn, as netd's loop does before it waits. */
+static bool g_cork;
+
 static void tnode_init_at(struct tnode *tn, uint64_t id, const struct qt_config *base,
 			  const struct sockaddr_in *listen_at)
 {
@@ -312,6 +316,7 @@ static void tnode_init_at(struct tnode *tn, uint64_t id, const struct qt_config 
 	tn->n = qt_node_new(&cfg, &callbacks, tn, &err);
 	if (!tn->n)
 		fail_msg("qt_node_new: %s", err.msg);
+	qt_node_set_cork(tn->n, g_cork);
 	if (listen_at) {
 		tn->l = qt_tcp_listen((const struct sockaddr *)listen_at, sizeof(*listen_at), &err);
 		if (!tn->l)
@@ -413,6 +418,8 @@ static void pump_once(struct tnode **nodes, int k, int timeout_ms, uint32_t *shu
 		}
 	for (int i = 0; i < k; i++)
 		qt_node_tick(nodes[i]->n);
+	for (int i = 0; g_cork && i < k; i++)
+		qt_node_flush(nodes[i]->n);
 }
 
 typedef bool (*done_fn)(void *arg);
@@ -890,6 +897,95 @@ static void test_slow_reader_tcp(void **state)
 {
 	(void)state;
 	slow_reader(K_TCP);
+}
+
+/* The same two, corked: every byte still arrives, a stalled channel still
+ * stalls alone and is woken when its reader drains. */
+static void test_corked_many_channels_and_slow_reader(void **state)
+{
+	(void)state;
+	g_cork = true;
+	many_channels(K_TCP);
+	many_channels(K_RDMA);
+	slow_reader(K_TCP);
+	slow_reader(K_RDMA);
+	g_cork = false;
+}
+
+/* Fifty channels each send a small message in one turn: uncorked, fifty
+ * sends; corked, one, at qt_node_flush. */
+static bool fifty_open(void *arg)
+{
+	struct pair *p = arg;
+	int n = 0;
+	for (int i = 0; i < p->a->nch; i++)
+		n += p->a->ch[i]->open_done;
+	return n == 50 && p->b->nch == 50;
+}
+
+static bool fifty_received(void *arg)
+{
+	struct pair *p = arg;
+	for (int i = 0; i < p->b->nch; i++)
+		if (p->b->ch[i]->rx_bytes < 40)
+			return false;
+	return true;
+}
+
+static void batch_of_fifty(bool cork, uint64_t *sends, uint64_t *frames)
+{
+	struct tnode a, b;
+	struct qt_conn_stats st0, st1;
+	struct tchan *t[50];
+
+	g_cork = cork;
+	tnode_init(&a, 31, NULL);
+	tnode_init(&b, 32, NULL);
+	up_pair(&a, &b, K_TCP);
+	for (int i = 0; i < 50; i++)
+		t[i] = open_chan(&a, &b, (uint16_t)(3000 + i), 0, false);
+	struct tnode *nodes[] = {&a, &b};
+	struct pair p = {&a, &b};
+	assert_true(pump(nodes, 2, 5000, fifty_open, &p, NULL));
+	qt_conn_stats(only_conn(&a), &st0);
+	for (int i = 0; i < 50; i++) {
+		uint8_t msg[40];
+		for (size_t j = 0; j < sizeof(msg); j++)
+			msg[j] = pattern(t[i]->tx_sent + j, t[i]->tx_seed);
+		assert_int_equal(qt_channel_send(t[i]->ch, msg, sizeof(msg)), sizeof(msg));
+		t[i]->tx_sent += sizeof(msg);
+		t[i]->tx_total = t[i]->tx_sent;
+	}
+	if (cork) {
+		qt_conn_stats(only_conn(&a), &st1);
+		assert_int_equal(st1.sends, st0.sends); /* nothing went before the flush */
+		assert_false(qt_node_flush(a.n));
+	}
+	qt_conn_stats(only_conn(&a), &st1);
+	*sends = st1.sends - st0.sends;
+	*frames = st1.frames_out - st0.frames_out;
+	assert_true(pump(nodes, 2, 5000, fifty_received, &p, NULL));
+	for (int i = 0; i < b.nch; i++) {
+		assert_int_equal(b.ch[i]->rx_bytes, 40);
+		assert_false(b.ch[i]->bad_data);
+	}
+	tnode_free(&a);
+	tnode_free(&b);
+	g_cork = false;
+}
+
+static void test_cork_batches_frames(void **state)
+{
+	uint64_t sends, frames;
+
+	(void)state;
+	batch_of_fifty(false, &sends, &frames);
+	assert_int_equal(frames, 50);
+	assert_int_equal(sends, 50);
+	batch_of_fifty(true, &sends, &frames);
+	assert_int_equal(frames, 50);
+	assert_int_equal(sends, 1);
+	print_message("  50 small frames: 50 sends uncorked, %" PRIu64 " corked\n", sends);
 }
 
 static void test_slow_reader_rdma(void **state)
@@ -1735,6 +1831,8 @@ int main(void)
 	    cmocka_unit_test(test_many_channels_tcp),
 	    cmocka_unit_test(test_many_channels_rdma),
 	    cmocka_unit_test(test_slow_reader_tcp),
+	    cmocka_unit_test(test_corked_many_channels_and_slow_reader),
+	    cmocka_unit_test(test_cork_batches_frames),
 	    cmocka_unit_test(test_slow_reader_rdma),
 	    cmocka_unit_test(test_half_close),
 	    cmocka_unit_test(test_rst_and_refuse),
