@@ -387,6 +387,16 @@ static void metrics_collect(struct qmetrics_writer *w, void *arg)
 			      (const char *const[]){"in"}, (double)(ns.bytes_in + ns.gone_in));
 	qmetrics_write_sample(w, "quiver_netd_transport_bytes_total", dir,
 			      (const char *const[]){"out"}, (double)(ns.bytes_out + ns.gone_out));
+	qmetrics_write_family(w, "quiver_netd_transport_frames_sent_total",
+			      "Frames queued on the node transport's connections.",
+			      QMETRIC_COUNTER);
+	qmetrics_write_sample(w, "quiver_netd_transport_frames_sent_total", NULL, NULL,
+			      (double)ns.frames_out);
+	qmetrics_write_family(w, "quiver_netd_transport_sends_total",
+			      "Writes to the transport's sockets that took bytes: the frames of a "
+			      "loop turn, of every channel, go out together.",
+			      QMETRIC_COUNTER);
+	qmetrics_write_sample(w, "quiver_netd_transport_sends_total", NULL, NULL, (double)ns.sends);
 	qmetrics_write_family(w, "quiver_netd_transport_connections",
 			      "Connections to peer nodes (one per peer when all is well).",
 			      QMETRIC_GAUGE);

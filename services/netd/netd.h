@@ -101,6 +101,7 @@ void nodes_forget(struct nsbx *s);
 struct nodes_stats {
 	uint64_t conns, channels, bytes_in, bytes_out; /* of the live connections */
 	uint64_t gone_in, gone_out;		       /* of those that closed */
+	uint64_t frames_out, sends;		       /* all of them, closed or not */
 };
 void nodes_stats(struct nodes_stats *out);
 /* A sandbox connects to ip:port of a peer node's subnet: 0 when a channel

@@ -60,6 +60,7 @@ struct relay {
 	int fd; /* our end of the sandbox's stream pair; -1 before there is one */
 	uv_poll_t poll;
 	bool have_poll;
+	int polled; /* the events the poll runs with, 0: stopped */
 	/* an outgoing channel not yet open: the sandbox that asked */
 	struct nsbx *from;
 	uint32_t from_seq;
@@ -89,9 +90,15 @@ static struct {
 	struct qt_listener *lis;
 	uv_poll_t lis_poll;
 	uv_timer_t tick;
+	/* The transport is corked: every channel's frames of a loop turn go
+	 * out together, flushed just before the loop waits (flush); idle
+	 * keeps that wait from blocking while output is left over. */
+	uv_prepare_t flush;
+	uv_idle_t idle;
 	struct nconn *conns;
 	struct relay *relays;
 	uint64_t gone_in, gone_out; /* bytes of connections that closed */
+	uint64_t gone_frames, gone_sends;
 } nodes;
 
 /* ---- configuration ---- */
@@ -265,6 +272,8 @@ static void cb_conn_down(struct qt_conn *c, uint64_t peer, int err, const char *
 	qt_conn_stats(c, &st);
 	nodes.gone_in += st.bytes_in;
 	nodes.gone_out += st.bytes_out;
+	nodes.gone_frames += st.frames_out;
+	nodes.gone_sends += st.sends;
 	nc->c = NULL;
 	for (struct nconn **pp = &nodes.conns; *pp; pp = &(*pp)->next)
 		if (*pp == nc) {
@@ -343,6 +352,8 @@ static bool relay_done_maybe(struct relay *r)
 
 static void relay_polled(uv_poll_t *h, int status, int events);
 
+/* Only on a change: libuv's uv_poll_start takes the fd out of epoll and
+ * puts it back (two epoll_ctl calls) even when the events are the same. */
 static void relay_update(struct relay *r)
 {
 	int ev = 0;
@@ -350,6 +361,9 @@ static void relay_update(struct relay *r)
 		ev |= UV_READABLE;
 	if (r->down_off < r->down_len)
 		ev |= UV_WRITABLE;
+	if (ev == r->polled)
+		return;
+	r->polled = ev;
 	if (ev)
 		uv_poll_start(&r->poll, ev, relay_polled);
 	else
@@ -359,6 +373,10 @@ static void relay_update(struct relay *r)
 /* sandbox -> channel; false when the relay is gone */
 static bool pump_up(struct relay *r)
 {
+	/* A short read emptied the socket: once it is sent, the next read
+	 * (most likely EAGAIN) waits for the next readable event. */
+	bool emptied = false;
+
 	for (;;) {
 		while (r->up_off < r->up_len) {
 			ssize_t n =
@@ -381,6 +399,8 @@ static bool pump_up(struct relay *r)
 			}
 			return true;
 		}
+		if (emptied)
+			return true;
 		ssize_t n = read(r->fd, r->up, sizeof(r->up));
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return true;
@@ -392,6 +412,7 @@ static bool pump_up(struct relay *r)
 		r->up_len = n > 0 ? (size_t)n : 0;
 		if (n <= 0)
 			r->up_eof = true;
+		emptied = n > 0 && (size_t)n < sizeof(r->up);
 	}
 }
 
@@ -583,12 +604,24 @@ void relay_offered(struct relay *r, int code, int fd)
 		relay_kill(r, ECONNRESET);
 }
 
-static void cb_readable(struct qt_channel *ch, void *ctx)
+/* The channel has room again: both ways (the sandbox's side may have
+ * waited for it). */
+static void cb_writable(struct qt_channel *ch, void *ctx)
 {
 	struct relay *r = qt_channel_user(ch);
 	(void)ctx;
 	if (r && r->fd >= 0)
 		relay_pump(r);
+}
+
+/* Bytes or the FIN came from the peer: only that way (a read of the
+ * sandbox's socket here would mostly be an EAGAIN). */
+static void cb_readable(struct qt_channel *ch, void *ctx)
+{
+	struct relay *r = qt_channel_user(ch);
+	(void)ctx;
+	if (r && r->fd >= 0 && pump_down(r))
+		relay_update(r);
 }
 
 static void cb_rst(struct qt_channel *ch, int err, void *ctx)
@@ -619,9 +652,13 @@ void nodes_stats(struct nodes_stats *out)
 		out->bytes_in += st.bytes_in;
 		out->bytes_out += st.bytes_out;
 		out->channels += st.channels;
+		out->frames_out += st.frames_out;
+		out->sends += st.sends;
 	}
 	out->gone_in = nodes.gone_in;
 	out->gone_out = nodes.gone_out;
+	out->frames_out += nodes.gone_frames;
+	out->sends += nodes.gone_sends;
 }
 
 void nodes_forget(struct nsbx *s)
@@ -640,6 +677,20 @@ static void on_tick(uv_timer_t *t)
 	for (int i = 0; i < nodes.npeers; i++)
 		dial(&nodes.peers[i]);
 	uv_timer_start(t, on_tick, ms ? ms : 1, 0);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	(void)h;
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+	(void)h;
+	if (qt_node_flush(nodes.node))
+		uv_idle_start(&nodes.idle, on_idle);
+	else
+		uv_idle_stop(&nodes.idle);
 }
 
 static void lis_polled(uv_poll_t *h, int status, int events)
@@ -663,7 +714,7 @@ int nodes_start(struct qerr *err)
 	    .readable = cb_readable,
 	    .fin = cb_readable,
 	    .rst = cb_rst,
-	    .writable = cb_readable,
+	    .writable = cb_writable,
 	};
 	char msg[256];
 
@@ -685,6 +736,10 @@ int nodes_start(struct qerr *err)
 	nodes.node = qt_node_new(&cfg, &cb, NULL, err);
 	if (!nodes.node)
 		return -err->code;
+	qt_node_set_cork(nodes.node, true);
+	uv_prepare_init(netd.loop, &nodes.flush);
+	uv_prepare_start(&nodes.flush, on_flush);
+	uv_idle_init(netd.loop, &nodes.idle);
 	if (nodes.have_listen) {
 		nodes.lis = qt_tcp_listen((const struct sockaddr *)&nodes.listen,
 					  sizeof(nodes.listen), err);
@@ -704,6 +759,8 @@ void nodes_stop(void)
 	if (!nodes.on)
 		return;
 	uv_timer_stop(&nodes.tick);
+	uv_prepare_stop(&nodes.flush);
+	uv_idle_stop(&nodes.idle);
 	if (nodes.lis) {
 		uv_poll_stop(&nodes.lis_poll);
 		qt_listener_free(nodes.lis);

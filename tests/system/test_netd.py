@@ -622,6 +622,24 @@ def test_two_nodes_over_the_transport(bundle_factory, netpeer, tmp_path):
         r = run_client(a.runtime, cb, srv.ip, "7001", "x")
         assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
         srv.delete()
+        # 50 connections at once, request/response rounds interleaved on all
+        # of them (redis-benchmark's shape): every byte back in order on its
+        # own connection, and the frames of many channels went out together
+        # (netd corks the transport and flushes once per loop turn)
+        sb2 = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv2")
+        many_srv = Server(b.runtime, sb2, 7002, "fork", 50, name="msrv")
+        frames0 = a.metric("quiver_netd_transport_frames_sent_total")
+        sends0 = a.metric("quiver_netd_transport_sends_total")
+        cb.args("/bin/netpeer", "many", many_srv.ip, "7002", "50", "20", "100")
+        r = a.runtime("run", "--bundle", cb.path, a.runtime.new_id("many"), timeout=RUN_TIMEOUT)
+        assert r.returncode == 0 and "many 50 x 20 x 100 ok" in r.stdout, \
+            "many: %s %s\n%s" % (r.stdout[-2000:], r.stderr[-1000:], read(a.log)[-2000:])
+        assert poll_until(lambda: "served 50" in many_srv.text(), 15), many_srv.text()
+        frames = a.metric("quiver_netd_transport_frames_sent_total") - frames0
+        sends = a.metric("quiver_netd_transport_sends_total") - sends0
+        assert frames >= 50 * 20, (frames, sends)
+        assert sends < frames / 2, "the transport sent frame by frame: %d frames, %d sends" % (frames, sends)
+        many_srv.delete()
     finally:
         problems = []
         for n in made:

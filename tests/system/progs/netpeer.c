@@ -6,12 +6,19 @@
  *	one after the other: print what accept and the socket calls say, echo
  *	every byte back until EOF.  block: a blocking accept; epoll/poll: a
  *	non-blocking listener (accept4 SOCK_NONBLOCK) behind epoll or poll.
+ *   netpeer serve PORT fork N
+ *	the same, but each of the N connections is echoed by a child of its
+ *	own, all at once; prints "served N" when every child is done.
  *   netpeer connect IP PORT [nb] WORD...
  *	connect (nb: non-blocking, then poll and SO_ERROR), print the
  *	addresses, then for each WORD send it and read it back ("echo WORD");
  *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist,
  *	"bulk:N" sends N bytes of a pattern while reading them back and checks
  *	them ("bulk N ok").
+ *   netpeer many IP PORT K ROUNDS SIZE
+ *	K connections at once; in each of ROUNDS rounds, SIZE bytes of a
+ *	pattern (its own per connection and round) on every connection,
+ *	then every echo read back and checked: "many K x ROUNDS x SIZE ok".
  *   netpeer errors
  *	socket calls with bad arguments; one "case errno" line each, to be
  *	compared with the host kernel's answers.
@@ -33,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *fmt(const struct sockaddr_in *a, char *buf, size_t len)
@@ -96,7 +104,8 @@ static int serve(int port, const char *mode, int n)
 {
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	bool nb = strcmp(mode, "block") != 0;
+	bool forking = strcmp(mode, "fork") == 0;
+	bool nb = strcmp(mode, "block") != 0 && !forking;
 
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 16) < 0) {
@@ -138,6 +147,20 @@ static int serve(int port, const char *mode, int n)
 			printf("accept: %s\n", strerror(errno));
 			return 1;
 		}
+		if (forking) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				close(s);
+				echo(c);
+				_exit(0);
+			}
+			close(c);
+			if (pid < 0) {
+				printf("fork: %s\n", strerror(errno));
+				return 1;
+			}
+			continue;
+		}
 		int fl = fcntl(c, F_GETFL), fd = fcntl(c, F_GETFD);
 		printf("accepted %s len %u nonblock %d cloexec %d\n", fmt(&peer, buf, sizeof(buf)),
 		       (unsigned)pl, !!(fl & O_NONBLOCK), !!(fd & FD_CLOEXEC));
@@ -147,6 +170,69 @@ static int serve(int port, const char *mode, int n)
 		printf("closed\n");
 		fflush(stdout);
 	}
+	if (forking) {
+		while (wait(NULL) > 0)
+			;
+		printf("served %d\n", n);
+	}
+	return 0;
+}
+
+static unsigned char many_byte(int conn, int round, size_t j)
+{
+	return (unsigned char)(conn * 131 + round * 17 + (int)j * 7 + 1);
+}
+
+/* k connections at once, rounds of size bytes on each, echoed and checked. */
+static int many(const char *ip, int port, int k, int rounds, size_t size)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	unsigned char buf[4096];
+	int *s = calloc((size_t)k, sizeof(int));
+
+	if (!s || size > sizeof(buf)) {
+		printf("many: bad arguments\n");
+		return 1;
+	}
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	for (int i = 0; i < k; i++) {
+		s[i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(s[i], (struct sockaddr *)&a, sizeof(a)) < 0) {
+			printf("many: connect %d: %s\n", i, strerror(errno));
+			return 1;
+		}
+	}
+	for (int r = 0; r < rounds; r++) {
+		for (int i = 0; i < k; i++) {
+			for (size_t j = 0; j < size; j++)
+				buf[j] = many_byte(i, r, j);
+			if (write(s[i], buf, size) != (ssize_t)size) {
+				printf("many: write %d round %d: %s\n", i, r, strerror(errno));
+				return 1;
+			}
+		}
+		for (int i = 0; i < k; i++) {
+			for (size_t got = 0; got < size;) {
+				ssize_t n = read(s[i], buf + got, size - got);
+				if (n <= 0) {
+					printf("many: read %d round %d: %s\n", i, r,
+					       n < 0 ? strerror(errno) : "EOF");
+					return 1;
+				}
+				got += (size_t)n;
+			}
+			for (size_t j = 0; j < size; j++)
+				if (buf[j] != many_byte(i, r, j)) {
+					printf("many: connection %d round %d byte %zu differs\n", i,
+					       r, j);
+					return 1;
+				}
+		}
+	}
+	for (int i = 0; i < k; i++)
+		close(s[i]);
+	free(s);
+	printf("many %d x %d x %zu ok\n", k, rounds, size);
 	return 0;
 }
 
@@ -316,9 +402,12 @@ int main(int argc, char **argv)
 		return serve(atoi(argv[2]), argv[3], atoi(argv[4]));
 	if (argc >= 4 && strcmp(argv[1], "connect") == 0)
 		return client(argv[2], atoi(argv[3]), argc - 4, argv + 4);
+	if (argc == 7 && strcmp(argv[1], "many") == 0)
+		return many(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
+			    strtoul(argv[6], NULL, 10));
 	if (argc == 2 && strcmp(argv[1], "errors") == 0)
 		return errors();
-	fprintf(stderr, "usage: netpeer serve PORT block|epoll|poll N | connect IP PORT [nb] "
-			"WORD... | errors\n");
+	fprintf(stderr, "usage: netpeer serve PORT block|epoll|poll|fork N | connect IP PORT [nb] "
+			"WORD... | many IP PORT K ROUNDS SIZE | errors\n");
 	return 2;
 }
