@@ -191,6 +191,7 @@ static int op_take(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 			return qerr_set(err, EINVAL, "field kinds: unknown pool %s", name);
 		want[k] = true;
 	}
+	poold.last_take_ns = poold_now_ns();
 	struct claim old;
 	if (claim_load(t.claim.id, &old, NULL) == 0) {
 		claim_free(&old);

@@ -102,6 +102,7 @@ struct poold {
 	uv_poll_t rep_poll;
 	double tokens; /* refill budget */
 	int64_t last_tick_ns;
+	int64_t last_take_ns; /* refills wait for a pause in the takes */
 	bool stopping;
 };
 
