@@ -609,12 +609,17 @@ print(len(sys.modules) > 50)
 """
 
 
-def python_run(runtime, bundle_factory, mode):
-    b = bundle_factory().writable()
+def host_python(b):
+    """The host's python3: /usr, /lib and /lib64 bind-mounted read-only."""
     for d in ("usr", "lib", "lib64"):
         os.makedirs(os.path.join(b.rootfs, d), exist_ok=True)
         b.config["mounts"].append({"destination": "/" + d, "type": "bind", "source": "/" + d,
                                    "options": ["rbind", "ro", "nosuid", "nodev"]})
+
+
+def python_run(runtime, bundle_factory, mode):
+    b = bundle_factory().writable()
+    host_python(b)
     b.write()
     use_iod(b, mode)
     b.args("/usr/bin/python3", "-c", PY_SCRIPT % {"tag": SESSION_TAG})
@@ -973,15 +978,6 @@ log.write("done\n")
 """
 
 
-def wait_for_line(path, line, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path) and line in open(path).read().splitlines():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_lease_break_waits_outside_iods_thread(runtime, bundle_factory, iod, served, tmp_path):
     """iod opens a file it found on a local filesystem in its own thread
     (not an io-wq worker), with O_NONBLOCK: an open that must wait for a
@@ -994,10 +990,7 @@ def test_lease_break_waits_outside_iods_thread(runtime, bundle_factory, iod, ser
     out = tmp_path / "out"
     out.mkdir()
     b = use_iod(bundle_factory().writable())
-    for d in ("usr", "lib", "lib64"):
-        os.makedirs(os.path.join(b.rootfs, d), exist_ok=True)
-        b.config["mounts"].append({"destination": "/" + d, "type": "bind", "source": "/" + d,
-                                   "options": ["rbind", "ro", "nosuid", "nodev"]})
+    host_python(b)
     b.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
                                "options": ["rbind", "rw"]})
     b.args("/usr/bin/python3", "-c", LEASE_SCRIPT)
@@ -1006,7 +999,7 @@ def test_lease_break_waits_outside_iods_thread(runtime, bundle_factory, iod, ser
     cid = runtime.new_id("lease")
     runtime.ok("run", "-d", "--bundle", b.path, cid)
     try:
-        assert wait_for_line(log, "breaking"), open(log).read() if os.path.exists(log) else "no log"
+        assert poll_until(lambda: "breaking" in read_text(log).splitlines(), 20), read_text(log, "no log")
         with served() as s:
             b2 = use_iod(add_applets(bundle_factory())).shell("ls -la /bin | wc -l; cat /etc/group")
             t0 = time.monotonic()
@@ -1014,11 +1007,11 @@ def test_lease_break_waits_outside_iods_thread(runtime, bundle_factory, iod, ser
             took = time.monotonic() - t0
         assert r.returncode == 0 and "testers" in r.stdout, (r.stdout, r.stderr, s, took)
         s.check("open", "stat")
-        assert not any(l.startswith("writer") for l in open(log).read().splitlines()), \
-            "the writer's open did not wait for the lease: %s" % open(log).read()
+        assert not any(l.startswith("writer") for l in read_text(log).splitlines()), \
+            "the writer's open did not wait for the lease: %s" % read_text(log)
         (out / "release").write_text("")
-        assert wait_for_line(log, "done"), open(log).read()
-        lines = open(log).read().splitlines()
+        assert poll_until(lambda: "done" in read_text(log).splitlines(), 20), read_text(log)
+        lines = read_text(log).splitlines()
         writer = [l for l in lines if l.startswith("writer")]
         assert writer and writer[0].endswith("nonblock=0"), lines
         assert float(writer[0].split()[1]) >= took * 0.5, (lines, took)
