@@ -2,11 +2,16 @@
  * (net_client.h; docs/netd.md).
  *
  * Quiver mode traps connect, listen, accept/accept4, getsockname,
- * getpeername, setsockopt and getsockopt.  What is not an IPv4 TCP socket
- * of the workload's, or not a case the service handles, is given back to
- * the kernel (CONTINUE): none of these calls takes a path the supervisor
- * would have to resolve, and the network namespace confines them as it
- * did before.
+ * getpeername, setsockopt and getsockopt.  What is not a TCP socket
+ * (AF_INET or AF_INET6) of the workload's, or not a case the service
+ * handles, is given back to the kernel (CONTINUE): none of these calls
+ * takes a path the supervisor would have to resolve, and the network
+ * namespace confines them as it did before.
+ *
+ * Sandbox networks are IPv4.  An AF_INET6 socket is served for the IPv4
+ * addresses it can reach, as the kernel maps them (::ffff:a.b.c.d): a
+ * connect to a mapped address, and a listener on "::" (dual-stack) or on a
+ * mapped address; its channels show mapped sockaddr_in6 addresses.
  *
  * connect   to ip:port (IPv4 TCP, not loopback): netd decides, with the
  *           sandbox's io.quiver.net.peers.  Not granted: refused (the
@@ -38,8 +43,9 @@
  *           are accepted and read back as 0.  Channels are known by their
  *           socket cookie (SO_COOKIE, never reused).
  *
- * Not handled (the kernel's answer stands): IPv6, connects to the
- * sandbox's own loopback, sockets connected or bound in unusual ways. */
+ * Not handled (the kernel's answer stands): addresses of IPv6 itself (and
+ * IPV6_V6ONLY sockets), connects to the sandbox's own loopback, sockets
+ * connected or bound in unusual ways. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +92,15 @@
 #define COOKIE_SLOTS 4096 /* channels whose addresses we answer for */
 #define RETRY_MS     500  /* reconnects to a netd that went away */
 
+/* A TCP address as a socket of the workload's family shows it.  Sandbox
+ * networks are IPv4; an AF_INET6 socket reaches them through v4-mapped
+ * addresses (::ffff:a.b.c.d), as it reaches IPv4 peers in the kernel. */
+union tcp_addr {
+	struct sockaddr sa;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+};
+
 struct conn_wait {
 	uint32_t seq; /* 0: free */
 	int listener;
@@ -93,7 +108,7 @@ struct conn_wait {
 	pid_t tid;
 	int fd;
 	bool cloexec, nonblock;
-	struct sockaddr_in dst;
+	union tcp_addr dst; /* as the workload gave it */
 };
 
 /* A connect netd allowed to an address that is no sandbox's: made here,
@@ -111,25 +126,26 @@ struct accept_wait {
 	pid_t tid;
 	uint64_t uaddr, ulen;
 	int flags;
+	int family; /* the listener's */
 };
 
 struct queued_channel {
 	int bell; /* our doorbell connection; -1: free */
 	uint16_t bell_port;
 	int chan;
-	struct sockaddr_in local, peer;
+	struct sockaddr_in local, peer; /* shown in the family of the accepting socket */
 };
 
 struct listen_reg {
 	pid_t tgid; /* 0: free */
 	int fd;
 	uint64_t cookie;
-	struct sockaddr_in addr;
+	struct sockaddr_in addr; /* the IPv4 address it takes connections on */
 };
 
 struct chan_addrs {
-	uint64_t cookie; /* 0: free */
-	struct sockaddr_in local, peer;
+	uint64_t cookie;	    /* 0: free */
+	union tcp_addr local, peer; /* in the family of the workload's socket */
 };
 
 struct net_client {
@@ -319,11 +335,15 @@ static uint64_t cookie_of(int s)
 	return getsockopt(s, SOL_SOCKET, SO_COOKIE, &v, &len) < 0 ? 0 : v;
 }
 
-static bool is_tcp4(int s)
+/* AF_INET or AF_INET6 for a TCP socket, 0 for anything else. */
+static int tcp_family(int s)
 {
-	return sockopt_int(s, SOL_SOCKET, SO_DOMAIN) == AF_INET &&
-	       sockopt_int(s, SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
-	       sockopt_int(s, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP;
+	int dom = sockopt_int(s, SOL_SOCKET, SO_DOMAIN);
+	if ((dom != AF_INET && dom != AF_INET6) ||
+	    sockopt_int(s, SOL_SOCKET, SO_TYPE) != SOCK_STREAM ||
+	    sockopt_int(s, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP)
+		return 0;
+	return dom;
 }
 
 /* The workload's fd flags (close-on-exec) and its thread group, from its
@@ -368,8 +388,8 @@ static struct chan_addrs *addrs_find(struct net_client *c, uint64_t cookie)
  * noticed (we hold no reference): slots are reused round robin, so the
  * oldest of COOKIE_SLOTS channels is forgotten first (it then reads back
  * as the unix socket it is). */
-static void addrs_keep(struct net_client *c, int s, const struct sockaddr_in *local,
-		       const struct sockaddr_in *peer)
+static void addrs_keep(struct net_client *c, int s, const union tcp_addr *local,
+		       const union tcp_addr *peer)
 {
 	struct chan_addrs *a = &c->addrs[c->addr_next++ % COOKIE_SLOTS];
 	a->cookie = cookie_of(s);
@@ -382,11 +402,46 @@ static struct sockaddr_in sin4(struct in_addr ip, uint16_t port)
 	return (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = ip, .sin_port = htons(port)};
 }
 
+/* ip:port as a socket of family shows it: a sockaddr_in, or for AF_INET6
+ * the v4-mapped sockaddr_in6. */
+static union tcp_addr tcp_addr_of(int family, const struct sockaddr_in *a)
+{
+	union tcp_addr t = {.v4 = *a};
+
+	if (family == AF_INET6) {
+		t.v6 = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = a->sin_port};
+		t.v6.sin6_addr.s6_addr[10] = t.v6.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&t.v6.sin6_addr.s6_addr[12], &a->sin_addr, 4);
+	}
+	return t;
+}
+
+static size_t tcp_addr_len(const union tcp_addr *a)
+{
+	return a->sa.sa_family == AF_INET6 ? sizeof(a->v6) : sizeof(a->v4);
+}
+
+/* The IPv4 address a sockaddr names (its own, or the one an IPv6 address
+ * maps); false for an address of IPv6 itself. */
+static bool tcp_addr_v4(const union tcp_addr *a, struct sockaddr_in *v4)
+{
+	if (a->sa.sa_family == AF_INET) {
+		*v4 = a->v4;
+		return true;
+	}
+	if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->v6.sin6_addr))
+		return false;
+	*v4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = a->v6.sin6_port};
+	memcpy(&v4->sin_addr, &a->v6.sin6_addr.s6_addr[12], 4);
+	return true;
+}
+
 /* Write a sockaddr the way the kernel does: truncated to the caller's
  * length, the full length written back. */
 static int put_sockaddr(const struct policy_call *call, uint64_t uaddr, uint64_t ulen,
-			const struct sockaddr_in *sa)
+			const union tcp_addr *sa)
 {
+	size_t full = tcp_addr_len(sa);
 	int len;
 	int r;
 
@@ -396,10 +451,10 @@ static int put_sockaddr(const struct policy_call *call, uint64_t uaddr, uint64_t
 		return r;
 	if (len < 0)
 		return -EINVAL;
-	size_t n = (size_t)len < sizeof(*sa) ? (size_t)len : sizeof(*sa);
+	size_t n = (size_t)len < full ? (size_t)len : full;
 	if ((r = sys_copy_to_user(call, uaddr, sa, n)) < 0)
 		return r;
-	len = (int)sizeof(*sa);
+	len = (int)full;
 	return sys_copy_to_user(call, ulen, &len, sizeof(len));
 }
 
@@ -427,17 +482,25 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 {
 	int fd = (int)call->args[0];
 	int len = (int)call->args[2];
-	struct sockaddr_in dst;
+	union tcp_addr dst = {0};
+	struct sockaddr_in dst4;
 	struct conn_wait *w = NULL;
 
-	if (len < (int)sizeof(dst))
+	if (len < (int)sizeof(dst.v4))
 		return POLICY_RC_CONTINUE;
-	if (sys_copy_from_user(call, &dst, call->args[1], sizeof(dst)) < 0 ||
-	    dst.sin_family != AF_INET)
+	if (sys_copy_from_user(call, &dst, call->args[1],
+			       (size_t)len < sizeof(dst) ? (size_t)len : sizeof(dst)) < 0)
+		return POLICY_RC_CONTINUE;
+	/* IPv4, or an IPv4 address mapped into IPv6 (the length the kernel
+	 * takes for one is RFC 2133's, without sin6_scope_id); an address of
+	 * IPv6 itself is the kernel's (the sandbox network has none) */
+	if ((dst.sa.sa_family == AF_INET6 &&
+	     len < (int)offsetof(struct sockaddr_in6, sin6_scope_id)) ||
+	    !tcp_addr_v4(&dst, &dst4))
 		return POLICY_RC_CONTINUE;
 	/* the sandbox's own loopback, and 0.0.0.0 (which means it too) */
-	uint32_t ip = ntohl(dst.sin_addr.s_addr);
-	if ((ip >> 24) == 127 || ip == 0 || dst.sin_port == 0)
+	uint32_t ip = ntohl(dst4.sin_addr.s_addr);
+	if ((ip >> 24) == 127 || ip == 0 || dst4.sin_port == 0)
 		return POLICY_RC_CONTINUE;
 	for (int i = 0; i < MAX_WAITS && !w; i++)
 		if (!c->conns[i].seq)
@@ -447,7 +510,11 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 	 * learn that a non-blocking connect completed): what TCP says. */
 	if (s >= 0 && addrs_find(c, cookie_of(s)))
 		return -EISCONN;
-	if (s < 0 || !is_tcp4(s) || sockopt_int(s, SOL_SOCKET, SO_ACCEPTCONN) != 0)
+	/* the family must be the socket's; a v4-mapped address on a socket
+	 * that is IPv6 only is the kernel's ENETUNREACH */
+	if (s < 0 || tcp_family(s) != dst.sa.sa_family ||
+	    sockopt_int(s, SOL_SOCKET, SO_ACCEPTCONN) != 0 ||
+	    (dst.sa.sa_family == AF_INET6 && sockopt_int(s, IPPROTO_IPV6, IPV6_V6ONLY) != 0))
 		return POLICY_RC_CONTINUE;
 	/* netd decides where a TCP connection may go: without it, nowhere
 	 * (the policy fails closed) */
@@ -455,9 +522,9 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 		return -ENETUNREACH;
 	if (!w)
 		return -EAGAIN;
-	struct sockaddr_in peer;
+	union tcp_addr peer;
 	socklen_t plen = sizeof(peer);
-	if (getpeername(s, (struct sockaddr *)&peer, &plen) == 0 || errno != ENOTCONN)
+	if (getpeername(s, &peer.sa, &plen) == 0 || errno != ENOTCONN)
 		return POLICY_RC_CONTINUE;
 	int fl = fcntl(s, F_GETFL);
 	*w = (struct conn_wait){.seq = ++c->seq ? c->seq : ++c->seq,
@@ -472,8 +539,8 @@ static int net_connect(struct net_client *c, const struct policy_call *call)
 	qmsg_out_init(&m);
 	qmsg_begin(&m, "connect", 3);
 	qmsg_put_uint(&m, "seq", w->seq);
-	netp_put_addr(&m, "ip", dst.sin_addr);
-	qmsg_put_int(&m, "port", ntohs(dst.sin_port));
+	netp_put_addr(&m, "ip", dst4.sin_addr);
+	qmsg_put_int(&m, "port", ntohs(dst4.sin_port));
 	int r = send_msg(c, &m, -1);
 	qmsg_out_free(&m);
 	if (r < 0) {
@@ -500,7 +567,7 @@ static void kernel_connect(struct net_client *c, const struct conn_wait *cw)
 	int fl = fcntl(s, F_GETFL);
 	if (!cw->nonblock && fl >= 0)
 		fcntl(s, F_SETFL, fl | O_NONBLOCK);
-	int e = connect(s, (const struct sockaddr *)&cw->dst, sizeof(cw->dst)) < 0 ? errno : 0;
+	int e = connect(s, &cw->dst.sa, (socklen_t)tcp_addr_len(&cw->dst)) < 0 ? errno : 0;
 	if (!cw->nonblock && fl >= 0)
 		fcntl(s, F_SETFL, fl);
 	for (int i = 0; i < MAX_WAITS && !k; i++)
@@ -573,26 +640,46 @@ static void connected(struct net_client *c, const struct qmsg_in *in, int chan)
 		trap_respond(cw.listener, cw.id, e == ENOENT ? EINTR : ECONNREFUSED, 0, false);
 		return;
 	}
-	struct sockaddr_in local = sin4(c->addr, lport), peer = sin4(pip, pport);
+	struct sockaddr_in local4 = sin4(c->addr, lport), peer4 = sin4(pip, pport);
+	union tcp_addr local = tcp_addr_of(cw.dst.sa.sa_family, &local4),
+		       peer = tcp_addr_of(cw.dst.sa.sa_family, &peer4);
 	addrs_keep(c, chan, &local, &peer);
 	trap_respond(cw.listener, cw.id, 0, 0, false);
 }
 
 /* ---- listen ---- */
 
+/* The IPv4 address a listening socket takes connections on: its own, or
+ * for AF_INET6 the one it maps, or 0.0.0.0 for a dual-stack "::".  False:
+ * a socket no IPv4 connection reaches (IPv6 only), so no channel does. */
+static bool listen_v4(int s, struct sockaddr_in *v4)
+{
+	union tcp_addr sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(s, &sa.sa, &len) < 0)
+		return false;
+	if (sa.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sa.v6.sin6_addr)) {
+		if (sockopt_int(s, IPPROTO_IPV6, IPV6_V6ONLY) != 0)
+			return false;
+		*v4 = sin4((struct in_addr){INADDR_ANY}, ntohs(sa.v6.sin6_port));
+		return true;
+	}
+	return tcp_addr_v4(&sa, v4);
+}
+
 static int net_listen(struct net_client *c, const struct policy_call *call)
 {
 	int fd = (int)call->args[0];
 	cleanup_close int s = task_fd(call->pid, fd);
 	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
 	struct listen_reg *l = NULL;
 
-	if (s < 0 || !is_tcp4(s))
+	if (s < 0 || !tcp_family(s))
 		return POLICY_RC_CONTINUE;
 	if (listen(s, (int)call->args[1]) < 0)
 		return -errno;
-	if (getsockname(s, (struct sockaddr *)&sa, &len) < 0)
+	if (!listen_v4(s, &sa))
 		return 0;
 	uint64_t cookie = cookie_of(s);
 	for (int i = 0; i < MAX_LISTENS; i++) {
@@ -757,15 +844,15 @@ static struct queued_channel *doorbell(struct net_client *c, const struct sockad
 	return NULL;
 }
 
-/* One try: 0 when answered (or an errno to answer), 1 when nothing is
- * queued and the caller blocks. */
-static int accept_once(struct net_client *c, const struct policy_call *call, int s, int flags,
-		       uint64_t uaddr, uint64_t ulen, int *answer)
+/* One try on listener s of family: 0 when answered (or an errno to
+ * answer), 1 when nothing is queued and the caller blocks. */
+static int accept_once(struct net_client *c, const struct policy_call *call, int s, int family,
+		       int flags, uint64_t uaddr, uint64_t ulen, int *answer)
 {
 	struct pollfd p = {.fd = s, .events = POLLIN};
 	struct sockaddr_storage from;
 	socklen_t flen = sizeof(from);
-	struct sockaddr_in fake;
+	union tcp_addr fake;
 	const void *sa = &from;
 	size_t salen;
 
@@ -794,10 +881,11 @@ static int accept_once(struct net_client *c, const struct policy_call *call, int
 		watch(c, q->bell, 0, false);
 		close(q->bell);
 		q->bell = -1;
-		addrs_keep(c, conn, &q->local, &q->peer);
-		fake = q->peer;
+		union tcp_addr local = tcp_addr_of(family, &q->local);
+		fake = tcp_addr_of(family, &q->peer);
+		addrs_keep(c, conn, &local, &fake);
 		sa = &fake;
-		salen = sizeof(fake);
+		salen = tcp_addr_len(&fake);
 	}
 	if (flags & SOCK_NONBLOCK)
 		fcntl(conn, F_SETFL, O_NONBLOCK);
@@ -842,7 +930,7 @@ static int net_accept(struct net_client *c, const struct policy_call *call)
 		close(s);
 		return POLICY_RC_CONTINUE;
 	}
-	if (accept_once(c, call, s, flags, call->args[1], call->args[2], &answer) == 0) {
+	if (accept_once(c, call, s, dom, flags, call->args[1], call->args[2], &answer) == 0) {
 		close(s);
 		return answer < 0 ? POLICY_RC_ANSWERED : -answer;
 	}
@@ -861,7 +949,8 @@ static int net_accept(struct net_client *c, const struct policy_call *call)
 				  .tid = call->pid,
 				  .uaddr = call->args[1],
 				  .ulen = call->args[2],
-				  .flags = flags};
+				  .flags = flags,
+				  .family = dom};
 	watch(c, s, EPOLLIN, true);
 	return POLICY_RC_ANSWERED;
 }
@@ -874,7 +963,7 @@ static void accept_ready(struct net_client *c, struct accept_wait *w)
 
 	if (sys_notif_valid(&call) < 0)
 		goto done; /* interrupted or gone */
-	if (accept_once(c, &call, w->sock, w->flags, w->uaddr, w->ulen, &answer) == 1)
+	if (accept_once(c, &call, w->sock, w->family, w->flags, w->uaddr, w->ulen, &answer) == 1)
 		return; /* someone else's: wait on */
 	if (answer >= 0)
 		trap_respond(w->listener, w->id, answer, 0, false);
@@ -907,13 +996,15 @@ static int net_sockopt(struct net_client *c, const struct policy_call *call, int
 	    !(get && level == SOL_SOCKET && (name == SO_DOMAIN || name == SO_PROTOCOL)))
 		return POLICY_RC_CONTINUE;
 	cleanup_close int s = task_fd(call->pid, (int)call->args[0]);
-	if (s < 0 || !addrs_find(c, cookie_of(s)))
+	struct chan_addrs *a = s >= 0 ? addrs_find(c, cookie_of(s)) : NULL;
+	if (!a)
 		return POLICY_RC_CONTINUE;
 	*val = 0;
 	if (!get)
 		return 0; /* TCP options mean nothing on a channel */
 	unsigned char zero[256] = {0};
-	int len, v = level == SOL_SOCKET ? (name == SO_DOMAIN ? AF_INET : IPPROTO_TCP) : 0;
+	int len,
+	    v = level == SOL_SOCKET ? (name == SO_DOMAIN ? a->local.sa.sa_family : IPPROTO_TCP) : 0;
 	int r = sys_copy_from_user(call, &len, call->args[4], sizeof(len));
 	if (r < 0)
 		return r;

@@ -119,12 +119,12 @@ def make_bundle(bundle_factory, netpeer, mode, tmp_path, ports=None, out_name="o
 class Server:
     """A detached sandbox running `netpeer serve`; its output in a file."""
 
-    def __init__(self, runtime, bundle, port=7000, mode="block", n=1, name="srv"):
+    def __init__(self, runtime, bundle, port=7000, mode="block", n=1, name="srv", family="v4"):
         self.runtime = runtime
         self.bundle = bundle
         self.id = runtime.new_id(name)
         self.file = os.path.join(bundle.out, self.id + ".out")
-        bundle.shell("exec /bin/netpeer serve %d %s %d > /out/%s.out 2>&1" % (port, mode, n, self.id))
+        bundle.shell("exec /bin/netpeer serve %d %s %d %s > /out/%s.out 2>&1" % (port, mode, n, family, self.id))
         runtime.ok("run", "-d", "--bundle", bundle.path, self.id)
         assert poll_until(lambda: "listening" in self.text(), 15), "server never listened: %r" % self.text()
         m = re.search(r"^addr (\S+):0$", self.text(), re.M)
@@ -148,6 +148,17 @@ def run_client(runtime, bundle, *args, timeout=RUN_TIMEOUT):
     cid = runtime.new_id("cli")
     r = runtime("run", "--bundle", bundle.path, cid, timeout=timeout)
     return r
+
+
+def host_client_gets_in(srv, port, closed, accepted):
+    """An ordinary TCP client (the host, through the bridge) still reaches
+    srv's listener: echoed, and its accept line (the `closed`-th
+    connection served) matches `accepted`."""
+    with socket.create_connection((srv.ip, port), timeout=10) as c:
+        c.sendall(b"tcp")
+        assert c.recv(100) == b"tcp"
+    srv.wait_closed(closed)
+    assert re.search(r"^accepted %s" % accepted, srv.text(), re.M), srv.text()
 
 
 def sandbox_gone_cleanly(netd, veths_before):
@@ -301,14 +312,66 @@ def test_quiver_direct_channel(runtime, bundle_factory, netpeer, netd, tmp_path,
             re.escape(cip), cport, mode != "block", mode != "block"), text, re.M), text
         assert re.search(r"^server local %s:7000 peer %s:%s family 2 len 16 nodelay-set 0 domain 1$" % (
             re.escape(srv.ip), re.escape(cip), cport), text, re.M), text
-        # an ordinary TCP client (the host, through the bridge) still gets in
-        with socket.create_connection((srv.ip, 7000), timeout=10) as c:
-            c.sendall(b"tcp")
-            assert c.recv(100) == b"tcp"
-        srv.wait_closed(2)
-        assert re.search(r"^accepted %s:\d+ len 16" % re.escape(GATEWAY), srv.text(), re.M), srv.text()
+        host_client_gets_in(srv, 7000, 2, r"%s:\d+ len 16" % re.escape(GATEWAY))
     finally:
         srv.delete()
+    sandbox_gone_cleanly(netd, veths)
+
+
+def test_quiver_ipv6_sockets(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """AF_INET6 sockets: a dual-stack listener on "::" (the default of Go's,
+    Node's and Java's servers) gets direct channels from IPv4 connects and
+    from IPv6 ones to the v4-mapped address (Java's clients), and every
+    address reads back as the kernel shows it on such a socket: a 28-byte
+    sockaddr_in6 holding ::ffff:a.b.c.d.  The policy is the same.  An
+    IPV6_V6ONLY listener takes no IPv4 connection, so no channel either."""
+    veths = host_veths()
+    sb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv")
+    srv = Server(runtime, sb, 7020, "epoll", 3, family="v6")
+    try:
+        sip = re.escape(srv.ip)
+        for target in (srv.ip, "::ffff:" + srv.ip):
+            direct = netd.connections("direct")
+            cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli", peers=srv.id)
+            r = run_client(runtime, cb, target, "7020", "six")
+            assert r.returncode == 0 and "echo six" in r.stdout, "%s: %s %s\n%s" % (target, r.stdout, r.stderr,
+                                                                                netd.logs())
+            assert netd.connections("direct") == direct + 1, "%s: not a direct channel" % target
+            if ":" in target:
+                m = re.search(r"^client local \[::ffff:([\d.]+)\]:(\d+) peer \[::ffff:%s\]:7020 family 10 len 28 "
+                              r"nodelay-set 0 domain 1$" % sip, r.stdout, re.M)
+            else:
+                m = re.search(r"^client local ([\d.]+):(\d+) peer %s:7020 family 2 len 16 nodelay-set 0 domain 1$" %
+                              sip, r.stdout, re.M)
+            assert m, r.stdout
+            cip, cport = re.escape(m.group(1)), m.group(2)
+            n = 1 if ":" not in target else 2
+            srv.wait_closed(n)
+            text = srv.text()
+            assert re.search(r"^accepted \[::ffff:%s\]:%s len 28 nonblock 1 cloexec 1$" % (cip, cport), text,
+                             re.M), text
+            assert re.search(r"^server local \[::ffff:%s\]:7020 peer \[::ffff:%s\]:%s family 10 len 28 "
+                             r"nodelay-set 0 domain 1$" % (sip, cip, cport), text, re.M), text
+        # not granted: refused, as for IPv4
+        denied = netd.connections("denied")
+        cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="deny")
+        r = run_client(runtime, cb, "::ffff:" + srv.ip, "7020", "x")
+        assert r.returncode == 1 and "connect: Connection refused" in r.stdout, r.stdout + r.stderr
+        assert netd.connections("denied") == denied + 1
+        host_client_gets_in(srv, 7020, 3, r"\[::ffff:%s\]:\d+ len 28" % re.escape(GATEWAY))
+    finally:
+        srv.delete()
+    sb6 = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="srv6")
+    srv6 = Server(runtime, sb6, 7021, "block", 1, family="v6only")
+    try:
+        for target in (srv6.ip, "::ffff:" + srv6.ip):
+            direct = netd.connections("direct")
+            cb = make_bundle(bundle_factory, netpeer, "quiver", tmp_path, out_name="cli6", peers=srv6.id)
+            r = run_client(runtime, cb, target, "7021", "x")
+            assert r.returncode == 1 and "connect: Connection refused" in r.stdout, (target, r.stdout, r.stderr)
+            assert netd.connections("direct") == direct, target
+    finally:
+        srv6.delete()
     sandbox_gone_cleanly(netd, veths)
 
 

@@ -1,7 +1,9 @@
 /* TCP peers for tests/system/test_netd.py, run inside sandboxes (static).
  *
- *   netpeer serve PORT block|epoll|poll N
- *	listen on 0.0.0.0:PORT, print eth0's address ("addr IP:0") and
+ *   netpeer serve PORT block|epoll|poll N [v6|v6only]
+ *	listen on 0.0.0.0:PORT (v6: an AF_INET6 socket on [::]:PORT, dual
+ *	stack; v6only: the same with IPV6_V6ONLY), print eth0's address
+ *	("addr IP:0") and
  *	"listening", then serve N connections
  *	one after the other: print what accept and the socket calls say, echo
  *	every byte back until EOF.  block: a blocking accept; epoll/poll: a
@@ -10,7 +12,8 @@
  *	the same, but each of the N connections is echoed by a child of its
  *	own, all at once; prints "served N" when every child is done.
  *   netpeer connect IP PORT [nb] WORD...
- *	connect (nb: non-blocking, then poll and SO_ERROR), print the
+ *	connect (an AF_INET6 socket if IP has a ':'; nb: non-blocking, then
+ *	poll and SO_ERROR), print the
  *	addresses, then for each WORD send it and read it back ("echo WORD");
  *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist,
  *	"bulk:N" sends N bytes of a pattern while reading them back and checks
@@ -43,17 +46,46 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *fmt(const struct sockaddr_in *a, char *buf, size_t len)
+/* a.b.c.d:port, or [v6]:port */
+static const char *fmt(const void *sa, char *buf, size_t len)
 {
-	char ip[INET_ADDRSTRLEN];
-	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-	snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
+	const struct sockaddr_in *a = sa;
+	const struct sockaddr_in6 *a6 = sa;
+	char ip[INET6_ADDRSTRLEN];
+
+	if (a->sin_family == AF_INET6) {
+		inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(a6->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
+	}
 	return buf;
+}
+
+/* An address and port for connect: sockaddr_in, or sockaddr_in6 if ip has
+ * a ':'.  Its length. */
+static socklen_t parse_addr(const char *ip, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(ip, ':')) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, ip, &a6->sin6_addr);
+		return sizeof(*a6);
+	}
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, ip, &a->sin_addr);
+	return sizeof(*a);
 }
 
 static void names(int fd, const char *what)
 {
-	struct sockaddr_in l = {0}, p = {0};
+	struct sockaddr_storage l = {0}, p = {0};
 	socklen_t ll = sizeof(l), pl = sizeof(p);
 	char a[64], b[64];
 	int one = 1, nodelay = -1, dom = -1;
@@ -68,9 +100,10 @@ static void names(int fd, const char *what)
 	getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &il);
 	il = sizeof(int);
 	getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &il);
+	/* domain: 1 if SO_DOMAIN is the family of the address */
 	printf("%s local %s peer %s family %d len %u nodelay-set %d domain %d\n", what,
-	       fmt(&l, a, sizeof(a)), fmt(&p, b, sizeof(b)), l.sin_family, (unsigned)pl, so,
-	       dom == AF_INET);
+	       fmt(&l, a, sizeof(a)), fmt(&p, b, sizeof(b)), l.ss_family, (unsigned)pl, so,
+	       dom == l.ss_family);
 	fflush(stdout);
 }
 
@@ -100,15 +133,20 @@ static void echo(int c)
 	}
 }
 
-static int serve(int port, const char *mode, int n)
+static int serve(int port, const char *mode, int n, const char *family)
 {
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	bool v6 = strncmp(family, "v6", 2) == 0;
+	int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int v6only = strcmp(family, "v6only") == 0;
+	struct sockaddr_storage a;
+	socklen_t alen = parse_addr(v6 ? "::" : "0.0.0.0", port, &a);
 	bool forking = strcmp(mode, "fork") == 0;
 	bool nb = strcmp(mode, "block") != 0 && !forking;
 
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 16) < 0) {
+	if (v6)
+		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	if (bind(s, (struct sockaddr *)&a, alen) < 0 || listen(s, 16) < 0) {
 		printf("listen: %s\n", strerror(errno));
 		return 1;
 	}
@@ -118,15 +156,17 @@ static int serve(int port, const char *mode, int n)
 	struct epoll_event ev = {.events = EPOLLIN};
 	epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
 	struct ifreq ifr = {0};
+	int s4 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
-	if (ioctl(s, SIOCGIFADDR, &ifr) == 0) {
+	if (ioctl(s4, SIOCGIFADDR, &ifr) == 0) {
 		char buf[64];
 		printf("addr %s\n", fmt((struct sockaddr_in *)&ifr.ifr_addr, buf, sizeof(buf)));
 	}
+	close(s4);
 	printf("listening\n");
 	fflush(stdout);
 	for (int i = 0; i < n; i++) {
-		struct sockaddr_in peer;
+		struct sockaddr_storage peer;
 		socklen_t pl = sizeof(peer);
 		char buf[64];
 		int c;
@@ -277,17 +317,17 @@ static int bulk(int s, size_t n)
 
 static int client(const char *ip, int port, int argc, char **argv)
 {
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_storage a;
+	socklen_t alen = parse_addr(ip, port, &a);
+	int s = socket(a.ss_family, SOCK_STREAM, 0);
 	bool nb = argc > 0 && strcmp(argv[0], "nb") == 0;
 
-	inet_pton(AF_INET, ip, &a.sin_addr);
 	if (nb) {
 		fcntl(s, F_SETFL, O_NONBLOCK);
 		argc--;
 		argv++;
 	}
-	int r = connect(s, (struct sockaddr *)&a, sizeof(a));
+	int r = connect(s, (struct sockaddr *)&a, alen);
 	if (r < 0 && !(nb && errno == EINPROGRESS)) {
 		printf("connect: %s\n", strerror(errno));
 		return 1;
@@ -392,14 +432,39 @@ static int errors(void)
 	inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
 	int s2 = socket(AF_INET, SOCK_STREAM, 0);
 	report("connect-refused", connect(s2, (struct sockaddr *)&lo, sizeof(lo)));
+	/* IPv6 sockets, and IPv6 addresses on IPv4 ones */
+	struct sockaddr_storage m6, native6, lo6, lo6m;
+	parse_addr("::ffff:10.255.255.1", 9, &m6);
+	parse_addr("2001:db8::1", 9, &native6);
+	parse_addr("::1", 1, &lo6);
+	parse_addr("::ffff:127.0.0.1", 1, &lo6m);
+	int s6 = socket(AF_INET6, SOCK_STREAM, 0), only = 1;
+	report("connect6-len23", connect(s6, (struct sockaddr *)&m6, 23));
+	report("connect6-inet-addr", connect(s6, (struct sockaddr *)&a, sizeof(a)));
+	memcpy(&big, &a, sizeof(a));
+	report("connect6-inet-len28",
+	       connect(s6, (struct sockaddr *)&big, sizeof(struct sockaddr_in6)));
+	report("connect4-inet6-addr",
+	       connect(s, (struct sockaddr *)&m6, sizeof(struct sockaddr_in6)));
+	report("connect6-native",
+	       connect(s6, (struct sockaddr *)&native6, sizeof(struct sockaddr_in6)));
+	report("connect6-loopback",
+	       connect(s6, (struct sockaddr *)&lo6, sizeof(struct sockaddr_in6)));
+	int s7 = socket(AF_INET6, SOCK_STREAM, 0);
+	report("connect6-mapped-loopback",
+	       connect(s7, (struct sockaddr *)&lo6m, sizeof(struct sockaddr_in6)));
+	int s8 = socket(AF_INET6, SOCK_STREAM, 0);
+	setsockopt(s8, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof(only));
+	report("connect6-v6only-mapped",
+	       connect(s8, (struct sockaddr *)&m6, sizeof(struct sockaddr_in6)));
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc >= 5 && strcmp(argv[1], "serve") == 0)
-		return serve(atoi(argv[2]), argv[3], atoi(argv[4]));
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "serve") == 0)
+		return serve(atoi(argv[2]), argv[3], atoi(argv[4]), argc == 6 ? argv[5] : "v4");
 	if (argc >= 4 && strcmp(argv[1], "connect") == 0)
 		return client(argv[2], atoi(argv[3]), argc - 4, argv + 4);
 	if (argc == 7 && strcmp(argv[1], "many") == 0)
@@ -407,7 +472,9 @@ int main(int argc, char **argv)
 			    strtoul(argv[6], NULL, 10));
 	if (argc == 2 && strcmp(argv[1], "errors") == 0)
 		return errors();
-	fprintf(stderr, "usage: netpeer serve PORT block|epoll|poll|fork N | connect IP PORT [nb] "
-			"WORD... | many IP PORT K ROUNDS SIZE | errors\n");
+	fprintf(
+	    stderr,
+	    "usage: netpeer serve PORT block|epoll|poll|fork N [v6|v6only] | connect IP PORT [nb] "
+	    "WORD... | many IP PORT K ROUNDS SIZE | errors\n");
 	return 2;
 }
