@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
 
+#include "libcommon/cleanup.h"
 #include "libcommon/log.h"
 #include "guest/cgroups.h"
 #include "services/poold/cgroup_pool.h"
@@ -20,6 +23,27 @@
  * on two cores.  So a pool that still has something waits for a pause
  * this long in the takes before it refills. */
 #define REFILL_QUIET_NS (50LL * 1000000LL)
+
+/* The same holds after the takes: the supervisors just taken are still
+ * setting their sandboxes up.  So a pool that still has something also
+ * waits while other tasks want every CPU (the runnable tasks of
+ * /proc/loadavg, a count at this instant; poold and the `own` supervisors
+ * it is starting are not counted). */
+static bool cpus_busy(long own)
+{
+	static long ncpu;
+	char buf[128];
+	long running = 0;
+
+	if (!ncpu)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	cleanup_close int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return sscanf(buf, "%*s %*s %*s %ld/", &running) == 1 && running - 1 - own >= ncpu;
+}
 
 static const char *const kind_names[POOL_NKINDS] = {"cgroup", "netns", "layer", "warm"};
 
@@ -162,6 +186,8 @@ void pools_refill(void)
 	if (poold.tokens > cap)
 		poold.tokens = cap;
 	bool taking = poold.last_take_ns && now - poold.last_take_ns < REFILL_QUIET_NS;
+	if (!taking)
+		taking = cpus_busy((long)poold.pools[POOL_WARM].n_starting);
 	for (size_t i = 0; i < sizeof(refill_order) / sizeof(refill_order[0]); i++) {
 		enum pool_kind k = refill_order[i];
 		struct pool *p = &poold.pools[k];

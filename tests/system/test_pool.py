@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 
 import pytest
@@ -647,6 +648,35 @@ def without_netns(b):
 
 
 INELIGIBLE = [("createRuntime-hook", with_hook), ("user-namespace", with_userns), ("host-network", without_netns)]
+
+
+def test_refill_waits_while_every_cpu_is_busy(poold_factory, bundle_factory):
+    """A pool that still has something is not refilled while other tasks
+    want every CPU: the supervisors just taken and the sandboxes running come
+    first.  Busy loops, one more than there are CPUs, keep every CPU wanted;
+    once they stop, the pool fills again."""
+    p = poold_factory(pools(warm=(2, 2)))
+    p.start()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    cid = p.rt.new_id("busy")
+    hogs = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _ in range(os.cpu_count() + 1)]
+    try:
+        p.rt.ok("run", "-d", "--bundle", b.path, cid)
+        k0 = p.pools()
+        # 50 refill ticks, well past the pause poold waits for after a take
+        time.sleep(1.0)
+        k1 = p.pools()
+        assert k0["warm"]["hits"] >= 1, k0["warm"]
+        assert (k1["warm"]["ready"], k1["warm"]["starting"], k1["warm"]["made"]) == (1, 0, k0["warm"]["made"]), \
+            "refilled while every CPU was busy: %s -> %s" % (k0["warm"], k1["warm"])
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        p.rt("delete", "--force", cid)
+    assert by_kind(p.settled())["warm"]["ready"] == 2
 
 
 @pytest.mark.parametrize("name,change", INELIGIBLE, ids=[c[0] for c in INELIGIBLE])
