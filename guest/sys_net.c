@@ -13,8 +13,8 @@
  * connect to a mapped address, and a listener on "::" (dual-stack) or on a
  * mapped address; its channels show mapped sockaddr_in6 addresses.
  *
- * connect   to ip:port (IPv4 TCP, not loopback): netd decides, with the
- *           sandbox's io.quiver.net.peers.  Not granted: refused (the
+ * connect   to ip:port (IPv4 or v4-mapped, not loopback): netd decides,
+ *           with the sandbox's io.quiver.net.peers.  Not granted: refused (the
  *           errno netd says).  A sandbox of this node listens there: netd
  *           makes an AF_UNIX stream pair and gives one end to each
  *           supervisor; ours replaces the workload's socket at the same fd

@@ -185,9 +185,10 @@ void pools_refill(void)
 	double cap = rate / 10 < 1 ? 1 : rate / 10;
 	if (poold.tokens > cap)
 		poold.tokens = cap;
-	bool taking = poold.last_take_ns && now - poold.last_take_ns < REFILL_QUIET_NS;
-	if (!taking)
-		taking = cpus_busy((long)poold.pools[POOL_WARM].n_starting);
+	/* while sandboxes are being created or want every CPU, only a pool
+	 * that is empty refills */
+	bool defer = (poold.last_take_ns && now - poold.last_take_ns < REFILL_QUIET_NS) ||
+		     cpus_busy((long)poold.pools[POOL_WARM].n_starting);
 	for (size_t i = 0; i < sizeof(refill_order) / sizeof(refill_order[0]); i++) {
 		enum pool_kind k = refill_order[i];
 		struct pool *p = &poold.pools[k];
@@ -198,7 +199,7 @@ void pools_refill(void)
 		if (have < c->low || have == 0)
 			p->refilling = true;
 		/* a slice at a time: takes wait behind whatever is being made */
-		while (p->refilling && have < c->high && (!taking || have == 0) &&
+		while (p->refilling && have < c->high && (!defer || have == 0) &&
 		       poold.tokens >= 1 && poold_now_ns() - now < REFILL_SLICE_NS) {
 			struct qerr err = {0};
 			poold.tokens -= 1;
