@@ -812,24 +812,14 @@ bad:
 
 /* ---- accept ---- */
 
-static struct queued_channel *doorbell(struct net_client *c, const struct sockaddr_storage *from)
+static struct queued_channel *doorbell(struct net_client *c, const union tcp_addr *from)
 {
-	struct in_addr ip;
-	uint16_t port;
+	struct sockaddr_in v4;
 
-	if (from->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)from;
-		ip = s4->sin_addr;
-		port = ntohs(s4->sin_port);
-	} else if (from->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)from;
-		if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			return NULL;
-		memcpy(&ip, &s6->sin6_addr.s6_addr[12], sizeof(ip));
-		port = ntohs(s6->sin6_port);
-	} else {
+	if (!tcp_addr_v4(from, &v4))
 		return NULL;
-	}
+	struct in_addr ip = v4.sin_addr;
+	uint16_t port = ntohs(v4.sin_port);
 	for (int i = 0; i < MAX_CHANNELS; i++) {
 		struct queued_channel *q = &c->chans[i];
 		struct sockaddr_in me;
@@ -850,7 +840,7 @@ static int accept_once(struct net_client *c, const struct policy_call *call, int
 		       int flags, uint64_t uaddr, uint64_t ulen, int *answer)
 {
 	struct pollfd p = {.fd = s, .events = POLLIN};
-	struct sockaddr_storage from;
+	union tcp_addr from;
 	socklen_t flen = sizeof(from);
 	union tcp_addr fake;
 	const void *sa = &from;
@@ -867,7 +857,7 @@ static int accept_once(struct net_client *c, const struct policy_call *call, int
 		}
 		return 1;
 	}
-	int conn = accept4(s, (struct sockaddr *)&from, &flen, SOCK_CLOEXEC);
+	int conn = accept4(s, &from.sa, &flen, SOCK_CLOEXEC);
 	if (conn < 0) {
 		*answer = errno;
 		return 0;

@@ -45,6 +45,17 @@ static bool cpus_busy(long own)
 	return sscanf(buf, "%*s %*s %*s %ld/", &running) == 1 && running - 1 - own >= ncpu;
 }
 
+/* While sandboxes are being created or want every CPU, only a pool that
+ * is empty refills.  Asked once a tick (*cache), and only by a pool that
+ * is not empty and wants more. */
+static bool refill_deferred(int *cache, int64_t now)
+{
+	if (*cache < 0)
+		*cache = (poold.last_take_ns && now - poold.last_take_ns < REFILL_QUIET_NS) ||
+			 cpus_busy((long)poold.pools[POOL_WARM].n_starting);
+	return *cache;
+}
+
 static const char *const kind_names[POOL_NKINDS] = {"cgroup", "netns", "layer", "warm"};
 
 const char *pool_kind_name(enum pool_kind k)
@@ -185,10 +196,7 @@ void pools_refill(void)
 	double cap = rate / 10 < 1 ? 1 : rate / 10;
 	if (poold.tokens > cap)
 		poold.tokens = cap;
-	/* while sandboxes are being created or want every CPU, only a pool
-	 * that is empty refills */
-	bool defer = (poold.last_take_ns && now - poold.last_take_ns < REFILL_QUIET_NS) ||
-		     cpus_busy((long)poold.pools[POOL_WARM].n_starting);
+	int defer = -1; /* refill_deferred's answer, once asked */
 	for (size_t i = 0; i < sizeof(refill_order) / sizeof(refill_order[0]); i++) {
 		enum pool_kind k = refill_order[i];
 		struct pool *p = &poold.pools[k];
@@ -199,8 +207,9 @@ void pools_refill(void)
 		if (have < c->low || have == 0)
 			p->refilling = true;
 		/* a slice at a time: takes wait behind whatever is being made */
-		while (p->refilling && have < c->high && (!defer || have == 0) &&
-		       poold.tokens >= 1 && poold_now_ns() - now < REFILL_SLICE_NS) {
+		while (p->refilling && have < c->high &&
+		       (have == 0 || !refill_deferred(&defer, now)) && poold.tokens >= 1 &&
+		       poold_now_ns() - now < REFILL_SLICE_NS) {
 			struct qerr err = {0};
 			poold.tokens -= 1;
 			if (pool_make_one(k, &err) < 0) {
