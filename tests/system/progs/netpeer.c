@@ -18,7 +18,7 @@
  *	a WORD "sleep:S" sleeps S seconds, "wait:FILE" waits for FILE to exist,
  *	"bulk:N" sends N bytes of a pattern while reading them back and checks
  *	them ("bulk N ok").
- *   netpeer many IP PORT K ROUNDS SIZE
+ *   netpeer many IP PORT K ROUNDS SIZE   (IP as for connect)
  *	K connections at once; in each of ROUNDS rounds, SIZE bytes of a
  *	pattern (its own per connection and round) on every connection,
  *	then every echo read back and checked: "many K x ROUNDS x SIZE ok".
@@ -226,7 +226,8 @@ static unsigned char many_byte(int conn, int round, size_t j)
 /* k connections at once, rounds of size bytes on each, echoed and checked. */
 static int many(const char *ip, int port, int k, int rounds, size_t size)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_storage a;
+	socklen_t alen = parse_addr(ip, port, &a);
 	unsigned char buf[4096];
 	int *s = calloc((size_t)k, sizeof(int));
 
@@ -234,10 +235,9 @@ static int many(const char *ip, int port, int k, int rounds, size_t size)
 		printf("many: bad arguments\n");
 		return 1;
 	}
-	inet_pton(AF_INET, ip, &a.sin_addr);
 	for (int i = 0; i < k; i++) {
-		s[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(s[i], (struct sockaddr *)&a, sizeof(a)) < 0) {
+		s[i] = socket(a.ss_family, SOCK_STREAM, 0);
+		if (connect(s[i], (struct sockaddr *)&a, alen) < 0) {
 			printf("many: connect %d: %s\n", i, strerror(errno));
 			return 1;
 		}
@@ -428,10 +428,10 @@ static int errors(void)
 	report("getsockopt-badlevel", getsockopt(s, 9999, 1, &v, &il));
 	report("getsockopt-nulllen", getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, NULL));
 	/* a real connect to a closed port of the sandbox's own loopback */
-	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons(1)};
-	inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+	struct sockaddr_storage lo;
+	socklen_t lolen = parse_addr("127.0.0.1", 1, &lo);
 	int s2 = socket(AF_INET, SOCK_STREAM, 0);
-	report("connect-refused", connect(s2, (struct sockaddr *)&lo, sizeof(lo)));
+	report("connect-refused", connect(s2, (struct sockaddr *)&lo, lolen));
 	/* IPv6 sockets, and IPv6 addresses on IPv4 ones */
 	struct sockaddr_storage m6, native6, lo6, lo6m;
 	parse_addr("::ffff:10.255.255.1", 9, &m6);
