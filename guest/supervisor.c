@@ -506,10 +506,15 @@ static void shed_stack(void)
 		qlog_debug("madvise stack: %s", strerror(errno));
 }
 
-/* Once W is forked (it has its own copy): the config, which nothing
- * after this reads, and the heap it leaves free. */
+/* The config, which nothing reads once W is forked (it has its own copy),
+ * and the heap it leaves free.  Not right after the fork: the trim's
+ * madvise of a heap W still shares copy-on-write took a few milliseconds
+ * of S's CPU in front of W's start; once W has exec'd (or failed to) the
+ * start is done and nothing shares the heap. */
 static void shed_config(struct sup_args *a)
 {
+	if (!a->cfg)
+		return;
 	guest_config_free(a->cfg);
 	a->cfg = NULL;
 	malloc_trim(0);
@@ -646,6 +651,7 @@ static void execpipe_readable(struct sup *s)
 	s->exec_rd = -1;
 	s->state = ST_RUNNING;
 	reply_started(s);
+	shed_config(s->a);
 	shed_stack();
 }
 
@@ -1017,7 +1023,6 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 				  ? a->cfg->resources.memory_limit
 				  : 0;
 	s.userns = a->cfg->clone_flags & CLONE_NEWUSER;
-	shed_config(a);
 
 	if (ep_add(&s, EV_SIGNAL, s.sigfd) < 0 || ep_add(&s, EV_CTL, a->ctl_fd) < 0 ||
 	    ep_add(&s, EV_WSOCK, s.wsock) < 0) {

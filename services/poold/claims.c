@@ -272,24 +272,15 @@ int claims_reclaim(struct qerr *err)
 			return qerr_prefix(err, "reclaim layers");
 		ly = reclaim_kind(POOL_LAYER, names, n);
 	}
-	/* warm supervisors died with their cgroups; their sockets remain */
+	/* warm supervisors died with their cgroups; their sockets and premade
+	 * state files remain */
 	cleanup_close int wfd = openat(poold.statefd, "warm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = wfd >= 0 ? fdopendir(dup(wfd)) : NULL;
 	if (d) {
 		struct dirent *de;
-		while ((de = readdir(d))) {
-			char sock[PATH_MAX + 300];
-			size_t len = strlen(de->d_name);
-			if (de->d_name[0] != '@')
-				continue;
-			if (len > 2 && strcmp(de->d_name + len - 2, ".d") == 0) {
-				snprintf(sock, sizeof(sock), "%s/warm/%.*s", poold.state,
-					 (int)(len - 2), de->d_name);
-				warm_remove_premade(sock);
-			} else {
+		while ((de = readdir(d)))
+			if (de->d_name[0] == '@')
 				unlinkat(wfd, de->d_name, 0);
-			}
-		}
 		closedir(d);
 	}
 	if (cg || ns || ly)

@@ -60,20 +60,15 @@ static void unlist(struct pool *p, struct pool_item *it)
 	}
 }
 
-/* The state files a warm supervisor made ahead in <sock>.d (guest/warm.c);
- * an assigned one has moved them out already. */
+/* The state files a warm supervisor made ahead next to its socket
+ * (guest/warm.c); an assigned one has moved them out already. */
 void warm_remove_premade(const char *sock)
 {
-	static const char *const names[] = {"counters", "guest.log", "guest.sock"};
-	char dir[PATH_MAX + 8];
-	snprintf(dir, sizeof(dir), "%s.d", sock);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		unlinkat(fd, names[i], 0);
-	close(fd);
-	rmdir(dir);
+	static const char *const suffixes[] = {"counters", "log", "ctl"};
+	char path[PATH_MAX + 16];
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
+		if ((size_t)snprintf(path, sizeof(path), "%s.%s", sock, suffixes[i]) < sizeof(path))
+			unlink(path);
 }
 
 void warm_destroy(struct pool_item *it)

@@ -554,7 +554,8 @@ def test_warm_hit_runs_the_workload(poold_factory, bundle_factory):
     left = sorted(os.listdir(os.path.join(p.state, "warm")))
     socks = [n for n in left if n.endswith(".sock")]
     assert len(socks) == len(p.pooled_warm()), left
-    assert sorted(n for n in left if n.endswith(".d")) == sorted(n + ".d" for n in socks), left
+    premade = sorted(s + "." + k for s in socks for k in ("counters", "ctl", "log"))
+    assert sorted(n for n in left if n not in socks) == premade, left
 
 
 # ---------------------------------------------------------------------------
