@@ -10,7 +10,8 @@
  * latency: N times, one after the other, create {start: true} of a bundle
  *   that runs /bin/true and wait for its "exited" event; the time from
  *   sending create to receiving "exited" is recorded.  Each sandbox is then
- *   deleted (untimed).  Prints min/median/p90/max and the warm/cold counts.
+ *   deleted (untimed), so it is created transient (docs/api.md).  Prints
+ *   min/median/p90/max and the warm/cold counts.
  * burst: N creates {start: true} of a bundle that runs something long
  *   (sleep 1000), sent as fast as K REQ sockets go (an nng REQ socket has
  *   one request in flight), and the time from the first send to the last
@@ -78,6 +79,7 @@ static struct {
 	double timeout;
 	bool json, pause;
 	bool keep_going; /* hold: a failed create does not stop the others */
+	bool transient;	 /* latency: each sandbox is deleted once it exited */
 	char prefix[32];
 	struct sb *sbs;
 	nng_socket sub;
@@ -253,10 +255,12 @@ static int create_one(nng_socket req, unsigned i, struct qerr *err)
 	struct qmsg_in reply;
 	sb_id(i, id, sizeof(id));
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "create", 3);
+	qmsg_begin(&m, "create", lg.transient ? 4 : 3);
 	qmsg_put_str(&m, "id", id);
 	qmsg_put_str(&m, "bundle", lg.bundle);
 	qmsg_put_bool(&m, "start", true);
+	if (lg.transient)
+		qmsg_put_bool(&m, "transient", true);
 	s->sent = now_ns();
 	int r = qnng_call(req, &m, &reply, err);
 	s->accepted = now_ns();
@@ -972,6 +976,7 @@ static void parse_args(int argc, char **argv, const char *mode)
 	lg.expect = 7;
 	lg.sig_conns = 1;
 	lg.keep_going = hold;
+	lg.transient = !burst && !hold;
 	while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1)
 		parse_opt(c, &prefix);
 	if (optind != argc || !lg.root || !lg.bundle || lg.bundle[0] != '/' || lg.n < 1 ||

@@ -175,6 +175,25 @@ static bool warm_create(const struct create_opts *o, const struct qmsg_in *res, 
 	return true;
 }
 
+/* reserve {id, bundle}; with warm, {warm, start} too.  A run that waits
+ * for its workload deletes the sandbox as soon as it stops: transient,
+ * vmmd writes no stopped record for it (docs/api.md). */
+static void begin_reserve(struct qmsg_out *m, const struct create_opts *o, const char *bundle,
+			  bool warm, bool start)
+{
+	bool transient = start && !o->detach;
+	qmsg_begin(m, "reserve", 2 + (warm ? 2 : 0) + (transient ? 1 : 0));
+	qmsg_put_str(m, "id", o->id);
+	qmsg_put_str(m, "bundle", bundle);
+	if (warm) {
+		/* the supervisor starts the workload as soon as it is ready */
+		qmsg_put_bool(m, "warm", true);
+		qmsg_put_bool(m, "start", start);
+	}
+	if (transient)
+		qmsg_put_bool(m, "transient", true);
+}
+
 static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 {
 	char bundle[PATH_MAX], state_dir[PATH_MAX + SANDBOX_ID_MAX + 2], pfds[16];
@@ -194,14 +213,7 @@ static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 	bool warm = launcher && !o->console_socket && !o->preserve_fds && !g.systemd_cgroup &&
 		    !getenv("QUIVER_NO_WARM");
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "reserve", warm ? 4 : 2);
-	qmsg_put_str(&m, "id", o->id);
-	qmsg_put_str(&m, "bundle", bundle);
-	if (warm) {
-		/* the supervisor starts the workload as soon as it is ready */
-		qmsg_put_bool(&m, "warm", true);
-		qmsg_put_bool(&m, "start", start);
-	}
+	begin_reserve(&m, o, bundle, warm, start);
 	if (vmmd_call(&m, &reply, &err) < 0)
 		die_err(&err);
 	trace_point("reserved");
@@ -212,9 +224,7 @@ static pid_t do_create(const struct create_opts *o, bool start, pid_t *launcher)
 		qmsg_in_free(&reply);
 		if (assigned && !done) {
 			/* the reservation was dropped: again, cold */
-			qmsg_begin(&m, "reserve", 2);
-			qmsg_put_str(&m, "id", o->id);
-			qmsg_put_str(&m, "bundle", bundle);
+			begin_reserve(&m, o, bundle, false, start);
 			if (vmmd_call(&m, &reply, &err) < 0)
 				die_err(&err);
 			qmsg_in_free(&reply);

@@ -233,8 +233,8 @@ static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int
 }
 
 /* The reservation shared by reserve (qctl) and create (the API). */
-static struct sandbox *reserve(const char *id, const char *bundle, bool warm, struct pool_lease *l,
-			       int64_t *dev, int64_t *ino, struct qerr *err)
+static struct sandbox *reserve(const char *id, const char *bundle, bool warm, bool transient,
+			       struct pool_lease *l, int64_t *dev, int64_t *ino, struct qerr *err)
 {
 	struct sandbox *sb;
 	int r;
@@ -264,6 +264,7 @@ static struct sandbox *reserve(const char *id, const char *bundle, bool warm, st
 	snprintf(sb->bundle, sizeof(sb->bundle), "%s", bundle);
 	sb->status = SB_CREATING;
 	sb->reserved_ns = now_ns();
+	sb->transient = transient;
 	*l = (struct pool_lease){0};
 	bool hit = warm && try_warm(sb, l, dev, ino);
 	if (warm)
@@ -298,15 +299,16 @@ static int op_reserve(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
 	struct pool_lease l;
 	int64_t dev = 0, ino = 0;
-	bool warm, start;
+	bool warm, start, transient;
 	int r;
 
 	if ((r = req_id(req, id, err)) < 0 ||
 	    (r = req_bundle(req, bundle, sizeof(bundle), err)) < 0 ||
 	    (r = opt_bool(req, "warm", &warm, err)) < 0 ||
-	    (r = opt_bool(req, "start", &start, err)) < 0)
+	    (r = opt_bool(req, "start", &start, err)) < 0 ||
+	    (r = opt_bool(req, "transient", &transient, err)) < 0)
 		return r;
-	struct sandbox *sb = reserve(id, bundle, warm, &l, &dev, &ino, err);
+	struct sandbox *sb = reserve(id, bundle, warm, transient, &l, &dev, &ino, err);
 	if (!sb)
 		return -err->code;
 	if (!l.warm) {
@@ -333,14 +335,15 @@ static int op_create(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	char id[SANDBOX_ID_MAX + 1], bundle[PATH_MAX];
 	struct pool_lease l;
 	int64_t dev = 0, ino = 0;
-	bool start;
+	bool start, transient;
 	int r;
 
 	if ((r = req_id(req, id, err)) < 0 ||
 	    (r = req_bundle(req, bundle, sizeof(bundle), err)) < 0 ||
-	    (r = opt_bool(req, "start", &start, err)) < 0)
+	    (r = opt_bool(req, "start", &start, err)) < 0 ||
+	    (r = opt_bool(req, "transient", &transient, err)) < 0)
 		return r;
-	struct sandbox *sb = reserve(id, bundle, true, &l, &dev, &ino, err);
+	struct sandbox *sb = reserve(id, bundle, true, transient, &l, &dev, &ino, err);
 	if (!sb)
 		return -err->code;
 	r = create_async(sb, &l, dev, ino, start, err);

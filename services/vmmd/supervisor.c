@@ -140,7 +140,13 @@ void supervisor_exited(struct sandbox *sb, bool persist)
 	/* the event first: a subscriber waiting for the exit need not wait
 	 * for the fsync as well */
 	events_publish("exited", sb);
-	if (persist && sandbox_save(sb, &err) < 0)
+	/* A transient sandbox (qctl run, or create with transient) is deleted
+	 * by its caller as soon as it stops: its durable stopped record, two
+	 * fsyncs and the old record's freeing, would be written to be removed
+	 * a moment later, and the delete would wait behind it.  If vmmd
+	 * restarts first, recovery finds the supervisor gone and takes the
+	 * same exit from its report. */
+	if (persist && !sb->transient && sandbox_save(sb, &err) < 0)
 		qlog_error("%s: %s", sb->id, err.msg);
 	qlog_info("%s: supervisor %d exited with %d", sb->id, (int)sb->pid, sb->exit_code);
 }

@@ -65,6 +65,7 @@ struct sandbox {
 	int pidfd;
 	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
 	bool pooled;	       /* holds resources from poold: released through it */
+	bool transient;	       /* its caller deletes it once it stops: no stopped record */
 	struct assign *assign; /* API create in flight (create.c), or NULL */
 	/* hibernate.c */
 	enum sb_hib hib;

@@ -99,6 +99,48 @@ def test_kill9_during_creating_reservation(runtime, bundle):
     assert not os.path.exists(os.path.join(runtime.root, cid))
 
 
+def _disk_status(root, cid):
+    with open(os.path.join(root, cid, "state.json")) as f:
+        return json.load(f)["status"]
+
+
+def test_transient_sandbox_has_no_stopped_record_and_recovers(runtime, bundle_factory):
+    """create {transient} (what qctl run asks): once the supervisor exits,
+    vmmd answers stopped but writes no stopped record (state.json still says
+    running); after a kill -9 of vmmd, recovery takes the exit from the
+    supervisor's report.  A sandbox without transient gets its record."""
+    from conftest import VmmdClient
+    runtime.ok("daemons", "start")
+    b = bundle_factory()
+    b.shell("exit 7")
+    t, p = runtime.new_id("tr"), runtime.new_id("pe")
+    cl = VmmdClient(runtime.root)
+    try:
+        for cid, transient in ((t, True), (p, False)):
+            rep = cl.call({"v": 1, "op": "create", "id": cid, "bundle": b.path, "start": True,
+                           "transient": transient})
+            assert rep.get("op") == "accepted", rep
+        rep = cl.call({"v": 1, "op": "create", "id": runtime.new_id("bad"), "bundle": b.path,
+                       "transient": "yes"})
+        assert rep.get("op") == "error" and rep.get("code") == 22, rep
+    finally:
+        cl.close()
+    for cid in (t, p):
+        assert runtime.wait_status(cid, "stopped"), runtime.state(cid)
+        assert json.loads(runtime.ok("inspect", cid).stdout)["exit"]["exit_code"] == 7
+    assert _disk_status(runtime.root, p) == "stopped"
+    assert _disk_status(runtime.root, t) == "running"
+
+    kill9_vmmd(runtime.root)
+    items = list_by_id(runtime)
+    assert items[t]["status"] == "stopped" and items[t]["pid"] == 0, items[t]
+    assert json.loads(runtime.ok("inspect", t).stdout)["exit"]["exit_code"] == 7
+    assert _disk_status(runtime.root, t) == "stopped"
+    for cid in (t, p):
+        runtime.ok("delete", cid)
+        assert not os.path.exists(os.path.join(runtime.root, cid))
+
+
 def _concurrent(root, n, *args):
     procs = [subprocess.Popen([RUNTIME_PATH, "--root", root] + list(args), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
