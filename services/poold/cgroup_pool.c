@@ -126,6 +126,21 @@ static int cpuset_copy(const char *parent, const char *dir, bool only_empty, str
 
 /* ---- open ---- */
 
+/* mkdir with mode 0755 whatever our umask (077): a sandbox's root in a
+ * user namespace must search the parent to reach its own group, as it can
+ * when a cold start made the parent. */
+static int mkdir_0755(const char *path, struct qerr *err)
+{
+	if (mkdir(path, 0755) < 0)
+		return qerr_sys(err, errno, "cgroup pool: mkdir %s", path);
+	if (chmod(path, 0755) < 0) {
+		int e = errno;
+		rmdir(path);
+		return qerr_sys(err, e, "cgroup pool: chmod %s", path);
+	}
+	return 0;
+}
+
 /* mkdir -p of the parent below the mountpoint (resolved paths are clean). */
 static int make_parent(const struct pool_hier *h, struct qerr *err)
 {
@@ -140,8 +155,8 @@ static int make_parent(const struct pool_hier *h, struct qerr *err)
 		snprintf(up, sizeof(up), "%s", buf);
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/%.*s", (int)n, p + 1);
 		p += 1 + n;
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return qerr_sys(err, errno, "cgroup pool: mkdir %s", buf);
+		if (mkdir_0755(buf, err) < 0 && err->code != EEXIST)
+			return -err->code;
 		if (is_v1(h, "cpuset") && (r = cpuset_copy(up, buf, true, err)) < 0)
 			return r;
 	}
@@ -224,10 +239,8 @@ int cgroup_pool_make(struct cgroup_pool *p, char *name, size_t len, struct qerr 
 
 		if ((r = path_in(path, sizeof(path), h->parent, tok, err)) < 0)
 			goto undo;
-		if (mkdir(path, 0755) < 0) {
-			r = qerr_sys(err, errno, "cgroup pool: mkdir %s", path);
+		if ((r = mkdir_0755(path, err)) < 0)
 			goto undo;
-		}
 		if (is_v1(h, "cpuset") && (r = cpuset_copy(h->parent, path, true, err)) < 0) {
 			made++;
 			goto undo;

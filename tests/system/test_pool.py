@@ -444,6 +444,11 @@ def test_status_fills_to_high_and_agrees_everywhere(poold_factory):
     assert groups, "no cgroup parent %s made" % p.parent
     for d, names in groups.items():
         assert len(names) == k["cgroup"]["ready"] + k["warm"]["ready"], (d, names, k)
+        # 0755 whatever poold's umask (077): a sandbox with a user namespace
+        # must reach its own group through them (a cold start puts it there
+        # too when the config names no path)
+        for g in [d] + [os.path.join(d, n) for n in names]:
+            assert os.stat(g).st_mode & 0o777 == 0o755, "%s: %o" % (g, os.stat(g).st_mode & 0o777)
     warm = p.pooled_warm()
     assert len(warm) == k["warm"]["ready"], (warm, k["warm"])
     with_ns = sum(1 for pid in warm if " --netns " in proc_cmdline(pid))
