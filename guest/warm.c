@@ -78,7 +78,8 @@ int warm_check(const struct guest_config *cfg, struct qerr *err)
 
 /* ---- S, waiting ---- */
 
-/* The host's cgroup hierarchies, read while warm (they do not change). */
+/* The host's cgroup hierarchies, read by G before it clones S (they do not
+ * change): S has its own copy, and parses /proc/self/mountinfo no more. */
 static struct cgroups_host *warm_host;
 
 /* The sandbox's state files, made while warm next to the warm socket
@@ -427,7 +428,7 @@ static int warm_supervisor(void *arg)
 		report_ready(w->ready_wr, &err);
 		_exit(1);
 	}
-	if (cgroups_host_detect(&warm_host, &err) < 0 || premake(dir, dirfd, slash + 1, &err) < 0) {
+	if (premake(dir, dirfd, slash + 1, &err) < 0) {
 		report_ready(w->ready_wr, &err);
 		_exit(1);
 	}
@@ -462,13 +463,11 @@ static int send_warm(int sync_fd, pid_t pid, struct qerr *err)
 
 static int warm_launch(const struct warm_opts *o, pid_t *s_pid, struct qerr *err)
 {
-	struct cgroups_host *host = NULL;
 	struct cgroups *cg = NULL;
-	int r = cgroups_host_detect(&host, err);
+	int r = cgroups_host_detect(&warm_host, err);
 	if (r < 0)
 		return r;
-	r = cgroups_from_dirs(host, (char *const *)o->cgroups, o->n_cgroups, &cg, err);
-	cgroups_host_free(host);
+	r = cgroups_from_dirs(warm_host, (char *const *)o->cgroups, o->n_cgroups, &cg, err);
 	if (r < 0)
 		return r;
 	cleanup_close int v2fd = -1;
