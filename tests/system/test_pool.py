@@ -567,6 +567,38 @@ def test_warm_hit_runs_the_workload(poold_factory, bundle_factory):
 # 4. exhaustion
 
 
+def test_warm_start_reports_quick_exits_and_exec_failures(poold_factory, bundle_factory):
+    """A warm start with start spawns its workload without a copy of the
+    supervisor (CLONE_VM|CLONE_VFORK; guest/supervisor.c), or by fork when
+    the config has an OCI seccomp profile.  On both paths a workload that
+    exits at once reports its own status, and a failed execve is 127 with
+    the runtime's message; every run is a warm hit."""
+    p = poold_factory(pools(warm=(2, 2)))
+    p.start()
+    k0 = by_kind(p.settled(full=True))
+    runs = 0
+    for profile in (None, {"defaultAction": "SCMP_ACT_ALLOW"}):
+        b = bundle_factory()
+        if profile:
+            b.set("linux.seccomp", profile)
+        for code, args in ((0, ["true"]), (7, ["sh", "-c", "exit 7"]), (0, ["sh", "-c", "echo out"]),
+                           (127, ["/nonexistent"])):
+            b.args(*args)
+            p.settled(full=True)
+            cid = p.rt.new_id("quick")
+            r = p.rt("run", "--bundle", b.path, cid)
+            runs += 1
+            assert r.returncode == code, (profile, args, r, p.logs(cid))
+            if args[-1] == "echo out":
+                assert r.stdout == "out\n", r
+            if code == 127:
+                assert "exec: /nonexistent: No such file or directory" in r.stderr, r.stderr
+            assert p.rt("state", cid).returncode != 0, "run left %s behind" % cid
+    k1 = p.pools()
+    assert k1["warm"]["hits"] == k0["warm"]["hits"] + runs, (k0["warm"], k1["warm"])
+    assert k1["warm"]["misses"] == k0["warm"]["misses"], (k0["warm"], k1["warm"])
+
+
 def test_exhausted_pool_falls_back_cold(poold_factory, bundle_factory):
     p = poold_factory(pools(cgroup=(1, 2), netns=(0, 0), warm=(1, 2), rate=4))
     p.start()
