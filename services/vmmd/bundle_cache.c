@@ -1,6 +1,7 @@
-/* What a warm start needs to know of a bundle, parsed once per version of
- * its config.json: a platform starts the same function's bundle over and
- * over, and parsing it was the largest part of vmmd's work per create.  An
+/* What a warm start needs to know of a bundle, and whether it has
+ * poststart or poststop hooks, parsed once per version of its config.json:
+ * a platform starts the same function's bundle over and over, and parsing
+ * it was the largest part of vmmd's work per create.  An
  * entry holds while config.json's and the rootfs's identity and times are
  * unchanged (a rewrite, even of the same size, changes the mtime). */
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "guest/guest.h"
+#include "guest/hooks.h"
 #include "services/vmmd/vmmd.h"
 
 #define BUNDLE_CACHE_SIZE 32
@@ -61,6 +63,8 @@ static int fill(struct entry *e, const char *bundle, const struct stat *config_s
 		e->info.layer |= strcmp(cfg->annotations[i].key, LAYER_ANNOTATION) == 0 &&
 				 strcmp(cfg->annotations[i].value, "true") == 0;
 	}
+	e->info.poststart = hooks_any(&cfg->hooks.poststart);
+	e->info.poststop = hooks_any(&cfg->hooks.poststop);
 	e->info.rootfs_dev = (int64_t)e->rootfs_st.st_dev;
 	e->info.rootfs_ino = (int64_t)e->rootfs_st.st_ino;
 	guest_config_free(cfg);

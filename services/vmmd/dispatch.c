@@ -626,6 +626,12 @@ static void run_post_hooks(struct sandbox *sb, bool start)
 
 	if (!sb->bundle[0])
 		return;
+	/* Most configs have none: the bundle cache knows without a parse of
+	 * config.json (twice per sandbox, on the loop, the delete's reply
+	 * behind one of them). */
+	const struct bundle_info *bi = bundle_info_get(sb->bundle, &err);
+	if (bi && !(start ? bi->poststart : bi->poststop))
+		return;
 	if (guest_config_load(sb->bundle, &cfg, &err) < 0) {
 		qlog_warn("%s: %s hooks: %s", sb->id, start ? "poststart" : "poststop", err.msg);
 		return;

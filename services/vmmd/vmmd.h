@@ -250,10 +250,11 @@ void vmmd_metrics_start_path(const char *path);
 
 /* bundle_cache.c: what a warm start needs of a bundle's config.json */
 struct bundle_info {
-	bool eligible;	     /* warm_check passed and the rootfs exists */
-	char reason[256];    /* why not */
-	bool layer;	     /* io.quiver.rootfs.overlay: "true" */
-	json_t *annotations; /* object, owned by the cache */
+	bool eligible;		  /* warm_check passed and the rootfs exists */
+	char reason[256];	  /* why not */
+	bool layer;		  /* io.quiver.rootfs.overlay: "true" */
+	bool poststart, poststop; /* the config has hooks of that kind */
+	json_t *annotations;	  /* object, owned by the cache */
 	int64_t rootfs_dev, rootfs_ino;
 };
 /* Parsed once per version of config.json; NULL with err on a config that
