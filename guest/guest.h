@@ -127,6 +127,12 @@ struct workload_spec {
  * NULL. */
 int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
 		     void *arg, void **late_profile, struct qerr *err);
+/* The same with the OCI profile already compiled (trap_oci_compile; NULL
+ * if none), which stays the caller's: for W spawned in S's memory, where
+ * S frees it once W has exec'd.  *late_profile is oci with no_new_privs. */
+int workload_prepare_compiled(const struct workload_spec *ws, void *oci,
+			      int (*send_listener)(int fd, void *arg), void *arg,
+			      void **late_profile, struct qerr *err);
 /* execve args[0] with env, looking it up in the env's PATH when it has no
  * '/' (runc does the lookup in the container's environment, not ours).
  * late_profile (from workload_prepare, may be NULL) is loaded after the

@@ -171,7 +171,10 @@ static int send_listener_to_s(int listener, void *arg)
 	return send_fd(*(int *)arg, listener, &m, sizeof(m));
 }
 
-static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, int exec_wr)
+/* oci: NULL to compile the OCI profile here (a forked W), else the one S
+ * compiled (*oci, NULL if none; a W in S's memory, which S frees). */
+static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, int exec_wr,
+				    void *const *oci)
 {
 	struct qerr err = {0};
 	const struct guest_config *cfg = a->cfg;
@@ -202,7 +205,9 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
 			w_fail(sock, &err);
 	}
 	void *late_profile = NULL;
-	if (workload_prepare(&ws, send_listener_to_s, &sock, &late_profile, &err) < 0)
+	if ((oci ? workload_prepare_compiled(&ws, *oci, send_listener_to_s, &sock, &late_profile,
+					     &err)
+		 : workload_prepare(&ws, send_listener_to_s, &sock, &late_profile, &err)) < 0)
 		w_fail(sock, &err);
 	struct w_msg ok = {.type = W_PREPARED};
 	if (write(sock, &ok, sizeof(ok)) != (ssize_t)sizeof(ok)) {
@@ -248,11 +253,13 @@ static _Noreturn void workload_main(struct sup_args *a, int sock, int start_rd, 
  *
  * S is stopped until W execs or exits, so nothing W does before its
  * execve may wait for S: W's calls after its filter must all pass
- * (plain mode: no iod, no socket service), and no OCI profile (its
- * libseccomp compilation would also allocate in S's heap), no
- * startContainer hook, no console.  Nor under ASan, which warns on W's
- * stderr about a stack it does not know (and would leave W's redzones
- * poisoned): sanitized builds test the fork path. */
+ * (plain mode: no iod, no socket service; an OCI profile's load is a
+ * seccomp(2) call, NOTIFY is refused in profiles), no startContainer
+ * hook, no console.  S compiles the OCI profile and frees it after: W
+ * only loads it, so nothing W allocates in S's heap outlives W's exec.
+ * Nor under ASan, which warns on W's stderr about a stack it does not
+ * know (and would leave W's redzones poisoned): sanitized builds test the
+ * fork path. */
 #define W_STACK_SIZE (256 * 1024)
 
 static bool direct_spawn_fits(const struct sup_args *a, int iod_on, int net_mode)
@@ -261,7 +268,7 @@ static bool direct_spawn_fits(const struct sup_args *a, int iod_on, int net_mode
 #ifdef __SANITIZE_ADDRESS__
 	return false;
 #endif
-	return a->autostart && !iod_on && net_mode != NET_MODE_QUIVER && !cfg->seccomp &&
+	return a->autostart && !iod_on && net_mode != NET_MODE_QUIVER &&
 	       !hooks_any(&cfg->hooks.start_container) && a->console_fd < 0 &&
 	       !(cfg->clone_flags & CLONE_NEWUSER);
 }
@@ -269,12 +276,13 @@ static bool direct_spawn_fits(const struct sup_args *a, int iod_on, int net_mode
 struct direct_w {
 	struct sup_args *a;
 	int sock, exec_wr;
+	void *oci; /* compiled by S, or NULL */
 };
 
 static int direct_w_main(void *arg)
 {
 	struct direct_w *d = arg;
-	workload_main(d->a, d->sock, -1, d->exec_wr);
+	workload_main(d->a, d->sock, -1, d->exec_wr, &d->oci);
 }
 
 /* Returns W's pid once W has exec'd or exited; -1 with errno set. */
@@ -1067,12 +1075,15 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 	pid_t w;
 	if (direct) {
 		struct direct_w d = {.a = a, .sock = wsp[1], .exec_wr = execp[1]};
+		if (trap_oci_compile(a->cfg->seccomp, &d.oci, &err) < 0)
+			fail_prepare(&s, &err);
 		w = spawn_direct(&d);
+		trap_oci_free(d.oci);
 	} else if ((w = fork()) == 0) {
 		close(wsp[0]);
 		close(startp[1]);
 		close(execp[0]);
-		workload_main(a, wsp[1], startp[0], execp[1]);
+		workload_main(a, wsp[1], startp[0], execp[1], NULL);
 	}
 	if (w < 0) {
 		qerr_sys(&err, errno, "spawn workload");

@@ -157,24 +157,29 @@ static int prepare_filtered(const struct workload_spec *ws, void *oci,
 	return 0;
 }
 
+int workload_prepare_compiled(const struct workload_spec *ws, void *oci,
+			      int (*send_listener)(int fd, void *arg), void *arg,
+			      void **late_profile, struct qerr *err)
+{
+	*late_profile = NULL;
+	int r = prepare_filtered(ws, oci, send_listener, arg, err);
+	if (r == 0 && ws->proc->no_new_privileges)
+		*late_profile = oci;
+	return r;
+}
+
 int workload_prepare(const struct workload_spec *ws, int (*send_listener)(int fd, void *arg),
 		     void *arg, void **late_profile, struct qerr *err)
 {
-	const struct guest_process *p = ws->proc;
-	int r;
-
-	*late_profile = NULL;
 	void *oci = NULL;
-	r = trap_oci_compile(ws->seccomp, &oci, err);
+	*late_profile = NULL;
+	int r = trap_oci_compile(ws->seccomp, &oci, err);
 	if (r < 0)
 		return r;
-	r = prepare_filtered(ws, oci, send_listener, arg, err);
-	if (r < 0 || !p->no_new_privileges) {
+	r = workload_prepare_compiled(ws, oci, send_listener, arg, late_profile, err);
+	if (!*late_profile)
 		trap_oci_free(oci);
-		return r;
-	}
-	*late_profile = oci;
-	return 0;
+	return r;
 }
 
 static const char *env_get(char *const *env, const char *key)

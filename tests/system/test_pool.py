@@ -569,18 +569,29 @@ def test_warm_hit_runs_the_workload(poold_factory, bundle_factory):
 
 def test_warm_start_reports_quick_exits_and_exec_failures(poold_factory, bundle_factory):
     """A warm start with start spawns its workload without a copy of the
-    supervisor (CLONE_VM|CLONE_VFORK; guest/supervisor.c), or by fork when
-    the config has an OCI seccomp profile.  On both paths a workload that
-    exits at once reports its own status, and a failed execve is 127 with
-    the runtime's message; every run is a warm hit."""
+    supervisor (CLONE_VM|CLONE_VFORK; guest/supervisor.c), with or without
+    an OCI seccomp profile (S compiles it, W loads it: early, and late with
+    noNewPrivileges).  A workload that exits at once reports its own
+    status, a failed execve is 127 with the runtime's message, the profile
+    is in force; every run is a warm hit."""
     p = poold_factory(pools(warm=(2, 2)))
     p.start()
     k0 = by_kind(p.settled(full=True))
     runs = 0
-    for profile in (None, {"defaultAction": "SCMP_ACT_ALLOW"}):
+    deny_uname = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                  "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    for profile, nnp in ((None, True), (deny_uname, True), (deny_uname, False)):
         b = bundle_factory()
+        b.set("process.noNewPrivileges", nnp)
         if profile:
             b.set("linux.seccomp", profile)
+        b.args("/bin/attack", "uname")
+        p.settled(full=True)
+        cid = p.rt.new_id("prof")
+        r = p.rt("run", "--bundle", b.path, cid)
+        runs += 1
+        want = "uname rc=-1 errno=EPERM" if profile else "uname rc=0 "
+        assert r.returncode == 0 and r.stdout.startswith(want), (profile, nnp, r, p.logs(cid))
         for code, args in ((0, ["true"]), (7, ["sh", "-c", "exit 7"]), (0, ["sh", "-c", "echo out"]),
                            (127, ["/nonexistent"])):
             b.args(*args)
