@@ -653,7 +653,13 @@ static int parse_mount(struct pc *c, json_t *e, const char *path, struct guest_m
 	if ((r = get_strv(c, e, path, "options", 256, GUEST_CONFIG_STRING_MAX, &m->options,
 			  &m->n_options)) < 0)
 		return r;
-	data = malloc(GUEST_CONFIG_STRING_MAX);
+	/* What the options can add up to (each, a comma or the NUL), not the
+	 * limit: 64 KiB per mount grew the heap and had free() trim it back,
+	 * a brk and a TLB flush each (apply_mount_option checks the limit). */
+	size_t need = 1;
+	for (size_t i = 0; i < m->n_options && need < GUEST_CONFIG_STRING_MAX; i++)
+		need += strlen(m->options[i]) + 1;
+	data = malloc(need < GUEST_CONFIG_STRING_MAX ? need : GUEST_CONFIG_STRING_MAX);
 	if (!data)
 		return perr_code(c, ENOMEM, path, "out of memory");
 	data[0] = '\0';
@@ -1437,12 +1443,25 @@ static int read_bounded(struct pc *c, const char *path, char **out, size_t *len_
 		return perr(c, NULL, "%s: not a regular file", path);
 	if (st.st_size > (off_t)GUEST_CONFIG_FILE_MAX)
 		return perr_code(c, E2BIG, NULL, "larger than %u bytes", GUEST_CONFIG_FILE_MAX);
-	/* One byte more than the limit, to notice a file that grew meanwhile. */
-	buf = malloc(GUEST_CONFIG_FILE_MAX + 1);
+	/* The file's size and one byte more, to notice a file that grew
+	 * meanwhile (then more, up to one byte over the limit): not the limit
+	 * itself, 4 MiB mapped and unmapped for a config of a few KiB. */
+	size_t cap = (size_t)st.st_size + 1;
+	buf = malloc(cap);
 	if (!buf)
 		return perr_code(c, ENOMEM, NULL, "out of memory");
 	for (;;) {
-		ssize_t n = read(fd, buf + len, GUEST_CONFIG_FILE_MAX + 1 - len);
+		if (len == cap) {
+			size_t more = cap * 2 < GUEST_CONFIG_FILE_MAX + 1
+					  ? cap * 2
+					  : GUEST_CONFIG_FILE_MAX + 1;
+			char *bigger = realloc(buf, more);
+			if (!bigger)
+				return perr_code(c, ENOMEM, NULL, "out of memory");
+			buf = bigger;
+			cap = more;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <sys/capability.h>
 #include <sys/mount.h>
@@ -677,6 +678,87 @@ static void test_missing_and_oversized_file(void **state)
 	    err.msg, "config.json: /nonexistent-bundle/config.json: No such file or directory");
 }
 
+/* A mount's data buffer is sized by its options, up to the limit: data of
+ * nearly 64 KiB loads whole, one byte more is refused. */
+static void mount_with_data(json_t *j, size_t n_opts, size_t opt_len)
+{
+	json_t *opts = json_array();
+	char *o = malloc(opt_len + 1);
+
+	assert_non_null(o);
+	for (size_t i = 0; i < n_opts; i++) {
+		memset(o, 'a' + (int)(i % 26), opt_len);
+		o[0] = 'k';
+		o[1] = '=';
+		o[opt_len] = '\0';
+		json_array_append_new(opts, json_string(o));
+	}
+	free(o);
+	json_array_append_new(
+	    json_object_get(j, "mounts"),
+	    json_pack("{s:s,s:s,s:o}", "destination", "/big", "type", "tmpfs", "options", opts));
+}
+
+static void test_mount_data_sizes(void **state)
+{
+	json_error_t jerr;
+	struct qerr err = {0};
+	struct guest_config *g = NULL;
+	/* 64 options of 1022 bytes: 64 * 1022 + 63 commas = 65471 < 65536 - 1 */
+	const size_t sizes[][2] = {{64, 1022}, {1, 5}, {0, 0}};
+
+	(void)state;
+	for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+		json_t *j = json_loads(runc_spec, 0, &jerr);
+		assert_non_null(j);
+		mount_with_data(j, sizes[t][0], sizes[t][1]);
+		write_json(j);
+		json_decref(j);
+		assert_int_equal(guest_config_load(bundle, &g, &err), 0);
+		const struct guest_mount *m = &g->mounts[g->n_mounts - 1];
+		size_t want = sizes[t][0] ? sizes[t][0] * sizes[t][1] + sizes[t][0] - 1 : 0;
+		assert_string_equal(m->destination, "/big");
+		assert_int_equal(strlen(m->data), want);
+		guest_config_free(g);
+		g = NULL;
+	}
+
+	/* one more option: 65471 + 1 + 64 > 65536 - 2 */
+	json_t *j = json_loads(runc_spec, 0, &jerr);
+	assert_non_null(j);
+	mount_with_data(j, 65, 1022);
+	write_json(j);
+	json_decref(j);
+	assert_int_equal(guest_config_load(bundle, &g, &err), -E2BIG);
+	assert_null(g);
+	assert_non_null(strstr(err.msg, "mount data longer than 65536 bytes"));
+}
+
+/* A regular file whose size says 0 (procfs) is still read whole: the
+ * buffer grows past the size fstat gave.  /proc/self/comm reads as our
+ * name and a newline: "{}" makes it a JSON object. */
+static void test_file_larger_than_its_size(void **state)
+{
+	struct qerr err = {0};
+	struct guest_config *g = NULL;
+	char path[256], name[16] = "";
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/config.json", bundle);
+	unlink(path);
+	assert_int_equal(symlink("/proc/self/comm", path), 0);
+	assert_int_equal(prctl(PR_GET_NAME, name), 0);
+	assert_int_equal(prctl(PR_SET_NAME, "{}"), 0);
+	int r = guest_config_load(bundle, &g, &err);
+	prctl(PR_SET_NAME, name);
+	unlink(path);
+	assert_int_equal(r, -EINVAL);
+	assert_null(g);
+	/* the object was read whole: what it lacks, not a truncated text */
+	assert_null(strstr(err.msg, "end of file"));
+	assert_non_null(strstr(err.msg, "ociVersion"));
+}
+
 static void test_lookups(void **state)
 {
 	(void)state;
@@ -696,6 +778,8 @@ int main(void)
 	    cmocka_unit_test(test_process_load),
 	    cmocka_unit_test(test_bad_configs),
 	    cmocka_unit_test(test_missing_and_oversized_file),
+	    cmocka_unit_test(test_mount_data_sizes),
+	    cmocka_unit_test(test_file_larger_than_its_size),
 	    cmocka_unit_test(test_lookups),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
