@@ -574,11 +574,12 @@ static void shed_stack(void)
 		qlog_debug("madvise stack: %s", strerror(errno));
 }
 
-/* The config, which nothing reads once W is forked (it has its own copy),
- * and the heap it leaves free.  Not right after the fork: the trim's
- * madvise of a heap W still shares copy-on-write took a few milliseconds
- * of S's CPU in front of W's start; once W has exec'd (or failed to) the
- * start is done and nothing shares the heap. */
+/* The config, which nothing reads once W is spawned (a forked W has its
+ * own copy), and the heap it leaves free: with the stack, once the running
+ * sandbox has been quiet for IDLE_SHED_MS.  Not at the start: the trim
+ * (brk, madvise) flushes the TLBs of every CPU that ran S's memory, W's
+ * among them when W was spawned in it, with IPIs that are dear on this VM
+ * (a few percent of a burst's CPU), and the start does not need it. */
 static void shed_config(struct sup_args *a)
 {
 	if (!a->cfg)
@@ -721,7 +722,6 @@ static void execpipe_readable(struct sup *s)
 	s->exec_rd = -1;
 	s->state = ST_RUNNING;
 	reply_started(s);
-	shed_config(s->a);
 	shed_stack();
 }
 
@@ -1168,6 +1168,7 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 			ne = epoll_wait(s.epfd, evs, 16,
 					busy && s.state == ST_RUNNING ? IDLE_SHED_MS : -1);
 		if (ne == 0) {
+			shed_config(a);
 			shed_stack();
 			busy = false;
 			continue;

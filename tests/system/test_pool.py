@@ -610,6 +610,36 @@ def test_warm_start_reports_quick_exits_and_exec_failures(poold_factory, bundle_
     assert k1["warm"]["misses"] == k0["warm"]["misses"], (k0["warm"], k1["warm"])
 
 
+def heap_kib(pid):
+    """Size of the [heap] mapping of pid, in KiB (0 if none)."""
+    with open("/proc/%d/smaps" % pid) as f:
+        lines = f.read().splitlines()
+    for i, l in enumerate(lines):
+        if l.endswith("[heap]"):
+            return int(lines[i + 1].split()[1])
+    return 0
+
+
+def test_idle_supervisor_gives_back_its_config(poold_factory, bundle_factory):
+    """The supervisor frees the config it no longer reads, and trims its
+    heap, once the running sandbox has been quiet for 2 s (not during the
+    start, where the trim's TLB flushes cost the burst; guest/supervisor.c)."""
+    p = poold_factory(pools())
+    p.start()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    cid = p.rt.new_id("idle")
+    p.rt.ok("run", "-d", "--bundle", b.path, cid)
+    try:
+        spid = sandbox_pid(p, cid)
+        sizes = []
+        # the config's heap (about 130 KiB here) comes down to about 50
+        assert poll_until(lambda: sizes.append(heap_kib(spid)) or sizes[-1] <= 96, 10.0), sizes
+    finally:
+        p.rt("delete", "--force", cid)
+
+
 def test_exhausted_pool_falls_back_cold(poold_factory, bundle_factory):
     p = poold_factory(pools(cgroup=(1, 2), netns=(0, 0), warm=(1, 2), rate=4))
     p.start()
