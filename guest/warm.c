@@ -88,8 +88,7 @@ static struct cgroups_host *warm_host;
  * three file creations were a millisecond of the start.  No directory of
  * their own: its rmdir on assignment was another 0.6 ms where freeing its
  * block is a synchronous discard (ext4 mounted with discard). */
-static const char *const premade_names[][2] = {
-    {"counters", "counters"}, {"log", "guest.log"}, {"ctl", "guest.sock"}};
+static const char *const premade_dest[WARM_PREMADE_N] = {"counters", "guest.log", "guest.sock"};
 static struct {
 	int dirfd; /* the warm socket's directory */
 	char base[NAME_MAX + 1];
@@ -99,9 +98,9 @@ static struct {
 
 static int premade_name(size_t i, char *buf, size_t len, struct qerr *err)
 {
-	if ((size_t)snprintf(buf, len, "%s.%s", premade.base, premade_names[i][0]) >= len)
+	if ((size_t)snprintf(buf, len, "%s.%s", premade.base, warm_premade_suffix[i]) >= len)
 		return qerr_set(err, ENAMETOOLONG, "%s.%s: too long", premade.base,
-				premade_names[i][0]);
+				warm_premade_suffix[i]);
 	return 0;
 }
 
@@ -135,13 +134,13 @@ static int place_premade(struct sup_args *a, struct qerr *err)
 {
 	char name[NAME_MAX + 1];
 	int r;
-	for (size_t i = 0; i < ARRAY_SIZE(premade_names); i++) {
+	for (size_t i = 0; i < WARM_PREMADE_N; i++) {
 		if ((r = premade_name(i, name, sizeof(name), err)) < 0)
 			return r;
-		if (renameat2(premade.dirfd, name, a->state_dirfd, premade_names[i][1],
+		if (renameat2(premade.dirfd, name, a->state_dirfd, premade_dest[i],
 			      RENAME_NOREPLACE) < 0)
 			return qerr_sys(err, errno, "move %s into the state directory",
-					premade_names[i][1]);
+					premade_dest[i]);
 	}
 	a->counters = premade.counters;
 	a->ctl_fd = premade.ctl_fd;

@@ -6,6 +6,8 @@
 
 #include "libcommon/launch_proto.h"
 
+const char *const warm_premade_suffix[WARM_PREMADE_N] = {"counters", "log", "ctl"};
+
 int gs_recv(int fd, struct gs_msg *m, pid_t *cred_pid, int flags)
 {
 	char cbuf[CMSG_SPACE(sizeof(struct ucred))];

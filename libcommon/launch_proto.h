@@ -20,6 +20,12 @@ struct gs_msg {
 	char msg[QERR_MSG_MAX];
 };
 
+/* The state files a warm supervisor makes ahead next to its socket SOCK,
+ * as SOCK.<suffix> (guest/warm.c): its counters, guest.log and guest.sock,
+ * in that order.  poold removes what an unassigned one leaves. */
+#define WARM_PREMADE_N 3
+extern const char *const warm_premade_suffix[WARM_PREMADE_N];
+
 /* One message and, if it came with credentials, the sender's pid (else
  * 0).  Returns 1, 0 for end of file or a short message, -errno (EAGAIN with
  * MSG_DONTWAIT in flags). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
+#include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
 #include "guest/cgroups.h"
 #include "services/poold/cgroup_pool.h"
@@ -64,10 +65,10 @@ static void unlist(struct pool *p, struct pool_item *it)
  * (guest/warm.c); an assigned one has moved them out already. */
 void warm_remove_premade(const char *sock)
 {
-	static const char *const suffixes[] = {"counters", "log", "ctl"};
 	char path[PATH_MAX + 16];
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
-		if ((size_t)snprintf(path, sizeof(path), "%s.%s", sock, suffixes[i]) < sizeof(path))
+	for (size_t i = 0; i < WARM_PREMADE_N; i++)
+		if ((size_t)snprintf(path, sizeof(path), "%s.%s", sock, warm_premade_suffix[i]) <
+		    sizeof(path))
 			unlink(path);
 }
 
