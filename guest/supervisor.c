@@ -1164,9 +1164,11 @@ static _Noreturn void serve(struct sup *sp, int devnull)
 		}
 		/* a running sandbox that has been quiet for a while gives back
 		 * the stack its last requests touched */
-		if (ne == 0)
+		if (ne == 0) {
+			trap_sched_restore(); /* woken from sleep, preempt again */
 			ne = epoll_wait(s.epfd, evs, 16,
 					busy && s.state == ST_RUNNING ? IDLE_SHED_MS : -1);
+		}
 		if (ne == 0) {
 			shed_config(a);
 			shed_stack();

@@ -82,6 +82,9 @@ void trap_respond(int listener, uint64_t id, int err, int64_t val, bool cont);
  * (SECCOMP_ADDFD_FLAG_SEND): the call returns the new fd number, which this
  * returns too, or -errno. */
 int trap_inject_fd(int listener, uint64_t id, int fd, bool cloexec);
+/* trap_inject_fd leaves the caller SCHED_BATCH (no wake-up preemption);
+ * call this before sleeping, so that a wake-up from idle preempts again. */
+void trap_sched_restore(void);
 
 /* Serve every notification pending on listener (non-blocking).  Returns 0,
  * or -EPIPE when the listener has no processes left (remove it). */

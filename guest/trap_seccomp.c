@@ -980,26 +980,40 @@ void trap_respond(int listener, uint64_t id, int err, int64_t val, bool cont)
  * to user space: two context switches for nothing, about 14 us on this
  * kind of guest (perf sched timehist).  SCHED_BATCH for the wait tells the
  * scheduler not to preempt on that wake-up: the task runs on to its next
- * call and we finish the ioctl when it blocks or its slice ends. */
+ * call and we finish the ioctl when it blocks or its slice ends.
+ *
+ * The policy stays SCHED_BATCH until the supervisor is about to sleep
+ * (trap_sched_restore): switching for each injection cost two
+ * sched_setscheduler calls, ~5 us of a mediated open here, and in between
+ * the supervisor polls rather than sleeps, so no other wake-up of it is
+ * changed. */
+static enum { SUP_SCHED_UNKNOWN, SUP_SCHED_FIXED, SUP_SCHED_OTHER, SUP_SCHED_BATCH } sched_now;
+
 int trap_inject_fd(int listener, uint64_t id, int fd, bool cloexec)
 {
-	static int batch = -1; /* 1: we run SCHED_OTHER and may switch */
 	struct sched_param none = {0};
 	struct seccomp_notif_addfd a = {.id = id,
 					.flags = SECCOMP_ADDFD_FLAG_SEND,
 					.srcfd = (uint32_t)fd,
 					.newfd_flags = cloexec ? O_CLOEXEC : 0};
-	int r, e;
 
-	if (batch < 0)
-		batch = sched_getscheduler(0) == SCHED_OTHER;
-	if (batch && sched_setscheduler(0, SCHED_BATCH, &none) < 0)
-		batch = 0;
-	r = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
-	e = errno;
-	if (batch)
-		sched_setscheduler(0, SCHED_OTHER, &none);
-	return r < 0 ? -e : r;
+	/* 'fixed': started with another policy, or the switch failed */
+	if (sched_now == SUP_SCHED_UNKNOWN)
+		sched_now =
+		    sched_getscheduler(0) == SCHED_OTHER ? SUP_SCHED_OTHER : SUP_SCHED_FIXED;
+	if (sched_now == SUP_SCHED_OTHER)
+		sched_now = sched_setscheduler(0, SCHED_BATCH, &none) == 0 ? SUP_SCHED_BATCH
+									   : SUP_SCHED_FIXED;
+	int r = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+	return r < 0 ? -errno : r;
+}
+
+void trap_sched_restore(void)
+{
+	struct sched_param none = {0};
+	if (sched_now == SUP_SCHED_BATCH)
+		sched_now = sched_setscheduler(0, SCHED_OTHER, &none) == 0 ? SUP_SCHED_OTHER
+									   : SUP_SCHED_FIXED;
 }
 
 int trap_serve(struct trap_ctx *ctx, int listener, struct qerr *err)

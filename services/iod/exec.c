@@ -1072,6 +1072,11 @@ static void start(struct sbx *sb, struct job *j)
 
 unsigned exec_drain(struct sbx *sb)
 {
+	/* A job is ~17 KiB.  iod drains every sandbox on every turn of its
+	 * loop, also while it polls: a zeroed job is kept for the next turn
+	 * when the ring was empty, instead of a calloc and free each time
+	 * (its memset was a tenth of iod's time under a stream of opens). */
+	static struct job *spare;
 	unsigned taken = 0;
 
 	for (unsigned n = 0; n < iod.budget && !sb->dead && !sb->broken; n++) {
@@ -1081,14 +1086,15 @@ unsigned exec_drain(struct sbx *sb)
 		/* Never more in flight than the CQ can take. */
 		if (sb->inflight >= IOD_RING_ENTRIES || sb->overflow)
 			break;
-		j = calloc(1, sizeof(*j));
+		j = spare ? spare : calloc(1, sizeof(*j));
+		spare = NULL;
 		if (!j) {
 			qlog_warn("sandbox %s: out of memory", sb->id);
 			break;
 		}
 		r = ring_sq_pop(&sb->ring, &j->in, iod_req_valid, NULL);
 		if (r == -EAGAIN) {
-			free(j);
+			spare = j; /* untouched: an empty ring copies nothing out */
 			break;
 		}
 		if (r == -EBADMSG) {

@@ -1041,3 +1041,34 @@ def test_blocked_opens_do_not_stall_other_sandboxes(runtime, bundle_factory, iod
         assert runtime.status(cid) == "running", "the fifo readers did not block: %s" % runtime.state(cid)
     finally:
         runtime("delete", "--force", cid)
+
+
+def sched_policy(pid):
+    """The policy field of /proc/PID/stat (0 SCHED_OTHER, 3 SCHED_BATCH)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[38])
+
+
+def test_supervisor_sleeps_as_sched_other(runtime, bundle_factory, iod, served):
+    """The supervisor injects an opened fd as SCHED_BATCH (no wake-up
+    preemption of the task installing it) and stays so while it polls;
+    once it sleeps it must be SCHED_OTHER again, or every later wake-up,
+    from idle too, would wait behind whatever runs on its CPU."""
+    if iod is None:
+        pytest.skip("QUIVER_TEST_IOD=off")
+    b = add_applets(use_iod(bundle_factory()))
+    b.shell("for i in 1 2 3 4 5 6 7 8; do cat /etc/passwd >/dev/null; done; echo opened; "
+            "trap 'exit 0' TERM; sleep 100 & wait")
+    cid = runtime.new_id("sched")
+    with served() as s:
+        runtime.ok("run", "-d", "--bundle", b.path, cid)
+        try:
+            assert poll_until(lambda: s.iod.ops().get("open", 0) - s.before.get("open", 0) >= 8, 10), \
+                "the opens did not reach iod: %s" % s.iod.ops()
+            sup = runtime.state(cid)["pid"]
+            # the shell is in sleep's wait: the supervisor has nothing to poll for
+            assert poll_until(lambda: sched_policy(sup) == 0, 5), \
+                "the idle supervisor is still policy %d (3: SCHED_BATCH)" % sched_policy(sup)
+        finally:
+            runtime("delete", "--force", cid)
+    s.check("open")
