@@ -110,9 +110,9 @@ int claim_load(const char *id, struct claim *c, struct qerr *err)
 
 /* The sandbox's cgroups go back to the pool when they are empty and the
  * pool wants them; otherwise they are removed (stragglers killed). */
-/* A claim saved before its cgroup was renamed (poold died between the
- * two writes): the v1 directories are named by the id, or still by the
- * pool name if the rename did not happen. */
+/* A claim names the pool's group, not its directories (op_take saves it
+ * once, before the rename): the v1 directories are named by the id, or
+ * still by the pool name if poold died before the rename. */
 static void guess_dirs(struct claim *c)
 {
 	struct cgroups *cg = NULL;
