@@ -13,6 +13,7 @@
 
 #include "guest/guest.h"
 #include "guest/iod_client.h"
+#include "guest/trap.h"
 #include "libcommon/unix_connect.h"
 #include "libcommon/launch_proto.h"
 #include "libcommon/log.h"
@@ -346,6 +347,7 @@ int iod_client_call(struct iod_client *c, struct iod_req *req, int with_fd, stru
 		struct pollfd p[2] = {{.fd = ring_wait_fd(&c->ring), .events = POLLIN},
 				      {.fd = c->conn, .events = POLLRDHUP}};
 
+		trap_sched_restore(); /* about to sleep: see trap_inject_fd */
 		r = poll(p, 2, WAIT_SLICE_MS);
 		if (r < 0 && errno != EINTR) {
 			detach(c);
