@@ -240,6 +240,10 @@ static void print_table(json_t *st)
 	const char *err = json_string_value(json_object_get(st, "layer_error"));
 	printf("layers: %s%s%s\n", json_string_value(json_object_get(st, "layer_backend")),
 	       err ? ": " : "", err ? err : "");
+	json_int_t releasing = json_integer_value(json_object_get(st, "releasing"));
+	if (releasing > 0)
+		printf("releasing: %lld deleted sandboxes' resources (done when takes pause)\n",
+		       (long long)releasing);
 }
 
 int cmd_pool(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,123 @@ int claim_release(const char *id, struct qerr *err)
 	if (unlinkat(dfd, id, 0) < 0 && errno != ENOENT)
 		return qerr_sys(err, errno, "remove claim %s", id);
 	return 0;
+}
+
+/* ---- releases, done when the takes pause ----
+ *
+ * A release empties and resets a sandbox's cgroups, unmounts its netns and
+ * unlinks its claim: ~2 ms here, most of it the unlink (the root
+ * filesystem discards freed blocks synchronously).  vmmd waits for the
+ * reply on its loop, so a create that arrived meanwhile waited for it too,
+ * and the next take in poold after it.  So the release is answered at
+ * once and done later: after release_after_ms (config, default 0), at the
+ * first tick with no take in the last RELEASE_QUIET_NS, or at any tick
+ * once it has waited RELEASE_WAIT_MAX_NS more or RELEASE_BACKLOG_MAX are
+ * waiting, one after another until a request comes in.  A take that
+ * reuses the id, and poold's stop, do it at once.
+ * Nothing is lost if poold dies first: the claim is still on disk, and
+ * start-up releases it once the sandbox's directory is gone (vmmd removes
+ * it after sending the release). */
+#define RELEASE_QUIET_NS    (5LL * 1000000LL)
+#define RELEASE_WAIT_MAX_NS (250LL * 1000000LL)
+#define RELEASE_BACKLOG_MAX 32
+
+struct pending_release {
+	struct pending_release *next;
+	int64_t at_ns;
+	char id[SANDBOX_ID_MAX + 1];
+};
+
+static struct pending_release *pend_head, **pend_tail = &pend_head;
+static size_t n_pend;
+
+size_t claims_pending(void)
+{
+	return n_pend;
+}
+
+static bool pending(const char *id)
+{
+	for (struct pending_release *r = pend_head; r; r = r->next)
+		if (strcmp(r->id, id) == 0)
+			return true;
+	return false;
+}
+
+int claim_release_later(const char *id, struct qerr *err)
+{
+	if (pending(id))
+		return 0;
+	struct pending_release *r = calloc(1, sizeof(*r));
+	if (!r) /* no queue: release now */
+		return claim_release(id, err);
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->at_ns = poold_now_ns();
+	*pend_tail = r;
+	pend_tail = &r->next;
+	n_pend++;
+	return 0;
+}
+
+static void release_head(void)
+{
+	struct pending_release *r = pend_head;
+	struct qerr err = {0};
+	pend_head = r->next;
+	if (!pend_head)
+		pend_tail = &pend_head;
+	n_pend--;
+	if (claim_release(r->id, &err) < 0)
+		qlog_warn("release %s: %s", r->id, err.msg);
+	free(r);
+}
+
+int claim_release_if_pending(const char *id, struct qerr *err)
+{
+	struct pending_release **pp = &pend_head, *r;
+	for (; (r = *pp); pp = &r->next)
+		if (strcmp(r->id, id) == 0)
+			break;
+	if (!r)
+		return 0;
+	*pp = r->next;
+	if (pend_tail == &r->next)
+		pend_tail = pp;
+	n_pend--;
+	free(r);
+	return claim_release(id, err);
+}
+
+/* Is the oldest waiting release due now? */
+static bool due(int64_t now)
+{
+	int64_t after = (int64_t)poold.cfg.release_after_ms * 1000000LL;
+	int64_t age = now - pend_head->at_ns;
+	if (n_pend >= RELEASE_BACKLOG_MAX)
+		return true;
+	if (age < after)
+		return false;
+	return age >= after + RELEASE_WAIT_MAX_NS || !poold.last_take_ns ||
+	       now - poold.last_take_ns >= RELEASE_QUIET_NS;
+}
+
+/* A request is waiting on the control socket (its receive fd is readable
+ * while one is queued). */
+static bool request_waiting(void)
+{
+	struct pollfd p = {.fd = poold.rep_fd, .events = POLLIN};
+	return poold.rep_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+void claims_release_pending(bool all)
+{
+	int64_t now = poold_now_ns();
+	while (pend_head && (all || due(now))) {
+		release_head();
+		/* a take that came meanwhile waits behind one release at most */
+		if (!all && request_waiting())
+			break;
+	}
 }
 
 /* ---- start-up ---- */

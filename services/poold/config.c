@@ -2,6 +2,7 @@
  *
  *	{
  *	  "refill_per_second": 100,
+ *	  "release_after_ms": 0,
  *	  "cgroup_parent": "quiver",
  *	  "pools": {
  *	    "cgroup": {"low": 8, "high": 32},
@@ -14,7 +15,9 @@
  *	}
  *
  * Every key is optional; unknown keys, wrong types and out-of-range values
- * are errors that name the key.  A pool with high 0 is off.  "swap" makes
+ * are errors that name the key.  A pool with high 0 is off.
+ * "release_after_ms": how long a deleted sandbox's resources are kept
+ * before the first pause in the takes may release them (claims.c).  "swap" makes
  * the swap area hibernated sandboxes go to (swap_area.c); none by default. */
 #include <errno.h>
 #include <stdio.h>
@@ -120,8 +123,8 @@ static int load_pool(json_t *pools, enum pool_kind k, struct poold_config *c, st
 
 static int config_apply(json_t *root, struct poold_config *c, struct qerr *err)
 {
-	static const char *const top[] = {"refill_per_second", "cgroup_parent", "pools", "swap",
-					  NULL};
+	static const char *const top[] = {
+	    "refill_per_second", "release_after_ms", "cgroup_parent", "pools", "swap", NULL};
 	static const char *const swap_keys[] = {"mib", NULL};
 	static const char *const kinds[] = {"cgroup", "netns", "layer", "warm", NULL};
 	if (!json_is_object(root))
@@ -129,6 +132,7 @@ static int config_apply(json_t *root, struct poold_config *c, struct qerr *err)
 	int r = check_keys(root, "", top, err);
 	uint64_t rate = c->refill_per_second;
 	if (r < 0 || (r = get_uint(root, "", "refill_per_second", 100000, &rate, err)) < 0 ||
+	    (r = get_uint(root, "", "release_after_ms", 3600000, &c->release_after_ms, err)) < 0 ||
 	    (r = get_str(root, "", "cgroup_parent", c->cgroup_parent, sizeof(c->cgroup_parent),
 			 err)) < 0)
 		return r;

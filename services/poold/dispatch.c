@@ -195,6 +195,9 @@ static int op_take(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 		want[k] = true;
 	}
 	poold.last_take_ns = poold_now_ns();
+	/* the id's last sandbox is still being released: finish that first */
+	if ((r = claim_release_if_pending(t.claim.id, err)) < 0)
+		return r;
 	struct claim old;
 	if (claim_load(t.claim.id, &old, NULL) == 0) {
 		claim_free(&old);
@@ -224,7 +227,7 @@ static int op_release(const struct qmsg_in *req, struct qmsg_out *reply, struct 
 {
 	char id[SANDBOX_ID_MAX + 1];
 	int r = qmsg_get_str(req->root, "id", id, sizeof(id), err);
-	if (r < 0 || (r = sandbox_id_check(id, err)) < 0 || (r = claim_release(id, err)) < 0)
+	if (r < 0 || (r = sandbox_id_check(id, err)) < 0 || (r = claim_release_later(id, err)) < 0)
 		return r;
 	qmsg_begin(reply, "ok", 0);
 	return 0;
@@ -235,7 +238,7 @@ static int op_status(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	(void)req;
 	(void)err;
 	msgpack_packer *pk = &reply->pk;
-	qmsg_begin(reply, "status", 5);
+	qmsg_begin(reply, "status", 6);
 	qmsg_put_key(reply, "pools");
 	msgpack_pack_array(pk, POOL_NKINDS);
 	for (int k = 0; k < POOL_NKINDS; k++) {
@@ -265,6 +268,7 @@ static int op_status(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		     poold.layers ? layer_pool_backend(poold.layers) : "off");
 	qmsg_put_str(reply, "layer_error", poold.layer_error[0] ? poold.layer_error : NULL);
 	qmsg_put_uint(reply, "refill_per_second", poold.cfg.refill_per_second);
+	qmsg_put_uint(reply, "releasing", claims_pending()); /* answered, not yet done */
 	uint64_t size_kib = 0, used_kib = 0;
 	bool active =
 	    poold.swap.active && swap_area_usage(poold.swap.path, &size_kib, &used_kib) == 0;

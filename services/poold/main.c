@@ -92,6 +92,8 @@ static void control_readable(uv_poll_t *h, int status, int events)
 static void on_tick(uv_timer_t *t)
 {
 	(void)t;
+	/* first: a release may give the refill its cgroups back */
+	claims_release_pending(false);
 	pools_refill();
 	poold_metrics_update();
 }
@@ -130,6 +132,7 @@ static int control_listen(struct qerr *err)
 		rv = nng_socket_get_int(poold.rep, NNG_OPT_RECVFD, &fd);
 	if (rv != 0)
 		return qerr_set(err, qnng_errno(rv), "control socket: %s", nng_strerror(rv));
+	poold.rep_fd = fd;
 	uv_poll_init(poold.loop, &poold.rep_poll, fd);
 	uv_poll_start(&poold.rep_poll, UV_READABLE, control_readable);
 	return 0;
@@ -306,6 +309,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < POOL_NKINDS; k++)
 		poold.pools[k].kind = (enum pool_kind)k;
 
+	poold.rep_fd = -1;
 	poold.loop = uv_default_loop();
 	open_pools();
 	if (claims_reclaim(&err) < 0)
@@ -338,8 +342,10 @@ int main(int argc, char **argv)
 	notify_stopping();
 
 	uv_poll_stop(&poold.rep_poll);
+	poold.rep_fd = -1;
 	nng_close(poold.rep);
 	unlinkat(poold.rootfd, "poold.sock", 0);
+	claims_release_pending(true);
 	pools_drain();
 	warm_reap_children();
 	close_layer_store();

@@ -58,6 +58,7 @@ struct pool_config {
 struct poold_config {
 	struct pool_config pool[POOL_NKINDS];
 	unsigned refill_per_second;
+	uint64_t release_after_ms; /* a release waits at least this long */
 	char cgroup_parent[PATH_MAX];
 	char layer_backend[16]; /* auto, xfs, tmpfs */
 	uint64_t layer_image_mib;
@@ -99,6 +100,7 @@ struct poold {
 	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */
 	uv_signal_t sigterm, sigint, sigchld;
 	nng_socket rep;
+	int rep_fd; /* readable while a request is queued; -1 before and after */
 	uv_poll_t rep_poll;
 	double tokens; /* refill budget */
 	int64_t last_tick_ns;
@@ -151,6 +153,14 @@ int claim_load(const char *id, struct claim *c, struct qerr *err);
 /* Release what a claim holds and remove it.  give_back: cgroups may go
  * back to the pool (else they are removed). */
 int claim_release(const char *id, struct qerr *err);
+/* The same, later (claims_release_pending): 0, or claim_release's answer
+ * when it could not be queued. */
+int claim_release_later(const char *id, struct qerr *err);
+/* A queued release of id, done now (a take reuses the id): 0 when none. */
+int claim_release_if_pending(const char *id, struct qerr *err);
+/* Queued releases, done if the takes have paused (or all of them). */
+void claims_release_pending(bool all);
+size_t claims_pending(void);
 /* Start-up: release claims whose sandbox is gone, destroy every pooled
  * thing no claim names. */
 int claims_reclaim(struct qerr *err);

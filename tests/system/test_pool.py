@@ -349,6 +349,7 @@ BAD_CONFIGS = [
     ("float", {"pools": {"layer": {"high": 2.5}}}, "pools.layer.high"),
     ("pools-not-object", {"pools": [1]}, "pools"),
     ("refill-zero", {"refill_per_second": 0}, "refill_per_second"),
+    ("release-after-too-long", {"release_after_ms": 3600001}, "release_after_ms"),
     ("image-too-small", {"pools": {"layer": {"image_mib": 299}}}, "pools.layer.image_mib"),
     ("bad-backend", {"pools": {"layer": {"backend": "btrfs"}}}, "pools.layer.backend"),
     ("relative-template", {"pools": {"layer": {"template": "rootfs"}}}, "pools.layer.template"),
@@ -873,6 +874,62 @@ def test_kill9_with_warm_sandbox_then_delete_releases_claim(poold_factory, bundl
     assert_groups_released(p, cid, v2_name)
     assert poll_until(lambda: cid not in p.layers(), 5.0), "layer %s left: %s\n%s" % (cid, p.layers(), p.logs())
     p.stop()
+    assert_all_gone(p)
+
+
+def test_release_is_answered_at_once_and_done_later(poold_factory, bundle_factory):
+    """release_after_ms holds a deleted sandbox's resources: the claim and
+    its groups wait (status "releasing"); a run that reuses the id has them
+    released first and still starts warm; a kill -9 leaves the claim to
+    the next start; poold's stop does every waiting release."""
+    cfg = pools(warm=(2, 3))
+    cfg["release_after_ms"] = 600000
+    p = poold_factory(cfg)
+    p.start()
+    k0 = by_kind(p.settled(full=True))
+    b = bundle_factory()
+    b.shell(LOOP)
+
+    def run_and_delete(cid):
+        p.rt.ok("run", "-d", "--bundle", b.path, cid)
+        spid = sandbox_pid(p, cid)
+        p.rt.ok("delete", "--force", cid)
+        assert wait_gone(spid)
+        # vmmd sends the release after its reply to the delete
+        assert poll_until(lambda: p.status().get("releasing") == 1, 5.0), (p.status(), p.logs(cid))
+
+    cid = p.rt.new_id("later")
+    run_and_delete(cid)
+    time.sleep(0.2)  # ten ticks: still held
+    assert p.claims() == [cid] and p.status()["releasing"] == 1, (p.claims(), p.status())
+    assert any(cid in names for names in p.groups().values()), p.groups()
+    assert "releasing: 1 " in p.rt.ok("pool", "status").stdout
+
+    # the same id again: the waiting release is done first, the take is warm
+    p.rt.ok("run", "-d", "--bundle", b.path, cid)
+    k1 = p.pools()
+    assert k1["warm"]["hits"] == k0["warm"]["hits"] + 2, (k0["warm"], k1["warm"], p.logs(cid))
+    assert k1["warm"]["misses"] == k0["warm"]["misses"], (k1["warm"], p.logs(cid))
+    assert p.claims() == [cid] and p.status()["releasing"] == 0, (p.claims(), p.status())
+    spid = sandbox_pid(p, cid)
+    p.rt.ok("delete", "--force", cid)
+    assert wait_gone(spid)
+    assert poll_until(lambda: p.status().get("releasing") == 1, 5.0), p.status()
+
+    # kill -9 with the release waiting: the next start releases the claim
+    # (the sandbox's directory is gone)
+    p.kill9()
+    p.start()
+    p.settled()
+    assert not p.claims(), "claim of a deleted sandbox kept: %s\n%s" % (p.claims(), p.logs())
+    assert all(cid not in names for names in p.groups().values()), p.groups()
+
+    # SIGTERM with a release waiting: done before poold exits
+    cid2 = p.rt.new_id("later2")
+    run_and_delete(cid2)
+    p.stop()
+    assert not p.claims(), "claims left by a stopped poold: %s\n%s" % (p.claims(), p.logs())
+    assert all(cid2 not in names for names in p.groups().values()), p.groups()
     assert_all_gone(p)
 
 
