@@ -207,8 +207,9 @@ def procs_with(tag):
 
 
 def mounts_with(s):
+    """Mounts below s (a tmpfs mounted on s itself, api.py --tmpfs, is not one)."""
     with open("/proc/self/mountinfo") as f:
-        return [line for line in f if s in line]
+        return [line for line in f if s in line and line.split()[4] != s]
 
 
 def leftovers(tag, root, tmp):

@@ -9,7 +9,10 @@ qctl/runc.  crun refuses this hybrid cgroup host, so it runs in a private
 mount namespace with /sys/fs/cgroup/unified unmounted (nothing changes on
 the host).  Each runtime gets its own --root and unique ids.
 
-    sudo /usr/bin/python3 bench/startup.py [--rounds 20] [--qctl PATH] [--only qwarm,crun] [--plot out.png]
+    sudo /usr/bin/python3 bench/startup.py [--rounds 20] [--qctl PATH] [--only qwarm,crun] [--plot out.png] [--tmpfs]
+
+--tmpfs: every runtime's root and the bundle on a tmpfs mounted for the run
+(as /run is on a systemd host); by default under /tmp, whatever that is.
 
 qctl is the cold path (QUIVER_NO_WARM=1); qwarm has a poold on its root and
 starts from a warm supervisor (the pool is refilled between rounds, untimed).
@@ -130,9 +133,14 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated subset of qctl,qwarm,runc,crun")
     ap.add_argument("--plot", default=None, help="write a PNG with gnuplot, if installed")
     ap.add_argument("--idle", type=float, default=85.0)
+    ap.add_argument("--tmpfs", action="store_true", help="roots and bundle on a tmpfs (as /run on most hosts)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="quiver-bench-")
+    if args.tmpfs:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=1g", "quiver-bench", tmp], check=True)
+    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", tmp], stdout=subprocess.PIPE,
+                            text=True).stdout.strip()
     bundle = os.path.join(tmp, "bundle")
     make_bundle(bundle)
     runners = []
@@ -190,9 +198,11 @@ def main():
                     subprocess.run([qctl, "--root", r.root] + what,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.tmpfs and subprocess.run(["umount", tmp]).returncode == 0:
+            os.rmdir(tmp)
 
-    print("# %s, %d interleaved rounds, idle before %.1f%%, during %.1f%%"
-          % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, idle_before, idle_during))
+    print("# %s, %d interleaved rounds, idle before %.1f%%, during %.1f%%; roots on %s"
+          % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, idle_before, idle_during, fstype or "?"))
     print("%-6s %9s %9s %9s   (ms, `run` of busybox /bin/true)" % ("", "min", "median", "max"))
     by = {r.name: r for r in runners}
     for r in runners:
