@@ -36,17 +36,16 @@ import glob
 import json
 import os
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from startup import CRUN_WRAPPER, Runner, cpu_times, idle_share, wait_quiet, make_bundle  # noqa: E402
+from startup import (CRUN_WRAPPER, Runner, bench_tmpdir, cpu_times, idle_share, make_bundle,  # noqa: E402
+                     remove_bench_tmpdir, wait_quiet)
 import burst  # noqa: E402
 
 GOAL_LATENCY_MS = 3.0
@@ -503,9 +502,7 @@ def main():
     want = set(args.only.split(","))
 
     started = time.time()
-    tmp = tempfile.mkdtemp(prefix="quiver-api-")
-    if args.tmpfs:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=4g", "quiver-api", tmp], check=True)
+    tmp, fstype = bench_tmpdir("quiver-api-", args.tmpfs, "4g")
     q = Quiver(bindir, loadgen, tmp)
     true_bundle = os.path.join(tmp, "bundle-true")
     sleep_bundle = os.path.join(tmp, "bundle-sleep")
@@ -518,9 +515,7 @@ def main():
     # Every runtime's state root is under tmp: its filesystem moves the
     # figures (here /tmp is ext4 without a journal, where each file created
     # after a burst of deletions costs ~0.5 ms; /run is a tmpfs on most hosts).
-    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", tmp], stdout=subprocess.PIPE,
-                            text=True).stdout.strip()
-    print("# roots and bundles on %s (%s)" % (fstype or "?", tmp))
+    print("# roots and bundles on %s (%s)" % (fstype, tmp))
     try:
         if "latency" in want:
             lat = part_latency(args, q, true_bundle, problems)
@@ -544,12 +539,8 @@ def main():
                     print("%s: %d warning/error lines, e.g.:" % (log, len(errs)), file=sys.stderr)
                     for e in errs[:5]:
                         print("   " + e[:240], file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if args.tmpfs:
-            if subprocess.run(["umount", tmp]).returncode != 0:
-                problems.append("the tmpfs on %s did not unmount (still in use)" % tmp)
-            else:
-                os.rmdir(tmp)
+        if not remove_bench_tmpdir(tmp, args.tmpfs):
+            problems.append("the tmpfs on %s did not unmount (still in use)" % tmp)
 
     print("# %s, %d rounds, %.0f s in all" % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, time.time() - started))
     if lat and lat["warm"]:

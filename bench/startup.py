@@ -71,6 +71,31 @@ def make_bundle(d):
         json.dump(default_config(["/bin/true"]), f, indent=1)
 
 
+def bench_tmpdir(prefix, tmpfs, size):
+    """A temp dir for the runtimes' roots and the bundles, on a tmpfs
+    mounted there when tmpfs (as /run is on a systemd host).  Returns it and
+    the type of the filesystem it is on."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    if tmpfs:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=" + size, prefix.strip("-"), tmp],
+                       check=True)
+    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", tmp], stdout=subprocess.PIPE,
+                            text=True).stdout.strip()
+    return tmp, fstype or "?"
+
+
+def remove_bench_tmpdir(tmp, tmpfs):
+    """rm -rf of bench_tmpdir's dir, and its tmpfs: False when that does not
+    unmount (still in use)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not tmpfs:
+        return True
+    if subprocess.run(["umount", tmp]).returncode != 0:
+        return False
+    os.rmdir(tmp)
+    return True
+
+
 def newest_qctl():
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     cands = [p for p in glob.glob(os.path.join(here, "build*", "bin", "qctl")) if os.access(p, os.X_OK)]
@@ -136,11 +161,7 @@ def main():
     ap.add_argument("--tmpfs", action="store_true", help="roots and bundle on a tmpfs (as /run on most hosts)")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="quiver-bench-")
-    if args.tmpfs:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=1g", "quiver-bench", tmp], check=True)
-    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", tmp], stdout=subprocess.PIPE,
-                            text=True).stdout.strip()
+    tmp, fstype = bench_tmpdir("quiver-bench-", args.tmpfs, "1g")
     bundle = os.path.join(tmp, "bundle")
     make_bundle(bundle)
     runners = []
@@ -197,12 +218,11 @@ def main():
                 for what in (["pool", "stop"], ["daemons", "stop"]):
                     subprocess.run([qctl, "--root", r.root] + what,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if args.tmpfs and subprocess.run(["umount", tmp]).returncode == 0:
-            os.rmdir(tmp)
+        if not remove_bench_tmpdir(tmp, args.tmpfs):
+            print("warning: the tmpfs on %s did not unmount (still in use)" % tmp, file=sys.stderr)
 
     print("# %s, %d interleaved rounds, idle before %.1f%%, during %.1f%%; roots on %s"
-          % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, idle_before, idle_during, fstype or "?"))
+          % (time.strftime("%Y-%m-%d %H:%M"), args.rounds, idle_before, idle_during, fstype))
     print("%-6s %9s %9s %9s   (ms, `run` of busybox /bin/true)" % ("", "min", "median", "max"))
     by = {r.name: r for r in runners}
     for r in runners:
