@@ -212,17 +212,33 @@ size_t claims_pending(void)
 	return n_pend;
 }
 
-static bool pending(const char *id)
+/* The link that points at id's waiting release, or at the end of the
+ * queue (NULL) when it has none. */
+static struct pending_release **find_pending(const char *id)
 {
-	for (struct pending_release *r = pend_head; r; r = r->next)
-		if (strcmp(r->id, id) == 0)
-			return true;
-	return false;
+	struct pending_release **pp = &pend_head;
+	while (*pp && strcmp((*pp)->id, id) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Take the entry *pp points at off the queue and release its id:
+ * claim_release's answer. */
+static int release_at(struct pending_release **pp, struct qerr *err)
+{
+	struct pending_release *r = *pp;
+	*pp = r->next;
+	if (pend_tail == &r->next)
+		pend_tail = pp;
+	n_pend--;
+	int rc = claim_release(r->id, err);
+	free(r);
+	return rc;
 }
 
 int claim_release_later(const char *id, struct qerr *err)
 {
-	if (pending(id))
+	if (*find_pending(id))
 		return 0;
 	struct pending_release *r = calloc(1, sizeof(*r));
 	if (!r) /* no queue: release now */
@@ -235,33 +251,10 @@ int claim_release_later(const char *id, struct qerr *err)
 	return 0;
 }
 
-static void release_head(void)
-{
-	struct pending_release *r = pend_head;
-	struct qerr err = {0};
-	pend_head = r->next;
-	if (!pend_head)
-		pend_tail = &pend_head;
-	n_pend--;
-	if (claim_release(r->id, &err) < 0)
-		qlog_warn("release %s: %s", r->id, err.msg);
-	free(r);
-}
-
 int claim_release_if_pending(const char *id, struct qerr *err)
 {
-	struct pending_release **pp = &pend_head, *r;
-	for (; (r = *pp); pp = &r->next)
-		if (strcmp(r->id, id) == 0)
-			break;
-	if (!r)
-		return 0;
-	*pp = r->next;
-	if (pend_tail == &r->next)
-		pend_tail = pp;
-	n_pend--;
-	free(r);
-	return claim_release(id, err);
+	struct pending_release **pp = find_pending(id);
+	return *pp ? release_at(pp, err) : 0;
 }
 
 /* Is the oldest waiting release due now? */
@@ -289,7 +282,11 @@ void claims_release_pending(bool all)
 {
 	int64_t now = poold_now_ns();
 	while (pend_head && (all || due(now))) {
-		release_head();
+		struct qerr err = {0};
+		char id[SANDBOX_ID_MAX + 1];
+		snprintf(id, sizeof(id), "%s", pend_head->id);
+		if (release_at(&pend_head, &err) < 0)
+			qlog_warn("release %s: %s", id, err.msg);
 		/* a take that came meanwhile waits behind one release at most */
 		if (!all && request_waiting())
 			break;
