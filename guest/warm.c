@@ -433,7 +433,9 @@ static int warm_supervisor(void *arg)
 	}
 	report_ready(w->ready_wr, NULL);
 	close(w->ready_wr);
-	int keep[] = {o->sync_fd, lfd, devnull, premade.dirfd, premade.ctl_fd};
+	/* the log too (poold's warm.log): take_assignment's qlog_init closes it
+	 * when it opens guest.log, and must not find its number reused */
+	int keep[] = {o->sync_fd, lfd, devnull, premade.dirfd, premade.ctl_fd, qlog_file_fd()};
 	if (close_all_but(3, keep, (int)ARRAY_SIZE(keep), &err) < 0)
 		_exit(1);
 	for (int i = 0; i <= 2; i++)

@@ -58,6 +58,14 @@ int qlog_init(const char *prog, const char *path, enum qlog_format format, enum 
 	return 0;
 }
 
+int qlog_file_fd(void)
+{
+	pthread_mutex_lock(&log_lock);
+	int fd = log_own_fd ? log_fd : -1;
+	pthread_mutex_unlock(&log_lock);
+	return fd;
+}
+
 int qlog_parse_format(const char *s, enum qlog_format *out)
 {
 	if (!s)

@@ -14,6 +14,9 @@ enum qlog_format { QLOG_TEXT, QLOG_JSON };
  * is opened O_APPEND|O_CLOEXEC.  May be called again to change settings. */
 int qlog_init(const char *prog, const char *path, enum qlog_format format, enum qlog_level min,
 	      struct qerr *err);
+/* The descriptor of the log file qlog_init opened, -1 when logging to
+ * stderr: what a process that closes every other fd must keep. */
+int qlog_file_fd(void);
 /* Parse "text"/"json" and "debug"/"info"/"warn"/"error". */
 int qlog_parse_format(const char *s, enum qlog_format *out);
 int qlog_parse_level(const char *s, enum qlog_level *out);

@@ -564,6 +564,29 @@ def test_warm_hit_runs_the_workload(poold_factory, bundle_factory):
     assert sorted(n for n in left if n not in socks) == premade, left
 
 
+def test_warm_sandbox_logs_to_its_guest_log(poold_factory, bundle_factory):
+    """A taken warm supervisor logs to the sandbox's guest.log.  It used to
+    close poold's warm.log with every fd it did not keep, so opening
+    guest.log reused that number and closed it as "the old log": every
+    line after that (the workload's exit, any warning) went nowhere."""
+    p = poold_factory(pools(warm=(1, 1)))
+    p.start()
+    k0 = by_kind(p.settled(full=True))
+    b = bundle_factory()
+    b.shell("exit 5")
+    cid = p.rt.new_id("wlog")
+    p.rt.ok("run", "-d", "--bundle", b.path, cid)
+
+    def stopped():
+        r = p.rt("state", cid)
+        return r.returncode == 0 and json.loads(r.stdout)["status"] == "stopped"
+    assert poll_until(stopped, 10.0), p.logs(cid)
+    assert p.pools()["warm"]["hits"] == k0["warm"]["hits"] + 1, p.logs(cid)
+    log = read_text(os.path.join(p.root, cid, "guest.log"))
+    assert re.search(r"info: workload exited: status \d+, exit code 5$", log, re.M), p.logs(cid)
+    p.rt.ok("delete", cid)
+
+
 # ---------------------------------------------------------------------------
 # 4. exhaustion
 
