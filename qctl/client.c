@@ -114,9 +114,11 @@ int vmmd_connect(bool start, struct qerr *err)
 	}
 	if ((r = ensure_root(err)) < 0 || (r = vmmd_start_daemon(err)) < 0)
 		return r;
-	/* Ready when it exited 0; the backoff only covers a daemon that lost
-	 * the lock race to one that is still starting. */
-	for (;;) {
+	/* Ready when it exited 0; the backoff covers a daemon that lost the
+	 * lock race to one that is still starting, or to one still exiting
+	 * (killed, its last files closing: an inotify instance takes
+	 * milliseconds), which will never listen: ours is started again. */
+	for (int next_start = 250;;) {
 		r = dial(&derr);
 		if (r == 0)
 			goto ok;
@@ -125,6 +127,11 @@ int vmmd_connect(bool start, struct qerr *err)
 		nanosleep(&(struct timespec){.tv_nsec = delay_ms * 1000000L}, NULL);
 		waited += delay_ms;
 		delay_ms = delay_ms * 2 > 200 ? 200 : delay_ms * 2;
+		if (waited >= next_start) {
+			next_start += 250;
+			if ((r = vmmd_start_daemon(err)) < 0)
+				return r;
+		}
 	}
 	return qerr_set(err, derr.code ? derr.code : ECONNREFUSED,
 			"cannot reach quiver-vmmd at %s/vmmd.sock: %s", g.root, derr.msg);

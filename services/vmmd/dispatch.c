@@ -785,6 +785,8 @@ static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 			freezer_set(sb, false, NULL);
 		if ((r = supervisor_wait(sb, SUPERVISOR_KILL_WAIT, false, err)) < 0)
 			return r;
+	} else if ((r = supervisor_reap(sb, err)) < 0) {
+		return r;
 	}
 	/* poold takes back what it gave (cgroups reset for reuse, netns,
 	 * layer), after our reply (pool_release_later) */

@@ -64,8 +64,9 @@ struct sandbox {
 	int sent_signal; /* last fatal signal vmmd sent, for a supervisor that left no report */
 	int pidfd;
 	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
-	bool pooled;	       /* holds resources from poold: released through it */
-	bool transient;	       /* its caller deletes it once it stops: no stopped record */
+	int report_wd;	/* supervisor.c: inotify watch of ROOT/ID for the exit report; 0: none */
+	bool pooled;	/* holds resources from poold: released through it */
+	bool transient; /* its caller deletes it once it stops: no stopped record */
 	struct assign *assign; /* API create in flight (create.c), or NULL */
 	/* hibernate.c */
 	enum sb_hib hib;
@@ -137,6 +138,10 @@ bool supervisor_refresh(struct sandbox *sb, bool persist);
 /* Mark sb stopped from its exit file (or from what we know); persist
  * false skips writing state.json (delete is about to remove it). */
 void supervisor_exited(struct sandbox *sb, bool persist);
+/* Before a stopped sandbox's resources go: a supervisor stopped on its
+ * exit report may still be tearing the sandbox's namespaces down.  Waits
+ * for it (SIGKILL after a moment); 0 once it is gone. */
+int supervisor_reap(struct sandbox *sb, struct qerr *err);
 int supervisor_signal(struct sandbox *sb, int sig, struct qerr *err);
 /* Block up to timeout_ms until the supervisor exits. */
 int supervisor_wait(struct sandbox *sb, int timeout_ms, bool persist, struct qerr *err);

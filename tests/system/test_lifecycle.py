@@ -109,6 +109,31 @@ def test_delete_refuses_running_then_force(runtime, bundle):
     assert not os.path.exists(os.path.join(runtime.root, cid))
 
 
+@pytest.mark.quiver_only
+def test_stopped_on_the_exit_report_and_delete_waits_for_the_supervisor(runtime, bundle):
+    """vmmd stops a sandbox when its supervisor's exit report lands in
+    ROOT/ID (inotify), not when the supervisor is gone: that exit tears the
+    namespaces down first.  A report is written here by hand while the
+    workload still loops, so the supervisor outlives it for good: the
+    sandbox is stopped with the report's exit code all the same, and a
+    plain delete then waits for the supervisor (SIGKILL after a moment)
+    before anything of the sandbox goes."""
+    cid = running(runtime, bundle)
+    pid = runtime.state(cid)["pid"]
+    d = os.path.join(runtime.root, cid)
+    with open(os.path.join(d, ".exit.tmp.test"), "w") as f:
+        json.dump({"status": 42 << 8, "exit_code": 42, "signal": 0}, f)
+    os.rename(os.path.join(d, ".exit.tmp.test"), os.path.join(d, "exit"))
+    assert runtime.wait_status(cid, "stopped"), runtime.state(cid)
+    assert pid_alive(pid), "the supervisor exited: nothing shows the report was read first"
+    assert json.loads(runtime.ok("inspect", cid).stdout)["exit"]["exit_code"] == 42
+    r = runtime("delete", cid)
+    assert r.returncode == 0, r.stderr
+    assert wait_gone(pid, 0.5), "supervisor %d outlived the delete" % pid
+    assert runtime("state", cid).returncode != 0
+    assert not os.path.exists(d)
+
+
 def test_delete_created_force(runtime, bundle):
     cid = created(runtime, bundle)
     pid = runtime.state(cid)["pid"]
