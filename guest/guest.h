@@ -94,6 +94,7 @@ struct sup_args {
 	pid_t host_pid;		    /* S's pid on the host (sent with GS_GO) */
 	const char *layer_upper;    /* writable layer over the rootfs (overlayfs), or NULL */
 	const char *layer_work;
+	int dev_tree;	/* /dev built while warm (rootfs_dev_prebuild), or -1 */
 	bool autostart; /* warm, assigned with start: no separate start request */
 };
 
@@ -166,7 +167,20 @@ struct rootfs_calls {
 	/* Not NULL: the root is an overlay of the bundle's rootfs (lower,
 	 * never written) and this upper/work pair from poold's layer pool. */
 	const char *layer_upper, *layer_work;
+	/* Not NULL: a /dev a warm S built before it was taken
+	 * (rootfs_dev_prebuild), attached in place of the config's /dev
+	 * mounts when they are the default ones; closed either way, -1 after. */
+	int *dev_tree;
 };
+
+/* Build, detached, the /dev that runc's and containerd's default specs
+ * mount (tmpfs, devpts, shm, mqueue, the six default nodes and the
+ * links), in S's namespaces (mqueue and devpts are tied to them).
+ * Returns the tree's fd. */
+int rootfs_dev_prebuild(struct qerr *err);
+/* Whether cfg's mounts at and under /dev are exactly what that tree
+ * holds, so that it can stand in for them. */
+bool rootfs_dev_fits(const struct guest_config *cfg);
 
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
  * hostname, sysctl, readonly and masked paths, read-only root. */

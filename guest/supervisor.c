@@ -887,7 +887,8 @@ static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 					     .before_pivot = create_container_hooks,
 					     .arg = a,
 					     .layer_upper = a->layer_upper,
-					     .layer_work = a->layer_work};
+					     .layer_work = a->layer_work,
+					     .dev_tree = &a->dev_tree};
 		r = rootfs_setup(cfg, a->cg, &calls, err);
 	}
 	if (r < 0)

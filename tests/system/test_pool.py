@@ -587,6 +587,63 @@ def test_warm_sandbox_logs_to_its_guest_log(poold_factory, bundle_factory):
     p.rt.ok("delete", cid)
 
 
+def mount_table(text, cid):
+    """A sandbox's /proc/self/mountinfo without what differs between two
+    sandboxes of one bundle: mount ids, device numbers, peer groups, the
+    cgroup parent and name in its cgroup paths (poold's, or the sandbox's);
+    sorted by mount point (a tree built while warm has the lower ids)."""
+    rows = []
+    for line in text.splitlines():
+        f = line.split()
+        sep = f.index("-")
+        opt = [o for o in f[6:sep] if not re.match(r"(shared|master|propagate_from):", o)]
+        root = re.sub(r"/[^/]+/(%s|@pool-[0-9a-f-]+)$" % re.escape(cid), "/PARENT/ID", f[3])
+        rows.append((f[4], root, f[5], " ".join(opt), " ".join(f[sep + 1:])))
+    return sorted(rows)
+
+
+def test_warm_dev_is_the_cold_one(poold_factory, bundle_factory):
+    """A warm supervisor builds the default /dev while it waits (tmpfs,
+    devpts, shm, mqueue, six nodes, links: guest/mounts.c) and attaches it
+    in one move_mount: what the workload sees is the mount table of a cold
+    sandbox of the same bundle, option for option.  A config whose /dev
+    differs gets its own, warm or not."""
+    p = poold_factory(pools(warm=(1, 1)))
+    p.start()
+    b = bundle_factory()
+    b.args("cat", "/proc/self/mountinfo")
+    tables = {}
+    for how in ("warm", "cold"):
+        p.settled(full=True)
+        k0 = p.pools()
+        cid = p.rt.new_id(how)
+        env = dict(os.environ, QUIVER_NO_WARM="1") if how == "cold" else None
+        r = p.rt("run", "--bundle", b.path, cid, env=env)
+        assert r.returncode == 0, (r, p.logs(cid))
+        hits = p.pools()["warm"]["hits"] - k0["warm"]["hits"]
+        assert hits == (1 if how == "warm" else 0), (how, hits)
+        tables[how] = mount_table(r.stdout, cid)
+    assert any(m[0] == "/dev/pts" for m in tables["warm"]), tables["warm"]
+    assert tables["warm"] == tables["cold"], "\n".join(
+        "%s %s" % ("warm" if t is tables["warm"] else "cold", m)
+        for t in (tables["warm"], tables["cold"]) for m in t if m not in (tables["cold"] if t is tables["warm"] else tables["warm"]))
+
+    # a /dev of 1 MiB: not the prebuilt one, and still a warm hit
+    mounts = b.config["mounts"]
+    for m in mounts:
+        if m["destination"] == "/dev":
+            m["options"] = [o if not o.startswith("size=") else "size=1m" for o in m["options"]]
+    b.set("mounts", mounts)
+    p.settled(full=True)
+    k0 = p.pools()
+    cid = p.rt.new_id("devsize")
+    r = p.rt("run", "--bundle", b.path, cid)
+    assert r.returncode == 0, (r, p.logs(cid))
+    assert p.pools()["warm"]["hits"] == k0["warm"]["hits"] + 1
+    dev = [m for m in mount_table(r.stdout, cid) if m[0] == "/dev"]
+    assert len(dev) == 1 and "size=1024k" in dev[0][4], dev
+
+
 # ---------------------------------------------------------------------------
 # 4. exhaustion
 

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "guest/guest.h"
 #include "guest/oci_config.h"
 #include "guest/trap.h"
 #include "libcommon/cleanup.h"
@@ -228,6 +229,83 @@ static void test_runc_spec_from_runc(void **state)
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(guest_config_load(bundle, &g, &err), 0);
 	check_runc_spec(g);
+}
+
+/* runc_spec with one substring replaced (each must be there once) */
+static char *spec_with(const char *from, const char *to)
+{
+	const char *at = strstr(runc_spec, from);
+	assert_non_null(at);
+	assert_null(strstr(at + 1, from));
+	size_t n = strlen(runc_spec) - strlen(from) + strlen(to);
+	char *out = malloc(n + 1);
+	assert_non_null(out);
+	snprintf(out, n + 1, "%.*s%s%s", (int)(at - runc_spec), runc_spec, to, at + strlen(from));
+	return out;
+}
+
+static bool dev_fits(const char *json)
+{
+	struct qerr err = {0};
+	cleanup_config struct guest_config *g = NULL;
+	write_config(json, strlen(json));
+	assert_int_equal(guest_config_load(bundle, &g, &err), 0);
+	return rootfs_dev_fits(g);
+}
+
+/* guest/mounts.c: a warm supervisor's prebuilt /dev stands in for the
+ * config's only when the config's /dev mounts are runc's defaults, as the
+ * parser reads them; anything else at or under /dev (or a destination not
+ * plainly spelled) and the sandbox makes its own. */
+static void test_warm_dev_fits_runc_spec_only(void **state)
+{
+	static const char dev[] = "{\"destination\":\"/dev\",\"type\":\"tmpfs\",\"source\":"
+				  "\"tmpfs\",\"options\":[\"nosuid\",\"strictatime\",\"mode=755\","
+				  "\"size=65536k\"]},";
+	static const char pts_opts[] = "\"ptmxmode=0666\",\"mode=0620\",\"gid=5\"]},";
+	static const char mq[] = ",{\"destination\":\"/dev/mqueue\",\"type\":\"mqueue\",\"source\":"
+				 "\"mqueue\",\"options\":[\"nosuid\",\"noexec\",\"nodev\"]}";
+	static const char ns[] = "\"namespaces\":[";
+	const char *bad[][2] = {
+	    {"\"mode=755\",\"size=65536k\"", "\"mode=755\",\"size=1m\""},
+	    {"\"strictatime\",\"mode=755\"", "\"mode=755\""},
+	    {"\"source\":\"shm\"", "\"source\":\"tmpfs\""},
+	    {pts_opts, "\"ptmxmode=0666\",\"mode=0620\",\"gid=5\",\"rprivate\"]},"},
+	    {mq, ""},
+	    {mq, ",{\"destination\":\"/dev/mqueue\",\"type\":\"mqueue\",\"source\":\"mqueue\","
+		 "\"options\":[\"nosuid\",\"noexec\",\"nodev\"]},{\"destination\":\"/dev/fuse\","
+		 "\"type\":\"bind\",\"source\":\"/dev/null\",\"options\":[\"bind\"]}"},
+	    {mq, ",{\"destination\":\"//dev/mqueue\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}"},
+	    {ns, "\"devices\":[{\"path\":\"/dev/null\",\"type\":\"c\",\"major\":1,\"minor\":3}],"
+		 "\"namespaces\":["},
+	    {dev, ""},
+	};
+
+	(void)state;
+	assert_true(dev_fits(runc_spec));
+	/* another device is fine: make_devices adds it after, either way */
+	cleanup_free char *fuse =
+	    spec_with(ns, "\"devices\":[{\"path\":\"/dev/fuse\",\"type\":\"c\",\"major\":10,"
+			  "\"minor\":229}],\"namespaces\":[");
+	assert_true(dev_fits(fuse));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cleanup_free char *j = spec_with(bad[i][0], bad[i][1]);
+		if (dev_fits(j))
+			fail_msg("case %zu fits: %s -> %s", i, bad[i][0], bad[i][1]);
+	}
+	/* /dev/pts before /dev */
+	cleanup_free char *nodev = spec_with(dev, "");
+	cleanup_free char *late = NULL;
+	{
+		const char *mqs = strstr(nodev, mq);
+		assert_non_null(mqs);
+		size_t n = strlen(nodev) + strlen(dev) + 2;
+		late = malloc(n);
+		assert_non_null(late);
+		snprintf(late, n, "%.*s,%.*s%s", (int)(mqs - nodev), nodev, (int)strlen(dev) - 1,
+			 dev, mqs);
+	}
+	assert_false(dev_fits(late));
 }
 
 static const char rich_config[] =
@@ -774,6 +852,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_runc_spec_loads),
 	    cmocka_unit_test(test_runc_spec_from_runc),
+	    cmocka_unit_test(test_warm_dev_fits_runc_spec_only),
 	    cmocka_unit_test(test_rich_config),
 	    cmocka_unit_test(test_process_load),
 	    cmocka_unit_test(test_bad_configs),
