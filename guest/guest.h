@@ -95,6 +95,7 @@ struct sup_args {
 	const char *layer_upper;    /* writable layer over the rootfs (overlayfs), or NULL */
 	const char *layer_work;
 	int dev_tree;	/* /dev built while warm (rootfs_dev_prebuild), or -1 */
+	int sys_tree;	/* /sys built while warm (rootfs_sys_prebuild), or -1 */
 	bool autostart; /* warm, assigned with start: no separate start request */
 };
 
@@ -171,6 +172,7 @@ struct rootfs_calls {
 	 * (rootfs_dev_prebuild), attached in place of the config's /dev
 	 * mounts when they are the default ones; closed either way, -1 after. */
 	int *dev_tree;
+	int *sys_tree; /* the same for /sys (rootfs_sys_prebuild) */
 };
 
 /* Build, detached, the /dev that runc's and containerd's default specs
@@ -181,6 +183,12 @@ int rootfs_dev_prebuild(struct qerr *err);
 /* Whether cfg's mounts at and under /dev are exactly what that tree
  * holds, so that it can stand in for them. */
 bool rootfs_dev_fits(const struct guest_config *cfg);
+/* The same for /sys: sysfs with, at fs/cgroup, the tmpfs and read-only
+ * binds of the groups in cg (S's own, which the sandbox gets). */
+int rootfs_sys_prebuild(const struct cgroups *cg, struct qerr *err);
+/* cfg's mounts at and under /sys are sysfs and cgroup as in runc's spec,
+ * and cg's directories are the ones tree binds. */
+bool rootfs_sys_fits(const struct guest_config *cfg, const struct cgroups *cg, int tree);
 
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
  * hostname, sysctl, readonly and masked paths, read-only root. */

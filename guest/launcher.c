@@ -387,6 +387,7 @@ static int launch(struct launch *l, struct qerr *err)
 	    .g_sock = l->gs[1],
 	    .console_fd = l->console_fd,
 	    .dev_tree = -1,
+	    .sys_tree = -1,
 	};
 	for (int i = 0; i < GUEST_NS_COUNT; i++)
 		sa->ns_fds[i] = l->ns_fds[i];

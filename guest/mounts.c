@@ -591,14 +591,14 @@ static int overlay_open(const char *lower, const char *upper, const char *work, 
  * populate_dev make: the same options (test_pool.py compares the mount
  * tables of a warm and a cold sandbox). */
 
-struct dev_mount {
+struct tmpl_mount {
 	const char *dest, *type, *source;
 	unsigned long flags; /* as the config parser sets them */
 	const char *data;
 	uint64_t attrs; /* the same flags for fsmount */
 };
 
-static const struct dev_mount dev_mounts[] = {
+static const struct tmpl_mount dev_mounts[] = {
     {"/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k",
      MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME},
     {"/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -611,7 +611,7 @@ static const struct dev_mount dev_mounts[] = {
 
 /* A detached mount of fs type t, configured from its comma-separated
  * data ("k=v" strings and bare flags). */
-static int dev_fsmount(const struct dev_mount *t, struct qerr *err)
+static int dev_fsmount(const struct tmpl_mount *t, struct qerr *err)
 {
 	cleanup_close int fs = fsopen(t->type, FSOPEN_CLOEXEC);
 	if (fs < 0)
@@ -691,11 +691,13 @@ int rootfs_dev_prebuild(struct qerr *err)
 	return steal_fd(dev);
 }
 
-/* At or under /dev, or a destination that is not plainly spelled (a "//",
- * ".", ".." or trailing "/" might still name something there). */
-static bool maybe_under_dev(const char *d)
+/* At or under top ("/dev", "/sys"), or a destination that is not plainly
+ * spelled (a "//", ".", ".." or trailing "/" might still name something
+ * there). */
+static bool maybe_under(const char *d, const char *top)
 {
-	if (strcmp(d, "/dev") == 0 || strncmp(d, "/dev/", 5) == 0)
+	size_t t = strlen(top);
+	if (strncmp(d, top, t) == 0 && (d[t] == '\0' || d[t] == '/'))
 		return true;
 	size_t n = strlen(d);
 	return strstr(d, "//") || strstr(d, "/./") || strstr(d, "/../") ||
@@ -703,10 +705,11 @@ static bool maybe_under_dev(const char *d)
 	       (n >= 3 && strcmp(d + n - 3, "/..") == 0) || (n > 1 && d[n - 1] == '/');
 }
 
-static const struct dev_mount *dev_mount_of(const struct guest_mount *m)
+static const struct tmpl_mount *tmpl_of(const struct guest_mount *m, const struct tmpl_mount *tmpl,
+					size_t n)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(dev_mounts); i++) {
-		const struct dev_mount *t = &dev_mounts[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct tmpl_mount *t = &tmpl[i];
 		if (strcmp(m->destination, t->dest) == 0 && m->type &&
 		    strcmp(m->type, t->type) == 0 && m->source &&
 		    strcmp(m->source, t->source) == 0 && m->flags == t->flags &&
@@ -718,25 +721,34 @@ static const struct dev_mount *dev_mount_of(const struct guest_mount *m)
 	return NULL;
 }
 
-bool rootfs_dev_fits(const struct guest_config *cfg)
+/* cfg's mounts at and under top are tmpl's, one each, top's own first
+ * (what goes on it comes after it), and all of them. */
+static bool mounts_are(const struct guest_config *cfg, const char *top,
+		       const struct tmpl_mount *tmpl, size_t n)
 {
-	bool seen[ARRAY_SIZE(dev_mounts)] = {false};
+	bool seen[8] = {false};
+	if (n > ARRAY_SIZE(seen))
+		return false;
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		const struct guest_mount *m = &cfg->mounts[i];
-		if (!maybe_under_dev(m->destination))
+		if (!maybe_under(m->destination, top))
 			continue;
-		const struct dev_mount *t = dev_mount_of(m);
-		if (!t)
-			return false;
-		size_t k = (size_t)(t - dev_mounts);
-		/* one each, and /dev before what goes on it */
-		if (seen[k] || (k > 0 && !seen[0]))
+		const struct tmpl_mount *t = tmpl_of(m, tmpl, n);
+		size_t k = t ? (size_t)(t - tmpl) : 0;
+		if (!t || seen[k] || (k > 0 && !seen[0]))
 			return false;
 		seen[k] = true;
 	}
-	for (size_t k = 0; k < ARRAY_SIZE(dev_mounts); k++)
+	for (size_t k = 0; k < n; k++)
 		if (!seen[k])
 			return false;
+	return true;
+}
+
+bool rootfs_dev_fits(const struct guest_config *cfg)
+{
+	if (!mounts_are(cfg, "/dev", dev_mounts, ARRAY_SIZE(dev_mounts)))
+		return false;
 	for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++) {
 		char path[32];
 		snprintf(path, sizeof(path), "/dev/%s", dev_nodes[i]);
@@ -746,16 +758,127 @@ bool rootfs_dev_fits(const struct guest_config *cfg)
 	return true;
 }
 
-/* The prebuilt /dev in place of the config's /dev entry: where that entry
- * would have been mounted (the image's /dev, followed within the root). */
-static int dev_tree_attach(int rootfd, int tree, struct qerr *err)
+/* ---- /sys, built while warm ------------------------------------------------
+ *
+ * The same for /sys: sysfs (read-only, of S's network namespace, which a
+ * warm S keeps) with, at fs/cgroup, mount_cgroups' tmpfs and read-only
+ * binds of S's own groups.  Those are the groups the sandbox gets: poold
+ * renames the v1 ones to the sandbox's id on the take, and a bind follows
+ * the directory, not its name (rootfs_sys_fits checks the inodes).  Only
+ * where every hierarchy has a name under /sys/fs/cgroup (v1 or hybrid; a
+ * pure v2 host binds its one group onto the tmpfs itself). */
+
+static const struct tmpl_mount sys_mounts[] = {
+    {"/sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "",
+     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC},
+    {"/sys/fs/cgroup", "cgroup", "cgroup",
+     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, "", 0},
+};
+
+static const char *hier_name(const struct cgroups *cg, size_t i)
 {
-	cleanup_close int fd = mkpath_in_root(rootfd, "/dev", false, err);
+	const char *name = strrchr(cg->mountpoint[i], '/');
+	return (name && strcmp(cg->mountpoint[i], "/sys/fs/cgroup") != 0) ? name + 1 : "";
+}
+
+int rootfs_sys_prebuild(const struct cgroups *cg, struct qerr *err)
+{
+	if (!cg || cg->n == 0)
+		return qerr_set(err, ENOENT, "no cgroup hierarchies");
+	for (size_t i = 0; i < cg->n; i++)
+		if (!*hier_name(cg, i))
+			return qerr_set(err, ENOTSUP,
+					"a cgroup hierarchy at /sys/fs/cgroup itself");
+	cleanup_close int fs = fsopen("sysfs", FSOPEN_CLOEXEC);
+	if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "sysfs", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return qerr_sys(err, errno, "/sys: sysfs");
+	cleanup_close int sys = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned int)sys_mounts[0].attrs);
+	if (sys < 0)
+		return qerr_sys(err, errno, "/sys: fsmount");
+
+	/* mount_cgroups' tmpfs, its binds, then the tmpfs read-only */
+	static const struct tmpl_mount cg_tmpfs = {
+	    "/sys/fs/cgroup", "tmpfs",
+	    "tmpfs",	      0,
+	    "mode=755",	      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+	cleanup_close int top = dev_fsmount(&cg_tmpfs, err);
+	if (top < 0)
+		return top;
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+					    MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
+					    MOUNT_ATTR_RELATIME,
+				.attr_clr = MOUNT_ATTR__ATIME};
+	for (size_t i = 0; i < cg->n; i++) {
+		cleanup_close int m =
+		    open_tree(AT_FDCWD, cg->dirs[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		if (m < 0)
+			return qerr_sys(err, errno, "bind %s", cg->dirs[i]);
+		if (mount_setattr(m, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+			return qerr_sys(err, errno, "bind %s: read-only", cg->dirs[i]);
+		int r = dev_attach(top, m, hier_name(cg, i), false, err);
+		if (r < 0)
+			return r;
+	}
+	cleanup_close int ctx = fspick(top, "", FSPICK_EMPTY_PATH | FSPICK_CLOEXEC);
+	struct mount_attr top_ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	if (ctx < 0 || fsconfig(ctx, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+	    fsconfig(ctx, FSCONFIG_CMD_RECONFIGURE, NULL, NULL, 0) < 0 ||
+	    mount_setattr(top, "", AT_EMPTY_PATH, &top_ro, sizeof(top_ro)) < 0)
+		return qerr_sys(err, errno, "/sys/fs/cgroup: read-only");
+	if (move_mount(top, "", sys, "fs/cgroup", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return qerr_sys(err, errno, "/sys/fs/cgroup: attach");
+	return steal_fd(sys);
+}
+
+bool rootfs_sys_fits(const struct guest_config *cfg, const struct cgroups *cg, int tree)
+{
+	if (!cg || !mounts_are(cfg, "/sys", sys_mounts, ARRAY_SIZE(sys_mounts)))
+		return false;
+	/* the sandbox's groups are the ones bound: same hierarchies, same
+	 * directories (renamed or not), nothing more */
+	cleanup_close int dir = openat(tree, "fs/cgroup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return false;
+	size_t n = 0;
+	for (size_t i = 0; i < cg->n; i++) {
+		struct stat want, have;
+		if (!*hier_name(cg, i) || stat(cg->dirs[i], &want) < 0 ||
+		    fstatat(dir, hier_name(cg, i), &have, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    want.st_dev != have.st_dev || want.st_ino != have.st_ino)
+			return false;
+		n++;
+	}
+	cleanup_dir DIR *d = fdopendir(dup(dir));
+	size_t entries = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		entries += e->d_name[0] != '.';
+	return d && entries == n;
+}
+
+static int tree_attach(int rootfd, int tree, const char *dest, struct qerr *err)
+{
+	cleanup_close int fd = mkpath_in_root(rootfd, dest, false, err);
 	if (fd < 0)
-		return qerr_prefix(err, "mount /dev");
+		return qerr_prefix(err, "mount %s", dest);
 	if (move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-		return qerr_sys(err, errno, "mount /dev: attach the warm tree");
+		return qerr_sys(err, errno, "mount %s: attach the warm tree", dest);
 	return 0;
+}
+
+/* Take a tree from calls (*p set to -1): its fd if fits, else -1 (closed). */
+static int take_tree(int *p, bool fits)
+{
+	if (!p || *p < 0)
+		return -1;
+	int fd = *p;
+	*p = -1;
+	if (!fits) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
@@ -772,7 +895,7 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 
 	struct rootfs_sources srcs;
 	cleanup_close int rootfd = -1;
-	int dev_tree = -1;
+	int dev_tree = -1, sys_tree = -1;
 	int r = sources_open(cfg, &srcs, err);
 	if (r < 0)
 		goto out;
@@ -805,20 +928,22 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 	}
 
 	bool dev_tmpfs = false;
-	if (calls->dev_tree && *calls->dev_tree >= 0) {
-		dev_tree = *calls->dev_tree;
-		*calls->dev_tree = -1;
-		if (!rootfs_dev_fits(cfg)) {
-			close(dev_tree);
-			dev_tree = -1;
-		}
-	}
+	dev_tree = take_tree(calls->dev_tree, rootfs_dev_fits(cfg));
+	sys_tree = take_tree(calls->sys_tree, calls->sys_tree && *calls->sys_tree >= 0 &&
+						  rootfs_sys_fits(cfg, cg, *calls->sys_tree));
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		const struct guest_mount *m = &cfg->mounts[i];
-		if (dev_tree >= 0 && maybe_under_dev(m->destination)) {
-			/* rootfs_dev_fits: /dev comes first, its three after */
+		/* rootfs_*_fits: /dev (/sys) comes first, what goes on it after:
+		 * the tree stands in for all of them */
+		if (dev_tree >= 0 && maybe_under(m->destination, "/dev")) {
 			if (strcmp(m->destination, "/dev") == 0 &&
-			    (r = dev_tree_attach(rootfd, dev_tree, err)) < 0)
+			    (r = tree_attach(rootfd, dev_tree, "/dev", err)) < 0)
+				goto out;
+			continue;
+		}
+		if (sys_tree >= 0 && maybe_under(m->destination, "/sys")) {
+			if (strcmp(m->destination, "/sys") == 0 &&
+			    (r = tree_attach(rootfd, sys_tree, "/sys", err)) < 0)
 				goto out;
 			continue;
 		}
@@ -851,6 +976,8 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 out:
 	if (dev_tree >= 0)
 		close(dev_tree);
+	if (sys_tree >= 0)
+		close(sys_tree);
 	sources_close(&srcs);
 	return r;
 }

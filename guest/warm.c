@@ -95,7 +95,8 @@ static struct {
 	struct guest_counters *counters;
 	int ctl_fd;
 	int dev_tree; /* the default /dev, detached (mounts.c), or -1 */
-} premade = {.dirfd = -1, .ctl_fd = -1, .dev_tree = -1};
+	int sys_tree; /* the same for /sys, with S's groups */
+} premade = {.dirfd = -1, .ctl_fd = -1, .dev_tree = -1, .sys_tree = -1};
 
 static int premade_name(size_t i, char *buf, size_t len, struct qerr *err)
 {
@@ -146,7 +147,8 @@ static int place_premade(struct sup_args *a, struct qerr *err)
 	a->counters = premade.counters;
 	a->ctl_fd = premade.ctl_fd;
 	a->dev_tree = premade.dev_tree;
-	premade.dev_tree = -1;
+	a->sys_tree = premade.sys_tree;
+	premade.dev_tree = premade.sys_tree = -1;
 	close(premade.dirfd);
 	premade.dirfd = -1;
 	return 0;
@@ -298,8 +300,12 @@ static _Noreturn void take_assignment(int conn, int devnull)
 	char buf[16384];
 	struct qerr err = {0};
 	struct qmsg_in in;
-	a = (struct sup_args){
-	    .state_dirfd = -1, .ctl_fd = -1, .console_fd = -1, .g_sock = conn, .dev_tree = -1};
+	a = (struct sup_args){.state_dirfd = -1,
+			      .ctl_fd = -1,
+			      .console_fd = -1,
+			      .g_sock = conn,
+			      .dev_tree = -1,
+			      .sys_tree = -1};
 	as = (struct assignment){.stdio = {-1, -1, -1}};
 	ssize_t n = recv_fds(conn, buf, sizeof(buf), as.stdio, 3);
 	if (n <= 0) {
@@ -435,16 +441,26 @@ static int warm_supervisor(void *arg)
 		report_ready(w->ready_wr, &err);
 		_exit(1);
 	}
-	/* Without it a sandbox makes its own /dev, as a cold one does. */
+	/* Without them a sandbox makes its own /dev and /sys, as a cold one
+	 * does. */
 	premade.dev_tree = rootfs_dev_prebuild(&err);
 	if (premade.dev_tree < 0)
 		qlog_warn("warm: the default /dev: %s", err.msg);
+	struct cgroups *cg = NULL;
+	if (cgroups_from_dirs(warm_host, (char *const *)o->cgroups, o->n_cgroups, &cg, &err) == 0) {
+		premade.sys_tree = rootfs_sys_prebuild(cg, &err);
+		cgroups_free(cg);
+	}
+	if (premade.sys_tree < 0)
+		qlog_warn("warm: the default /sys: %s", err.msg);
 	report_ready(w->ready_wr, NULL);
 	close(w->ready_wr);
 	/* the log too (poold's warm.log): take_assignment's qlog_init closes it
 	 * when it opens guest.log, and must not find its number reused */
-	int keep[] = {o->sync_fd,	lfd,	       devnull, premade.dirfd, premade.ctl_fd,
-		      premade.dev_tree, qlog_file_fd()};
+	int keep[] = {o->sync_fd,	lfd,
+		      devnull,		premade.dirfd,
+		      premade.ctl_fd,	premade.dev_tree,
+		      premade.sys_tree, qlog_file_fd()};
 	if (close_all_but(3, keep, (int)ARRAY_SIZE(keep), &err) < 0)
 		_exit(1);
 	for (int i = 0; i <= 2; i++)

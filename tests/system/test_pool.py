@@ -602,14 +602,46 @@ def mount_table(text, cid):
     return sorted(rows)
 
 
-def test_warm_dev_is_the_cold_one(poold_factory, bundle_factory):
-    """A warm supervisor builds the default /dev while it waits (tmpfs,
-    devpts, shm, mqueue, six nodes, links: guest/mounts.c) and attaches it
-    in one move_mount: what the workload sees is the mount table of a cold
-    sandbox of the same bundle, option for option.  A config whose /dev
-    differs gets its own, warm or not."""
+def mount_unique_id(path):
+    """statx(2)'s STATX_MNT_ID_UNIQUE of the mount path is on: never reused,
+    so it orders mounts by when they were made."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)
+    STATX_MNT_ID_UNIQUE, AT_FDCWD = 0x4000, -100
+    if libc.statx(AT_FDCWD, path.encode(), 0, STATX_MNT_ID_UNIQUE, buf) != 0:
+        raise OSError(ctypes.get_errno(), path)
+    mask = int.from_bytes(buf.raw[0:4], "little")
+    assert mask & STATX_MNT_ID_UNIQUE, "no unique mount id for %s" % path
+    return int.from_bytes(buf.raw[144:152], "little")
+
+
+def test_warm_dev_and_sys_are_the_cold_ones(poold_factory, bundle_factory):
+    """A warm supervisor builds the default /dev (tmpfs, devpts, shm,
+    mqueue, six nodes, links) and /sys (sysfs, the cgroup tmpfs and binds of
+    its own groups) while it waits (guest/mounts.c) and attaches each in
+    one move_mount, so both are older than the sandbox's root; what the
+    workload sees is the mount table of a cold sandbox of the same bundle,
+    option for option.  A config whose /dev differs gets its own, warm or
+    not."""
     p = poold_factory(pools(warm=(1, 1)))
     p.start()
+    for how in ("warm", "cold"):
+        b = bundle_factory()
+        b.shell(LOOP)
+        p.settled(full=True)
+        cid = p.rt.new_id("age" + how)
+        env = dict(os.environ, QUIVER_NO_WARM="1") if how == "cold" else None
+        p.rt.ok("run", "-d", "--bundle", b.path, cid, env=env)
+        kids = poll_until(lambda: children(sandbox_pid(p, cid)), 5.0)
+        assert kids, p.logs(cid)
+        root = "/proc/%d/root" % kids[0]
+        age = {d: mount_unique_id(root + d) for d in ("/", "/dev", "/sys", "/proc")}
+        prebuilt = {d: age[d] < age["/"] for d in ("/dev", "/sys")}
+        assert age["/proc"] > age["/"], age
+        assert prebuilt == {"/dev": how == "warm", "/sys": how == "warm"}, (how, age, p.logs(cid))
+        p.rt.ok("delete", "--force", cid)
+
     b = bundle_factory()
     b.args("cat", "/proc/self/mountinfo")
     tables = {}
