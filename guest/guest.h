@@ -96,6 +96,7 @@ struct sup_args {
 	const char *layer_work;
 	int dev_tree;	/* /dev built while warm (rootfs_dev_prebuild), or -1 */
 	int sys_tree;	/* /sys built while warm (rootfs_sys_prebuild), or -1 */
+	int proc_tree;	/* /proc built while warm (rootfs_proc_prebuild), or -1 */
 	bool autostart; /* warm, assigned with start: no separate start request */
 };
 
@@ -172,7 +173,8 @@ struct rootfs_calls {
 	 * (rootfs_dev_prebuild), attached in place of the config's /dev
 	 * mounts when they are the default ones; closed either way, -1 after. */
 	int *dev_tree;
-	int *sys_tree; /* the same for /sys (rootfs_sys_prebuild) */
+	int *sys_tree;	/* the same for /sys (rootfs_sys_prebuild) */
+	int *proc_tree; /* and /proc (rootfs_proc_prebuild) */
 };
 
 /* Build, detached, the /dev that runc's and containerd's default specs
@@ -189,6 +191,13 @@ int rootfs_sys_prebuild(const struct cgroups *cg, struct qerr *err);
 /* cfg's mounts at and under /sys are sysfs and cgroup as in runc's spec,
  * and cg's directories are the ones tree binds. */
 bool rootfs_sys_fits(const struct guest_config *cfg, const struct cgroups *cg, int tree);
+/* The same for /proc (S's, the sandbox's pid namespace) with runc's
+ * readonlyPaths and maskedPaths under it applied. */
+int rootfs_proc_prebuild(struct qerr *err);
+/* cfg mounts proc at /proc, nothing else there, its readonlyPaths and
+ * maskedPaths under /proc are runc's, its /dev the default one
+ * (rootfs_dev_fits), and it sets no sysctl. */
+bool rootfs_proc_fits(const struct guest_config *cfg);
 
 /* In S's new mount namespace: build the rootfs and pivot_root into it, then
  * hostname, sysctl, readonly and masked paths, read-only root. */

@@ -388,6 +388,7 @@ static int launch(struct launch *l, struct qerr *err)
 	    .console_fd = l->console_fd,
 	    .dev_tree = -1,
 	    .sys_tree = -1,
+	    .proc_tree = -1,
 	};
 	for (int i = 0; i < GUEST_NS_COUNT; i++)
 		sa->ns_fds[i] = l->ns_fds[i];

@@ -611,13 +611,16 @@ static const struct tmpl_mount dev_mounts[] = {
 
 /* A detached mount of fs type t, configured from its comma-separated
  * data ("k=v" strings and bare flags). */
-static int dev_fsmount(const struct tmpl_mount *t, struct qerr *err)
+static int tmpl_fsmount(const struct tmpl_mount *t, struct qerr *err)
 {
 	cleanup_close int fs = fsopen(t->type, FSOPEN_CLOEXEC);
 	if (fs < 0)
 		return qerr_sys(err, errno, "%s: fsopen %s", t->dest, t->type);
 	if (fsconfig(fs, FSCONFIG_SET_STRING, "source", t->source, 0) < 0)
 		return qerr_sys(err, errno, "%s: source", t->dest);
+	/* mount(2) with MS_RDONLY makes a new superblock read-only too */
+	if ((t->attrs & MOUNT_ATTR_RDONLY) && fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0)
+		return qerr_sys(err, errno, "%s: ro", t->dest);
 	char data[128];
 	snprintf(data, sizeof(data), "%s", t->data);
 	char *save = NULL;
@@ -657,11 +660,11 @@ static int dev_attach(int dev, int m, const char *name, bool as_file, struct qer
 
 int rootfs_dev_prebuild(struct qerr *err)
 {
-	cleanup_close int dev = dev_fsmount(&dev_mounts[0], err);
+	cleanup_close int dev = tmpl_fsmount(&dev_mounts[0], err);
 	if (dev < 0)
 		return dev;
 	for (size_t i = 1; i < ARRAY_SIZE(dev_mounts); i++) {
-		cleanup_close int m = dev_fsmount(&dev_mounts[i], err);
+		cleanup_close int m = tmpl_fsmount(&dev_mounts[i], err);
 		if (m < 0)
 			return m;
 		int r = dev_attach(dev, m, dev_mounts[i].dest + 5, false, err);
@@ -789,21 +792,16 @@ int rootfs_sys_prebuild(const struct cgroups *cg, struct qerr *err)
 		if (!*hier_name(cg, i))
 			return qerr_set(err, ENOTSUP,
 					"a cgroup hierarchy at /sys/fs/cgroup itself");
-	cleanup_close int fs = fsopen("sysfs", FSOPEN_CLOEXEC);
-	if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "sysfs", 0) < 0 ||
-	    fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
-	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-		return qerr_sys(err, errno, "/sys: sysfs");
-	cleanup_close int sys = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned int)sys_mounts[0].attrs);
+	cleanup_close int sys = tmpl_fsmount(&sys_mounts[0], err);
 	if (sys < 0)
-		return qerr_sys(err, errno, "/sys: fsmount");
+		return sys;
 
 	/* mount_cgroups' tmpfs, its binds, then the tmpfs read-only */
 	static const struct tmpl_mount cg_tmpfs = {
 	    "/sys/fs/cgroup", "tmpfs",
 	    "tmpfs",	      0,
 	    "mode=755",	      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
-	cleanup_close int top = dev_fsmount(&cg_tmpfs, err);
+	cleanup_close int top = tmpl_fsmount(&cg_tmpfs, err);
 	if (top < 0)
 		return top;
 	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
@@ -857,6 +855,106 @@ bool rootfs_sys_fits(const struct guest_config *cfg, const struct cgroups *cg, i
 	return d && entries == n;
 }
 
+/* ---- /proc, built while warm -----------------------------------------------
+ *
+ * And /proc: S is pid 1 of the sandbox's pid namespace, so its proc is the
+ * sandbox's.  With it, runc's readonlyPaths and maskedPaths under /proc as
+ * rootfs_setup applies them after the pivot: a read-only bind of each
+ * readonly path onto itself, a read-only empty tmpfs on each masked
+ * directory and a bind of /dev/null (the sandbox's, itself a read-only
+ * bind of the host's: only with the default /dev) on each masked file;
+ * paths the kernel lacks are skipped, as there.  Not with linux.sysctl:
+ * those are written before the paths go read-only. */
+
+static const struct tmpl_mount proc_mounts[] = {{"/proc", "proc", "proc", 0, "", 0}};
+static const char *const proc_readonly[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
+static const char *const proc_masked[] = {"acpi",	 "asound",	  "kcore",
+					  "keys",	 "latency_stats", "timer_list",
+					  "timer_stats", "sched_debug",	  "scsi"};
+
+int rootfs_proc_prebuild(struct qerr *err)
+{
+	static const struct tmpl_mount mask = {"/proc",
+					       "tmpfs",
+					       "tmpfs",
+					       0,
+					       "size=0,mode=0000",
+					       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+						   MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+	cleanup_close int proc = tmpl_fsmount(&proc_mounts[0], err);
+	if (proc < 0)
+		return proc;
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	for (size_t i = 0; i < ARRAY_SIZE(proc_readonly); i++) {
+		const char *p = proc_readonly[i];
+		cleanup_close int m =
+		    open_tree(proc, p, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (m < 0 && errno == ENOENT)
+			continue;
+		if (m < 0 || mount_setattr(m, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0 ||
+		    move_mount(m, "", proc, p, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return qerr_sys(err, errno, "readonlyPaths: /proc/%s", p);
+	}
+	struct mount_attr null_ro = {.attr_set =
+					 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC};
+	for (size_t i = 0; i < ARRAY_SIZE(proc_masked); i++) {
+		const char *p = proc_masked[i];
+		struct stat st;
+		if (fstatat(proc, p, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return qerr_sys(err, errno, "maskedPaths: /proc/%s", p);
+		}
+		cleanup_close int m = -1;
+		if (S_ISDIR(st.st_mode)) {
+			m = tmpl_fsmount(&mask, err);
+			if (m < 0)
+				return m;
+		} else {
+			m = open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+			if (m < 0 ||
+			    mount_setattr(m, "", AT_EMPTY_PATH, &null_ro, sizeof(null_ro)) < 0)
+				return qerr_sys(err, errno, "maskedPaths: /proc/%s: /dev/null", p);
+		}
+		if (move_mount(m, "", proc, p, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return qerr_sys(err, errno, "maskedPaths: /proc/%s", p);
+	}
+	return steal_fd(proc);
+}
+
+/* paths' entries under /proc are exactly "/proc/" + each of names, once. */
+static bool proc_paths_are(char *const *paths, size_t n, const char *const *names, size_t nn)
+{
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!maybe_under(paths[i], "/proc"))
+			continue;
+		size_t k = nn;
+		for (size_t j = 0; j < nn; j++)
+			if (strncmp(paths[i], "/proc/", 6) == 0 &&
+			    strcmp(paths[i] + 6, names[j]) == 0)
+				k = j;
+		if (k == nn)
+			return false;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(paths[j], paths[i]) == 0)
+				return false;
+		found++;
+	}
+	return found == nn;
+}
+
+bool rootfs_proc_fits(const struct guest_config *cfg)
+{
+	/* the masks bind the sandbox's /dev/null: the default one */
+	return cfg->n_sysctl == 0 && rootfs_dev_fits(cfg) &&
+	       mounts_are(cfg, "/proc", proc_mounts, ARRAY_SIZE(proc_mounts)) &&
+	       proc_paths_are(cfg->readonly_paths, cfg->n_readonly_paths, proc_readonly,
+			      ARRAY_SIZE(proc_readonly)) &&
+	       proc_paths_are(cfg->masked_paths, cfg->n_masked_paths, proc_masked,
+			      ARRAY_SIZE(proc_masked));
+}
+
 static int tree_attach(int rootfd, int tree, const char *dest, struct qerr *err)
 {
 	cleanup_close int fd = mkpath_in_root(rootfd, dest, false, err);
@@ -882,7 +980,7 @@ static int take_tree(int *p, bool fits)
 }
 
 static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
-		     const struct rootfs_calls *calls, struct qerr *err)
+		     const struct rootfs_calls *calls, bool *proc_done, struct qerr *err)
 {
 	/* Our copy of the host's mounts must not propagate back.  A shared
 	 * rootfs would make pivot_root fail (EINVAL), so "shared" is applied
@@ -895,7 +993,7 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 
 	struct rootfs_sources srcs;
 	cleanup_close int rootfd = -1;
-	int dev_tree = -1, sys_tree = -1;
+	int dev_tree = -1, sys_tree = -1, proc_tree = -1;
 	int r = sources_open(cfg, &srcs, err);
 	if (r < 0)
 		goto out;
@@ -929,6 +1027,7 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 
 	bool dev_tmpfs = false;
 	dev_tree = take_tree(calls->dev_tree, rootfs_dev_fits(cfg));
+	proc_tree = take_tree(calls->proc_tree, rootfs_proc_fits(cfg));
 	sys_tree = take_tree(calls->sys_tree, calls->sys_tree && *calls->sys_tree >= 0 &&
 						  rootfs_sys_fits(cfg, cg, *calls->sys_tree));
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
@@ -939,6 +1038,13 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 			if (strcmp(m->destination, "/dev") == 0 &&
 			    (r = tree_attach(rootfd, dev_tree, "/dev", err)) < 0)
 				goto out;
+			continue;
+		}
+		if (proc_tree >= 0 && maybe_under(m->destination, "/proc")) {
+			if (strcmp(m->destination, "/proc") == 0 &&
+			    (r = tree_attach(rootfd, proc_tree, "/proc", err)) < 0)
+				goto out;
+			*proc_done = true;
 			continue;
 		}
 		if (sys_tree >= 0 && maybe_under(m->destination, "/sys")) {
@@ -978,6 +1084,8 @@ out:
 		close(dev_tree);
 	if (sys_tree >= 0)
 		close(sys_tree);
+	if (proc_tree >= 0)
+		close(proc_tree);
 	sources_close(&srcs);
 	return r;
 }
@@ -987,7 +1095,8 @@ int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
 {
 	unsigned long prop =
 	    cfg->rootfs_propagation ? cfg->rootfs_propagation : MS_PRIVATE | MS_REC;
-	int r = mount_all(cfg, cg, calls, err);
+	bool proc_done = false; /* /proc came with its paths from a warm tree */
+	int r = mount_all(cfg, cg, calls, &proc_done, err);
 	if (r < 0)
 		return r;
 	if ((prop & MS_SHARED) && mount(NULL, "/", NULL, prop, NULL) < 0)
@@ -1002,11 +1111,15 @@ int rootfs_setup(const struct guest_config *cfg, const struct cgroups *cg,
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < cfg->n_readonly_paths; i++) {
+		if (proc_done && maybe_under(cfg->readonly_paths[i], "/proc"))
+			continue;
 		r = readonly_path(cfg->readonly_paths[i], err);
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < cfg->n_masked_paths; i++) {
+		if (proc_done && maybe_under(cfg->masked_paths[i], "/proc"))
+			continue;
 		r = masked_path(cfg->masked_paths[i], err);
 		if (r < 0)
 			return r;

@@ -889,7 +889,8 @@ static int setup_ns_and_rootfs(struct sup_args *a, struct qerr *err)
 					     .layer_upper = a->layer_upper,
 					     .layer_work = a->layer_work,
 					     .dev_tree = &a->dev_tree,
-					     .sys_tree = &a->sys_tree};
+					     .sys_tree = &a->sys_tree,
+					     .proc_tree = &a->proc_tree};
 		r = rootfs_setup(cfg, a->cg, &calls, err);
 	}
 	if (r < 0)

@@ -94,9 +94,10 @@ static struct {
 	char base[NAME_MAX + 1];
 	struct guest_counters *counters;
 	int ctl_fd;
-	int dev_tree; /* the default /dev, detached (mounts.c), or -1 */
-	int sys_tree; /* the same for /sys, with S's groups */
-} premade = {.dirfd = -1, .ctl_fd = -1, .dev_tree = -1, .sys_tree = -1};
+	int dev_tree;  /* the default /dev, detached (mounts.c), or -1 */
+	int sys_tree;  /* the same for /sys, with S's groups */
+	int proc_tree; /* and /proc, with runc's paths read-only or masked */
+} premade = {.dirfd = -1, .ctl_fd = -1, .dev_tree = -1, .sys_tree = -1, .proc_tree = -1};
 
 static int premade_name(size_t i, char *buf, size_t len, struct qerr *err)
 {
@@ -148,7 +149,8 @@ static int place_premade(struct sup_args *a, struct qerr *err)
 	a->ctl_fd = premade.ctl_fd;
 	a->dev_tree = premade.dev_tree;
 	a->sys_tree = premade.sys_tree;
-	premade.dev_tree = premade.sys_tree = -1;
+	a->proc_tree = premade.proc_tree;
+	premade.dev_tree = premade.sys_tree = premade.proc_tree = -1;
 	close(premade.dirfd);
 	premade.dirfd = -1;
 	return 0;
@@ -305,7 +307,8 @@ static _Noreturn void take_assignment(int conn, int devnull)
 			      .console_fd = -1,
 			      .g_sock = conn,
 			      .dev_tree = -1,
-			      .sys_tree = -1};
+			      .sys_tree = -1,
+			      .proc_tree = -1};
 	as = (struct assignment){.stdio = {-1, -1, -1}};
 	ssize_t n = recv_fds(conn, buf, sizeof(buf), as.stdio, 3);
 	if (n <= 0) {
@@ -453,6 +456,9 @@ static int warm_supervisor(void *arg)
 	}
 	if (premade.sys_tree < 0)
 		qlog_warn("warm: the default /sys: %s", err.msg);
+	premade.proc_tree = rootfs_proc_prebuild(&err);
+	if (premade.proc_tree < 0)
+		qlog_warn("warm: the default /proc: %s", err.msg);
 	report_ready(w->ready_wr, NULL);
 	close(w->ready_wr);
 	/* the log too (poold's warm.log): take_assignment's qlog_init closes it
@@ -460,7 +466,8 @@ static int warm_supervisor(void *arg)
 	int keep[] = {o->sync_fd,	lfd,
 		      devnull,		premade.dirfd,
 		      premade.ctl_fd,	premade.dev_tree,
-		      premade.sys_tree, qlog_file_fd()};
+		      premade.sys_tree, premade.proc_tree,
+		      qlog_file_fd()};
 	if (close_all_but(3, keep, (int)ARRAY_SIZE(keep), &err) < 0)
 		_exit(1);
 	for (int i = 0; i <= 2; i++)

@@ -42,11 +42,16 @@ static int cmp_int(const void *a, const void *b)
 
 int close_all_but(int from, const int *keep, int n_keep, struct qerr *err)
 {
-	int k[8];
+	int k[16];
 	int n = 0;
-	for (int i = 0; i < n_keep && n < (int)ARRAY_SIZE(k); i++)
-		if (keep[i] >= from)
-			k[n++] = keep[i];
+	for (int i = 0; i < n_keep; i++) {
+		if (keep[i] < from)
+			continue;
+		if (n == (int)ARRAY_SIZE(k))
+			return qerr_set(err, E2BIG, "close_range: more than %zu fds to keep",
+					ARRAY_SIZE(k));
+		k[n++] = keep[i];
+	}
 	qsort(k, (size_t)n, sizeof(int), cmp_int);
 	unsigned int lo = (unsigned int)from;
 	for (int i = 0; i < n; i++) {

@@ -616,14 +616,15 @@ def mount_unique_id(path):
     return int.from_bytes(buf.raw[144:152], "little")
 
 
-def test_warm_dev_and_sys_are_the_cold_ones(poold_factory, bundle_factory):
+def test_warm_dev_sys_proc_are_the_cold_ones(poold_factory, bundle_factory):
     """A warm supervisor builds the default /dev (tmpfs, devpts, shm,
-    mqueue, six nodes, links) and /sys (sysfs, the cgroup tmpfs and binds of
-    its own groups) while it waits (guest/mounts.c) and attaches each in
-    one move_mount, so both are older than the sandbox's root; what the
-    workload sees is the mount table of a cold sandbox of the same bundle,
-    option for option.  A config whose /dev differs gets its own, warm or
-    not."""
+    mqueue, six nodes, links), /sys (sysfs, the cgroup tmpfs and binds of
+    its own groups) and /proc (with runc's read-only and masked paths)
+    while it waits (guest/mounts.c) and attaches each in one move_mount, so
+    all three are older than the sandbox's root; what the workload sees is
+    the mount table of a cold sandbox of the same bundle, option for
+    option.  A config whose /dev differs, or that sets a sysctl, gets its
+    own /dev or /proc, warm or not."""
     p = poold_factory(pools(warm=(1, 1)))
     p.start()
     for how in ("warm", "cold"):
@@ -637,9 +638,8 @@ def test_warm_dev_and_sys_are_the_cold_ones(poold_factory, bundle_factory):
         assert kids, p.logs(cid)
         root = "/proc/%d/root" % kids[0]
         age = {d: mount_unique_id(root + d) for d in ("/", "/dev", "/sys", "/proc")}
-        prebuilt = {d: age[d] < age["/"] for d in ("/dev", "/sys")}
-        assert age["/proc"] > age["/"], age
-        assert prebuilt == {"/dev": how == "warm", "/sys": how == "warm"}, (how, age, p.logs(cid))
+        prebuilt = {d: age[d] < age["/"] for d in ("/dev", "/sys", "/proc")}
+        assert prebuilt == dict.fromkeys(prebuilt, how == "warm"), (how, age, p.logs(cid))
         p.rt.ok("delete", "--force", cid)
 
     b = bundle_factory()
@@ -674,6 +674,21 @@ def test_warm_dev_and_sys_are_the_cold_ones(poold_factory, bundle_factory):
     assert p.pools()["warm"]["hits"] == k0["warm"]["hits"] + 1
     dev = [m for m in mount_table(r.stdout, cid) if m[0] == "/dev"]
     assert len(dev) == 1 and "size=1024k" in dev[0][4], dev
+
+    # a sysctl is written before /proc/sys goes read-only: no warm /proc,
+    # and the same /proc as a cold sandbox's
+    b.set("linux.sysctl", {"kernel.shm_rmid_forced": "1"})
+    tables = {}
+    for how in ("warm", "cold"):
+        p.settled(full=True)
+        cid = p.rt.new_id("sysctl" + how)
+        env = dict(os.environ, QUIVER_NO_WARM="1") if how == "cold" else None
+        k0 = p.pools()
+        r = p.rt("run", "--bundle", b.path, cid, env=env)
+        assert r.returncode == 0, (r, p.logs(cid))
+        assert p.pools()["warm"]["hits"] - k0["warm"]["hits"] == (how == "warm"), how
+        tables[how] = [m for m in mount_table(r.stdout, cid) if m[0].startswith("/proc")]
+    assert tables["warm"] == tables["cold"] and len(tables["warm"]) > 4, tables
 
 
 # ---------------------------------------------------------------------------

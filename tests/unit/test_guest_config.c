@@ -244,13 +244,23 @@ static char *spec_with(const char *from, const char *to)
 	return out;
 }
 
-static bool dev_fits(const char *json)
+static bool fits(const char *json, bool (*check)(const struct guest_config *))
 {
 	struct qerr err = {0};
 	cleanup_config struct guest_config *g = NULL;
 	write_config(json, strlen(json));
 	assert_int_equal(guest_config_load(bundle, &g, &err), 0);
-	return rootfs_dev_fits(g);
+	return check(g);
+}
+
+static bool dev_fits(const char *json)
+{
+	return fits(json, rootfs_dev_fits);
+}
+
+static bool proc_fits(const char *json)
+{
+	return fits(json, rootfs_proc_fits);
 }
 
 /* guest/mounts.c: a warm supervisor's prebuilt /dev stands in for the
@@ -306,6 +316,44 @@ static void test_warm_dev_fits_runc_spec_only(void **state)
 			 dev, mqs);
 	}
 	assert_false(dev_fits(late));
+}
+
+/* ... and the prebuilt /proc when the config's /proc paths are runc's
+ * (containerd adds paths elsewhere, which the sandbox applies itself) and
+ * no sysctl is written before they go read-only. */
+static void test_warm_proc_fits_runc_spec_only(void **state)
+{
+	static const char masked[] = "\"/sys/firmware\",";
+	static const char ro[] = "\"/proc/sys\",";
+	const char *good[][2] = {
+	    {masked, "\"/sys/firmware\",\"/sys/devices/virtual/powercap\","},
+	    {"\"/proc/bus\",\"/proc/fs\"", "\"/proc/fs\",\"/proc/bus\""},
+	};
+	const char *bad[][2] = {
+	    {"\"/proc/kcore\",", ""},
+	    {ro, "\"/proc/sys\",\"/proc/sys/kernel\","},
+	    {ro, "\"/proc/sys\",\"/proc/sys\","},
+	    {ro, "\"/proc//sys\","},
+	    {masked, "\"/sys/firmware\",\"/proc/self\","},
+	    {"\"namespaces\":[", "\"sysctl\":{\"kernel.shm_rmid_forced\":\"1\"},\"namespaces\":["},
+	    {"\"mode=1777\"", "\"mode=1770\""},
+	    {"{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"}",
+	     "{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\",\"options\":["
+	     "\"nosuid\"]}"},
+	};
+
+	(void)state;
+	assert_true(proc_fits(runc_spec));
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		cleanup_free char *j = spec_with(good[i][0], good[i][1]);
+		if (!proc_fits(j))
+			fail_msg("good case %zu does not fit", i);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cleanup_free char *j = spec_with(bad[i][0], bad[i][1]);
+		if (proc_fits(j))
+			fail_msg("case %zu fits: %s -> %s", i, bad[i][0], bad[i][1]);
+	}
 }
 
 static const char rich_config[] =
@@ -853,6 +901,7 @@ int main(void)
 	    cmocka_unit_test(test_runc_spec_loads),
 	    cmocka_unit_test(test_runc_spec_from_runc),
 	    cmocka_unit_test(test_warm_dev_fits_runc_spec_only),
+	    cmocka_unit_test(test_warm_proc_fits_runc_spec_only),
 	    cmocka_unit_test(test_rich_config),
 	    cmocka_unit_test(test_process_load),
 	    cmocka_unit_test(test_bad_configs),
