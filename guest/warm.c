@@ -444,8 +444,8 @@ static int warm_supervisor(void *arg)
 		report_ready(w->ready_wr, &err);
 		_exit(1);
 	}
-	/* Without them a sandbox makes its own /dev and /sys, as a cold one
-	 * does. */
+	/* Without them a sandbox makes its own /dev, /sys and /proc, as a
+	 * cold one does. */
 	premade.dev_tree = rootfs_dev_prebuild(&err);
 	if (premade.dev_tree < 0)
 		qlog_warn("warm: the default /dev: %s", err.msg);
