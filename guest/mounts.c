@@ -993,7 +993,11 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 
 	struct rootfs_sources srcs;
 	cleanup_close int rootfd = -1;
-	int dev_tree = -1, sys_tree = -1, proc_tree = -1;
+	/* the trees a warm S built; -1 when there is none or it does not fit */
+	struct {
+		const char *top;
+		int fd;
+	} trees[] = {{"/dev", -1}, {"/proc", -1}, {"/sys", -1}};
 	int r = sources_open(cfg, &srcs, err);
 	if (r < 0)
 		goto out;
@@ -1026,30 +1030,22 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 	}
 
 	bool dev_tmpfs = false;
-	dev_tree = take_tree(calls->dev_tree, rootfs_dev_fits(cfg));
-	proc_tree = take_tree(calls->proc_tree, rootfs_proc_fits(cfg));
-	sys_tree = take_tree(calls->sys_tree, calls->sys_tree && *calls->sys_tree >= 0 &&
-						  rootfs_sys_fits(cfg, cg, *calls->sys_tree));
+	trees[0].fd = take_tree(calls->dev_tree, rootfs_dev_fits(cfg));
+	trees[1].fd = take_tree(calls->proc_tree, rootfs_proc_fits(cfg));
+	trees[2].fd = take_tree(calls->sys_tree, calls->sys_tree && *calls->sys_tree >= 0 &&
+						     rootfs_sys_fits(cfg, cg, *calls->sys_tree));
+	*proc_done = trees[1].fd >= 0;
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		const struct guest_mount *m = &cfg->mounts[i];
-		/* rootfs_*_fits: /dev (/sys) comes first, what goes on it after:
-		 * the tree stands in for all of them */
-		if (dev_tree >= 0 && maybe_under(m->destination, "/dev")) {
-			if (strcmp(m->destination, "/dev") == 0 &&
-			    (r = tree_attach(rootfd, dev_tree, "/dev", err)) < 0)
-				goto out;
-			continue;
-		}
-		if (proc_tree >= 0 && maybe_under(m->destination, "/proc")) {
-			if (strcmp(m->destination, "/proc") == 0 &&
-			    (r = tree_attach(rootfd, proc_tree, "/proc", err)) < 0)
-				goto out;
-			*proc_done = true;
-			continue;
-		}
-		if (sys_tree >= 0 && maybe_under(m->destination, "/sys")) {
-			if (strcmp(m->destination, "/sys") == 0 &&
-			    (r = tree_attach(rootfd, sys_tree, "/sys", err)) < 0)
+		/* rootfs_*_fits: the top's own entry comes first, what goes on
+		 * it after: the tree stands in for all of them */
+		size_t t = 0;
+		while (t < ARRAY_SIZE(trees) &&
+		       !(trees[t].fd >= 0 && maybe_under(m->destination, trees[t].top)))
+			t++;
+		if (t < ARRAY_SIZE(trees)) {
+			if (strcmp(m->destination, trees[t].top) == 0 &&
+			    (r = tree_attach(rootfd, trees[t].fd, trees[t].top, err)) < 0)
 				goto out;
 			continue;
 		}
@@ -1080,12 +1076,9 @@ static int mount_all(const struct guest_config *cfg, const struct cgroups *cg,
 		goto out;
 	r = pivot_into(rootfd, cfg->root_path, err);
 out:
-	if (dev_tree >= 0)
-		close(dev_tree);
-	if (sys_tree >= 0)
-		close(sys_tree);
-	if (proc_tree >= 0)
-		close(proc_tree);
+	for (size_t t = 0; t < ARRAY_SIZE(trees); t++)
+		if (trees[t].fd >= 0)
+			close(trees[t].fd);
 	sources_close(&srcs);
 	return r;
 }
