@@ -576,11 +576,7 @@ def test_warm_sandbox_logs_to_its_guest_log(poold_factory, bundle_factory):
     b.shell("exit 5")
     cid = p.rt.new_id("wlog")
     p.rt.ok("run", "-d", "--bundle", b.path, cid)
-
-    def stopped():
-        r = p.rt("state", cid)
-        return r.returncode == 0 and json.loads(r.stdout)["status"] == "stopped"
-    assert poll_until(stopped, 10.0), p.logs(cid)
+    assert p.rt.wait_status(cid, "stopped", 10.0), p.logs(cid)
     assert p.pools()["warm"]["hits"] == k0["warm"]["hits"] + 1, p.logs(cid)
     log = read_text(os.path.join(p.root, cid, "guest.log"))
     assert re.search(r"info: workload exited: status \d+, exit code 5$", log, re.M), p.logs(cid)
