@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 	uv_run(vmmd.loop, UV_RUN_DEFAULT);
 	notify_stopping();
 
-	after_reply_flush();
+	background_drain();
 	pool_client_close();
 	control_close();
 	events_close();

@@ -1,10 +1,14 @@
 /* vmmd's side of poold (ROOT/poold.sock).  poold is optional: when it does
- * not answer, every start is cold and nothing else changes.  One REQ
- * socket is kept open; nng re-dials it if poold restarts. */
+ * not answer, every start is cold and nothing else changes.  Each thread
+ * that calls poold (the loop, the background worker) keeps one REQ socket
+ * of its own open: a REQ socket has one request in flight.  nng re-dials
+ * it if poold restarts. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "libcommon/log.h"
 #include "guest/cgroups.h"
@@ -14,8 +18,8 @@
  * slices); this is for a poold that is stuck. */
 #define POOL_CALL_TIMEOUT_MS 2000
 
-static nng_socket sock;
-static bool have_sock;
+static _Thread_local nng_socket sock;
+static _Thread_local bool have_sock;
 
 static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
@@ -85,11 +89,14 @@ static int read_lease(const struct qmsg_in *in, struct pool_lease *l, struct qer
 	return 0;
 }
 
+static void wait_released(const char *id);
+
 int pool_take(const char *id, bool layer, struct pool_lease *l, struct qerr *err)
 {
 	struct qmsg_out m;
 	struct qmsg_in in;
 	*l = (struct pool_lease){0};
+	wait_released(id);
 	qmsg_out_init(&m);
 	qmsg_begin(&m, "take", 2);
 	qmsg_put_str(&m, "id", id);
@@ -141,15 +148,49 @@ void pool_client_close(void)
 	have_sock = false;
 }
 
-/* Releases wait until the loop has sent the delete's reply: poold's
- * reset of the cgroups is not the client's to wait for.  Without poold,
- * vmmd removes the cgroups itself and poold reclaims the rest when it
- * starts again. */
+/* A deleted sandbox's release goes to poold from the background worker
+ * (background.c): the delete's reply and the next request do not wait
+ * for poold.  Without poold, vmmd removes the cgroups itself and poold
+ * reclaims the rest when it starts again.
+ *
+ * Until its release is done the id is "pending": a take for the same id
+ * (a sandbox created again under the name just deleted) waits for it, as
+ * poold would refuse a take while the old claim exists. */
 struct later {
+	struct later *next; /* pending, under pending_mu */
 	char id[SANDBOX_ID_MAX + 1];
 	char *cgroups[SANDBOX_CGROUPS_MAX];
 	size_t ncgroups;
 };
+
+/* longer than one poold call's timeout, in case poold hangs */
+#define RELEASE_WAIT_MS (2 * POOL_CALL_TIMEOUT_MS + 1000)
+
+static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pending_cv = PTHREAD_COND_INITIALIZER;
+static struct later *pending;
+
+static bool is_pending(const char *id)
+{
+	for (struct later *p = pending; p; p = p->next)
+		if (strcmp(p->id, id) == 0)
+			return true;
+	return false;
+}
+
+static void wait_released(const char *id)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += RELEASE_WAIT_MS / 1000;
+	pthread_mutex_lock(&pending_mu);
+	while (is_pending(id))
+		if (pthread_cond_timedwait(&pending_cv, &pending_mu, &until) == ETIMEDOUT) {
+			qlog_warn("%s: the release of its last sandbox is still pending", id);
+			break;
+		}
+	pthread_mutex_unlock(&pending_mu);
+}
 
 static void release_now(void *arg)
 {
@@ -160,6 +201,14 @@ static void release_now(void *arg)
 		if (cgroups_remove(l->cgroups, l->ncgroups, &err) < 0)
 			qlog_warn("%s: %s", l->id, err.msg);
 	}
+	pthread_mutex_lock(&pending_mu);
+	for (struct later **pp = &pending; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	pthread_cond_broadcast(&pending_cv);
+	pthread_mutex_unlock(&pending_mu);
 	for (size_t i = 0; i < l->ncgroups; i++)
 		free(l->cgroups[i]);
 	free(l);
@@ -177,5 +226,9 @@ void pool_release_later(const struct sandbox *sb)
 	for (size_t i = 0; i < sb->ncgroups; i++)
 		if ((l->cgroups[l->ncgroups] = strdup(sb->cgroups[i])))
 			l->ncgroups++;
-	after_reply(release_now, l);
+	pthread_mutex_lock(&pending_mu);
+	l->next = pending;
+	pending = l;
+	pthread_mutex_unlock(&pending_mu);
+	background(release_now, l);
 }

@@ -344,7 +344,7 @@ static int remove_tree_at(int dirfd, int depth)
 
 	if (depth > 8)
 		return -ELOOP;
-	fd = dup(dirfd);
+	fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0); /* the loop may spawn meanwhile */
 	if (fd < 0)
 		return -errno;
 	d = fdopendir(fd);
@@ -419,7 +419,7 @@ int sandbox_remove_dir_later(const char *id, struct qerr *err)
 		free(name);
 		return errno == ENOENT ? 0 : sandbox_remove_dir(id, err);
 	}
-	after_reply(remove_gone, name);
+	background(remove_gone, name);
 	return 0;
 }
 

@@ -121,7 +121,7 @@ int sandbox_load(const char *id, struct sandbox **out, struct qerr *err);
 /* Remove ROOT/ID and everything in it. */
 int sandbox_remove_dir(const char *id, struct qerr *err);
 /* The same, the id free at once: ROOT/ID is renamed to ROOT/.gone-ID-N and
- * removed after the reply (recovery removes what a crash left). */
+ * removed in the background (recovery removes what a crash left). */
 int sandbox_remove_dir_later(const char *id, struct qerr *err);
 /* Recovery: remove the ROOT/.gone-* a crash left. */
 void sandbox_remove_gone(void);
@@ -243,13 +243,14 @@ void pool_lease_free(struct pool_lease *l);
 /* Give back / destroy what id holds; -errno if poold could not be asked. */
 int pool_release(const char *id, struct qerr *err);
 void pool_client_close(void);
-/* The same after the current reply is sent. */
+/* The same in the background; a take of the same id waits for it. */
 void pool_release_later(const struct sandbox *sb);
 
-/* deferred.c: run fn(arg) once the current reply is sent; flush runs
- * what is queued (at exit). */
-void after_reply(void (*fn)(void *), void *arg);
-void after_reply_flush(void);
+/* background.c: fn(arg) run by the worker thread, in the order queued (on
+ * the caller's thread if there is no worker); drain runs what is queued
+ * and stops the worker (at exit). */
+void background(void (*fn)(void *), void *arg);
+void background_drain(void);
 /* Count of starts by path, for /metrics. */
 void vmmd_metrics_start_path(const char *path);
 

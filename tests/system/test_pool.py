@@ -21,8 +21,8 @@ import urllib.request
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, LOOP, RUNTIME_PATH, SESSION_TAG, Runtime, VmmdClient, _id_counter, all_pids,
-                      assert_error, cgroup_paths_of, pid_alive, poll_until, proc_cmdline, proc_stat, read_text,
+from conftest import (CMD_TIMEOUT, LOOP, RUNTIME_PATH, SESSION_TAG, EventSubscriber, Runtime, VmmdClient, _id_counter,
+                      all_pids, assert_error, cgroup_paths_of, pid_alive, poll_until, proc_cmdline, proc_stat, read_text,
                       reap_zombies, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
@@ -1018,7 +1018,7 @@ def test_release_is_answered_at_once_and_done_later(poold_factory, bundle_factor
         spid = sandbox_pid(p, cid)
         p.rt.ok("delete", "--force", cid)
         assert wait_gone(spid)
-        # vmmd sends the release after its reply to the delete
+        # vmmd sends the release from a background thread
         assert poll_until(lambda: p.status().get("releasing") == 1, 5.0), (p.status(), p.logs(cid))
 
     cid = p.rt.new_id("later")
@@ -1054,6 +1054,45 @@ def test_release_is_answered_at_once_and_done_later(poold_factory, bundle_factor
     assert not p.claims(), "claims left by a stopped poold: %s\n%s" % (p.claims(), p.logs())
     assert all(cid2 not in names for names in p.groups().values()), p.groups()
     assert_all_gone(p)
+
+
+def test_api_delete_then_create_of_the_same_id_stays_warm(poold_factory, bundle_factory):
+    """vmmd sends a deleted sandbox's release to poold from a background
+    thread; a create of the same id right after the delete's reply waits
+    for that release, so poold never sees the take before it (it would
+    refuse it while the old claim exists, and the start would go cold)."""
+    rounds = 10
+    p = poold_factory(pools(warm=(4, rounds + 2)))
+    p.start()
+    k0 = by_kind(p.settled(full=True))
+    b = bundle_factory()
+    b.shell("exit 3")
+    cid = p.rt.new_id("again")
+    p.rt.ok("daemons", "start")
+    cl = VmmdClient(p.root)
+    sub = EventSubscriber(p.root)
+    try:
+        for i in range(rounds):
+            rep = cl.call({"v": 1, "op": "create", "id": cid, "bundle": b.path, "start": True,
+                           "transient": True})
+            assert rep.get("op") == "accepted" and rep.get("path") == "warm", (i, rep, p.logs(cid))
+            while True:
+                ev = sub.next()
+                assert ev is not None, ("no exited event", i, p.logs(cid))
+                if ev.get("id") == cid and ev.get("type") in ("exited", "failed"):
+                    break
+            assert (ev.get("type"), ev.get("exit_code")) == ("exited", 3), (i, ev, p.logs(cid))
+            rep = cl.call({"v": 1, "op": "delete", "id": cid})
+            assert rep.get("op") == "ok", (i, rep)
+    finally:
+        sub.close()
+        cl.close()
+    k1 = p.pools()
+    assert k1["warm"]["hits"] - k0["warm"]["hits"] == rounds, (k0["warm"], k1["warm"], p.logs())
+    assert k1["warm"]["misses"] == k0["warm"]["misses"], (k1["warm"], p.logs())
+    vmmd_log = read(os.path.join(p.root, "vmmd.log"))
+    assert "already holds pooled resources" not in vmmd_log and "still pending" not in vmmd_log, p.logs()
+    assert poll_until(lambda: not p.claims(), 5.0), "claims left: %s\n%s" % (p.claims(), p.logs())
 
 
 # ---------------------------------------------------------------------------
