@@ -122,7 +122,8 @@ $(LIBNETD): $(call obj,$(NETD_SRC))
 	rm -f $@ && ar rcs $@ $^
 
 # quiver-guest is built in two stages: the first, without an embedded
-# filter, compiles the policy table to BPF (libseccomp) and writes it as C;
+# filter, compiles the policy table to BPF (libseccomp, then made smaller by
+# guest/trap_bpf.c) and writes it as C;
 # the second links that program in, so no sandbox start pays for libseccomp's
 # compiler (see guest/trap_seccomp.c).  It is exec'd for every sandbox, so
 # it is linked static-pie: no dynamic loader (~1 ms less per start here) but
