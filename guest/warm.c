@@ -9,7 +9,8 @@
  *   - EOF on the sync socket before poold said "taken": poold is gone, and
  *     an unowned warm S has no reason to live;
  *   - "taken" from poold: S belongs to a caller now, who must assign it
- *     within WARM_TAKEN_TIMEOUT_S;
+ *     within WARM_TAKEN_TIMEOUT_S.  When poold names the bundle, S reads
+ *     its config.json at once, while the caller makes the assignment;
  *   - an assignment on the warm socket (docs/guest-protocol.md, "Warm
  *     start"): id, bundle, state dir, cgroup directories, optional writable
  *     layer, and the workload's stdin/stdout/stderr as SCM_RIGHTS.  S loads
@@ -237,11 +238,43 @@ static int check_rootfs(const struct guest_config *cfg, const struct assignment 
 	return 0;
 }
 
+/* The config of the bundle poold named when it took us, read while the
+ * caller renames our cgroups, records the sandbox and sends the
+ * assignment (about 0.1-0.2 ms of parsing off the start path).  Used if
+ * the assignment names the same bundle; anything wrong with it is left
+ * for adopt's own load to report. */
+static struct {
+	char bundle[PATH_MAX];
+	struct guest_config *cfg;
+} early;
+
+static void read_early(const char *m, size_t n)
+{
+	struct qerr err = {0};
+	if (n <= sizeof(WARM_TAKEN) || n - sizeof(WARM_TAKEN) >= sizeof(early.bundle) ||
+	    memcmp(m, WARM_TAKEN, sizeof(WARM_TAKEN)) != 0)
+		return;
+	memcpy(early.bundle, m + sizeof(WARM_TAKEN), n - sizeof(WARM_TAKEN));
+	early.bundle[n - sizeof(WARM_TAKEN)] = '\0';
+	/* poold made us at a low priority; a taken S is a sandbox's */
+	if (setpriority(PRIO_PROCESS, 0, 0) < 0)
+		qlog_warn("setpriority: %s", strerror(errno));
+	if (early.bundle[0] != '/' || guest_config_load(early.bundle, &early.cfg, &err) < 0)
+		early.cfg = NULL;
+}
+
 /* Everything G does for a cold start that a warm S can do for itself. */
 static int adopt(struct sup_args *a, struct create_opts *o, const struct assignment *as,
 		 struct qerr *err)
 {
-	int r = guest_config_load(as->bundle, &a->cfg, err);
+	int r = 0;
+	if (early.cfg && strcmp(early.bundle, as->bundle) == 0)
+		a->cfg = early.cfg;
+	else
+		r = guest_config_load(as->bundle, &a->cfg, err);
+	if (early.cfg != a->cfg)
+		guest_config_free(early.cfg);
+	early.cfg = NULL;
 	if (r < 0)
 		return r;
 	if ((r = warm_check(a->cfg, err)) < 0)
@@ -366,12 +399,13 @@ static _Noreturn void warm_wait(const char *sock, int owner, int lfd, int devnul
 			_exit(1);
 		}
 		if (!taken && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			char m[64];
+			char m[sizeof(WARM_TAKEN) + PATH_MAX];
 			ssize_t n = recv(owner, m, sizeof(m), MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (n <= 0)
 				_exit(0); /* poold is gone and nobody took us */
+			read_early(m, (size_t)n);
 			taken = true;
 			deadline = time(NULL) + WARM_TAKEN_TIMEOUT_S;
 			close(owner);

@@ -20,6 +20,10 @@ struct gs_msg {
 	char msg[QERR_MSG_MAX];
 };
 
+/* poold to a waiting warm supervisor on its sync socket: you are taken.
+ * The bundle's path may follow the NUL (the datagram's length ends it). */
+#define WARM_TAKEN "taken"
+
 /* The state files a warm supervisor makes ahead next to its socket SOCK,
  * as SOCK.<suffix> (guest/warm.c): its counters, guest.log and guest.sock,
  * in that order.  poold removes what an unassigned one leaves. */

@@ -1,7 +1,8 @@
 /* poold's requests, one function each (docs/api.md, "poold").
  *
  *	ping                         pong {pid, version}
- *	take {id, kinds: [..]}       taken {id, warm, cgroups, netns, layer, misses}
+ *	take {id, kinds: [..],       taken {id, warm, cgroups, netns, layer, misses}
+ *	      bundle?}
  *	release {id}                 ok
  *	status                       status {pools: [...], layer_backend, layer_error,
  *	                                     refill_per_second, swap: {active, path,
@@ -45,6 +46,7 @@ static int op_shutdown(const struct qmsg_in *req, struct qmsg_out *reply, struct
 /* What a take hands out, gathered before the reply is packed. */
 struct taken {
 	struct claim claim;
+	char bundle[PATH_MAX]; /* "" when the taker did not say */
 	struct pool_item *warm;
 	char netns_path[PATH_MAX];
 	char upper[PATH_MAX], work[PATH_MAX];
@@ -96,7 +98,7 @@ static int take_items(struct taken *t, const bool want[POOL_NKINDS], struct qerr
 		goto undo;
 	if (t->warm) {
 		/* the supervisor stops waiting for our end to close */
-		if ((r = warm_mark_taken(t->warm, err)) < 0)
+		if ((r = warm_mark_taken(t->warm, t->bundle[0] ? t->bundle : NULL, err)) < 0)
 			goto undo;
 	}
 	/* The claim on disk names the pool's group, not its directories:
@@ -185,6 +187,12 @@ static int op_take(const struct qmsg_in *req, struct qmsg_out *reply, struct qer
 	if (r < 0 || (r = sandbox_id_check(t.claim.id, err)) < 0 ||
 	    (r = qmsg_get_array(req->root, "kinds", POOL_NKINDS, &kinds, err)) < 0)
 		return r;
+	/* optional: the bundle a warm supervisor will be assigned */
+	r = qmsg_get_str(req->root, "bundle", t.bundle, sizeof(t.bundle), err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0 && t.bundle[0] != '/')
+		return qerr_set(err, EINVAL, "field bundle: must be an absolute path");
 	for (uint32_t i = 0; i < kinds->via.array.size; i++) {
 		char name[16];
 		enum pool_kind k;

@@ -134,8 +134,9 @@ int pool_make_one(enum pool_kind k, struct qerr *err);
 int warm_spawn(struct qerr *err);
 void warm_destroy(struct pool_item *it);
 void warm_remove_premade(const char *sock);
-/* Tell a ready warm S it is taken (and stop watching it). */
-int warm_mark_taken(struct pool_item *it, struct qerr *err);
+/* Tell a ready warm S it is taken (and stop watching it); bundle (or
+ * NULL): the bundle it will be assigned, for S to read its config now. */
+int warm_mark_taken(struct pool_item *it, const char *bundle, struct qerr *err);
 void warm_reap_children(void);
 
 /* claims.c: ROOT/poold/claims/ID */

@@ -4,9 +4,10 @@
  * cgroup and, when one is ready, one pooled netns.  We keep one end of its
  * sync socket: the first message says it is listening ("warm", with its
  * pid) or why it failed; end of file afterwards means it died.  On take we
- * send "taken" and let go of the socket: from then on the supervisor is
- * the caller's (and, once assigned, vmmd's).  poold is a child subreaper,
- * so supervisors whose launcher has exited are still ours to reap. */
+ * send "taken" (with the bundle it is for, when the taker said) and let go
+ * of the socket: from then on the supervisor is the caller's (and, once
+ * assigned, vmmd's).  poold is a child subreaper, so supervisors whose
+ * launcher has exited are still ours to reap. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -254,11 +255,19 @@ fail:
 	return r;
 }
 
-int warm_mark_taken(struct pool_item *it, struct qerr *err)
+int warm_mark_taken(struct pool_item *it, const char *bundle, struct qerr *err)
 {
-	static const char taken[] = "taken";
+	/* "taken\0" then the bundle's path, unterminated (a datagram's length
+	 * is its own) */
+	char m[sizeof(WARM_TAKEN) + PATH_MAX];
+	size_t n = sizeof(WARM_TAKEN), blen = bundle ? strlen(bundle) : 0;
 	int r = 0;
-	if (send(it->link, taken, sizeof(taken), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	memcpy(m, WARM_TAKEN, n);
+	if (blen && blen < PATH_MAX) {
+		memcpy(m + n, bundle, blen);
+		n += blen;
+	}
+	if (send(it->link, m, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		r = qerr_sys(err, errno, "warm %s: tell it it is taken", it->name);
 	unwatch(it);
 	return r;

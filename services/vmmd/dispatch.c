@@ -219,7 +219,7 @@ static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int
 	}
 	*dev = bi->rootfs_dev;
 	*ino = bi->rootfs_ino;
-	if (pool_take(sb->id, bi->layer, l, &err) < 0) {
+	if (pool_take(sb->id, sb->bundle, bi->layer, l, &err) < 0) {
 		qlog_warn("%s: cold start: poold: %s", sb->id, err.msg);
 		sb->pooled = l->any;
 		return false;

@@ -91,15 +91,18 @@ static int read_lease(const struct qmsg_in *in, struct pool_lease *l, struct qer
 
 static void wait_released(const char *id);
 
-int pool_take(const char *id, bool layer, struct pool_lease *l, struct qerr *err)
+int pool_take(const char *id, const char *bundle, bool layer, struct pool_lease *l,
+	      struct qerr *err)
 {
 	struct qmsg_out m;
 	struct qmsg_in in;
 	*l = (struct pool_lease){0};
 	wait_released(id);
 	qmsg_out_init(&m);
-	qmsg_begin(&m, "take", 2);
+	/* the bundle: a warm supervisor reads its config while we wait */
+	qmsg_begin(&m, "take", 3);
 	qmsg_put_str(&m, "id", id);
+	qmsg_put_str(&m, "bundle", bundle);
 	qmsg_put_key(&m, "kinds");
 	msgpack_pack_array(&m.pk, layer ? 2 : 1);
 	qmsg_pack_cstr(&m.pk, "warm");

@@ -238,7 +238,8 @@ struct pool_lease {
 };
 /* Take a warm supervisor (and a writable layer if layer) for id.  0 with
  * l->warm false is a miss (or no poold): the caller goes cold. */
-int pool_take(const char *id, bool layer, struct pool_lease *l, struct qerr *err);
+int pool_take(const char *id, const char *bundle, bool layer, struct pool_lease *l,
+	      struct qerr *err);
 void pool_lease_free(struct pool_lease *l);
 /* Give back / destroy what id holds; -errno if poold could not be asked. */
 int pool_release(const char *id, struct qerr *err);

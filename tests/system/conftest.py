@@ -1012,13 +1012,14 @@ class SPConn:
 
 
 class VmmdClient:
-    """A REQ client of ROOT/vmmd.sock: call() sends one request (a dict, or raw
-    msgpack bytes) and returns the decoded reply."""
+    """A REQ client of ROOT/vmmd.sock (or another daemon's ROOT/SOCK): call()
+    sends one request (a dict, or raw msgpack bytes) and returns the decoded
+    reply."""
 
-    def __init__(self, root):
-        self.conn = SPConn(os.path.join(root, "vmmd.sock"), SP_REQ0)
+    def __init__(self, root, sock="vmmd.sock"):
+        self.conn = SPConn(os.path.join(root, sock), SP_REQ0)
         peer = self.conn.handshake(SP_REQ0)
-        assert peer == SP_REP0, "vmmd.sock speaks protocol 0x%x, not REP0" % peer
+        assert peer == SP_REP0, "%s speaks protocol 0x%x, not REP0" % (sock, peer)
         self.next_id = 1
 
     def call_raw(self, body):

@@ -10,10 +10,13 @@ test_two_poolds_keep_their_own_pools).  Bundles are rootfs trees under /tmp;
 the XFS layer store needs mkfs.xfs and loop devices (tests that need it skip
 when poold reports the layer pool off)."""
 
+import ctypes
+import errno
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -1054,6 +1057,67 @@ def test_release_is_answered_at_once_and_done_later(poold_factory, bundle_factor
     assert not p.claims(), "claims left by a stopped poold: %s\n%s" % (p.claims(), p.logs())
     assert all(cid2 not in names for names in p.groups().values()), p.groups()
     assert_all_gone(p)
+
+
+class ConfigOpens:
+    """inotify on one file (ctypes: the standard library has none): count()
+    is how many times it was opened since the watch began."""
+    IN_OPEN, IN_NONBLOCK, IN_CLOEXEC = 0x20, 0o4000, 0o2000000
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        wd = self.libc.inotify_add_watch(self.fd, path.encode(), self.IN_OPEN)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+        self.opens = 0
+
+    def count(self):
+        while True:
+            try:
+                buf = os.read(self.fd, 4096)
+            except BlockingIOError:
+                return self.opens
+            off = 0
+            while off + 16 <= len(buf):
+                _wd, mask, _cookie, nlen = struct.unpack_from("iIII", buf, off)
+                self.opens += bool(mask & self.IN_OPEN)
+                off += 16 + nlen
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_taken_supervisor_reads_the_named_bundle_before_its_assignment(poold_factory, bundle_factory):
+    """vmmd's take names the bundle; poold passes it on with "taken", and
+    the warm supervisor reads the bundle's config.json at once, before any
+    assignment (while vmmd records the sandbox and sends it).  A bundle that
+    is not an absolute path is refused.  Release takes the unassigned
+    supervisor back with its groups."""
+    p = poold_factory(pools(warm=(1, 1)))
+    p.start()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    opens = ConfigOpens(os.path.join(b.path, "config.json"))
+    cid = p.rt.new_id("early")
+    cl = VmmdClient(p.root, "poold.sock")
+    try:
+        rep = cl.call({"v": 1, "op": "take", "id": cid, "kinds": ["warm"], "bundle": "rel/bundle"})
+        assert rep.get("op") == "error" and rep.get("code") == errno.EINVAL, rep
+        assert "field bundle" in rep.get("msg", ""), rep
+        rep = cl.call({"v": 1, "op": "take", "id": cid, "kinds": ["warm"], "bundle": b.path})
+        assert rep.get("op") == "taken" and rep.get("warm"), rep
+        spid = rep["warm"]["pid"]
+        assert poll_until(lambda: opens.count() > 0, 5.0), ("config.json not read", p.logs())
+        assert pid_alive(spid), p.logs()
+        rep = cl.call({"v": 1, "op": "release", "id": cid})
+        assert rep.get("op") == "ok", rep
+    finally:
+        cl.close()
+        opens.close()
+    assert wait_gone(spid), "taken supervisor %d outlived its release\n%s" % (spid, p.logs())
+    assert poll_until(lambda: not p.claims(), 5.0), "claims left: %s\n%s" % (p.claims(), p.logs())
 
 
 def test_api_delete_then_create_of_the_same_id_stays_warm(poold_factory, bundle_factory):
