@@ -43,7 +43,10 @@ else
 STATIC_ON  := -Wl,-Bstatic
 STATIC_OFF := -Wl,-Bdynamic
 endif
-LIB_NNG     := -lnng
+# nng (and the mbedtls it links for its TLS transport, unused here) too: qctl
+# is exec'd for each OCI command, and loading four shared objects was 0.6 ms
+# of every `qctl run` (1.45 -> 0.86 ms for `qctl --version`).
+LIB_NNG     := $(STATIC_ON) -lnng -lmbedtls -lmbedx509 -lmbedcrypto $(STATIC_OFF)
 LIB_MSGPACK := $(STATIC_ON) -lmsgpackc $(STATIC_OFF)
 LIB_GUEST   := $(STATIC_ON) -lseccomp -ljansson -lcap $(STATIC_OFF)
 LIB_UV      := -luv
