@@ -49,18 +49,20 @@
 		      .check = (chk),                                                              \
 		      .in_kernel = (kern),                                                         \
 		      .later = (lat),                                                              \
-		      .emulate = (fn),                                                             \
+		      .emulator = (fn),                                                            \
 		      .why = (w)}
 
-#define PASS(n, w)    ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_NONE, NULL, w)
-#define PASS_IO(n, w) ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_IO, NULL, w)
+#define NO_EMU	   POLICY_EMULATOR_NONE
+#define PASS(n, w) ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_NONE, NO_EMU, w)
+#define PASS_IO(n, w)                                                                              \
+	ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_IO, NO_EMU, w)
 #define PASS_NET(n, w)                                                                             \
-	ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_NET, NULL, w)
-#define CHECKED(n, chk, e, lat, w) ENTRY_(n, POLICY_PASS, e, chk, false, lat, NULL, w)
+	ENTRY_(n, POLICY_PASS, 0, POLICY_CHECK_NONE, false, POLICY_LATER_NET, NO_EMU, w)
+#define CHECKED(n, chk, e, lat, w) ENTRY_(n, POLICY_PASS, e, chk, false, lat, NO_EMU, w)
 #define DENY(n, e, w)                                                                              \
-	ENTRY_(n, POLICY_DENY, e, POLICY_CHECK_NONE, false, POLICY_LATER_NONE, NULL, w)
+	ENTRY_(n, POLICY_DENY, e, POLICY_CHECK_NONE, false, POLICY_LATER_NONE, NO_EMU, w)
 #define DENY_BPF(n, e, w)                                                                          \
-	ENTRY_(n, POLICY_DENY, e, POLICY_CHECK_NONE, true, POLICY_LATER_NONE, NULL, w)
+	ENTRY_(n, POLICY_DENY, e, POLICY_CHECK_NONE, true, POLICY_LATER_NONE, NO_EMU, w)
 #define EMULATE(n, fn, w)                                                                          \
 	ENTRY_(n, POLICY_EMULATE, 0, POLICY_CHECK_NONE, false, POLICY_LATER_NONE, fn, w)
 
@@ -174,7 +176,7 @@ static const struct policy_entry policy_by_nr[POLICY_NR_LIMIT] = {
     PASS(gettimeofday, "reads the clock"),
     PASS(getrlimit, "the caller's own limits"),
     PASS(getrusage, "the caller's own usage"),
-    EMULATE(sysinfo, sys_sysinfo,
+    EMULATE(sysinfo, POLICY_EMULATOR_SYSINFO,
 	    "reports the sandbox's memory limit as totalram, not the host's memory"),
     PASS(times, "the caller's own CPU times"),
     DENY(ptrace, EPERM, "debugging other processes is a large kernel surface"),
@@ -629,9 +631,20 @@ const char *policy_check_describe(enum policy_check check)
 
 const struct policy_entry *policy_lookup(int nr)
 {
-	if (nr < 0 || nr >= POLICY_NR_LIMIT || !policy_by_nr[nr].name)
+	if (nr < 0 || nr >= POLICY_NR_LIMIT || !policy_by_nr[nr].name[0])
 		return NULL;
 	return &policy_by_nr[nr];
+}
+
+policy_emulate_fn policy_emulator(const struct policy_entry *e)
+{
+	switch (e->emulator) {
+	case POLICY_EMULATOR_SYSINFO:
+		return sys_sysinfo;
+	case POLICY_EMULATOR_NONE:
+		break;
+	}
+	return NULL;
 }
 
 const struct policy_entry *policy_next(const struct policy_entry *prev)
@@ -639,7 +652,7 @@ const struct policy_entry *policy_next(const struct policy_entry *prev)
 	size_t i = prev ? (size_t)(prev - policy_by_nr) + 1 : 0;
 
 	for (; i < POLICY_NR_LIMIT; i++)
-		if (policy_by_nr[i].name)
+		if (policy_by_nr[i].name[0])
 			return &policy_by_nr[i];
 	return NULL;
 }

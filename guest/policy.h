@@ -65,8 +65,17 @@ struct policy_call {
 #define POLICY_RC_CONTINUE 2 /* let the kernel run the call (no path of the workload's) */
 typedef int (*policy_emulate_fn)(const struct policy_call *call, int64_t *val);
 
+/* An EMULATE entry's handler (policy_emulator). */
+enum policy_emulator { POLICY_EMULATOR_NONE, POLICY_EMULATOR_SYSINFO };
+
+/* No pointers: in the static-pie quiver-guest every pointer in the table
+ * is relocated at exec, which made its 24 KiB private, dirty pages in each
+ * supervisor; as arrays of characters the table stays in shared, clean
+ * read-only pages. */
+#define POLICY_NAME_MAX 24
+#define POLICY_WHY_MAX	112
 struct policy_entry {
-	const char *name;
+	char name[POLICY_NAME_MAX]; /* "" for a number not in the table */
 	int nr;
 	enum policy_action action;
 	int err; /* DENY: the errno; PASS with a check: the errno when it fails */
@@ -75,9 +84,12 @@ struct policy_entry {
 	 * such as clone3; these are not counted. */
 	bool in_kernel;
 	enum policy_later later;
-	policy_emulate_fn emulate; /* EMULATE only */
-	const char *why;	   /* one-line rationale */
+	enum policy_emulator emulator; /* EMULATE only */
+	char why[POLICY_WHY_MAX];      /* one-line rationale */
 };
+
+/* The handler of an EMULATE entry (NULL for others). */
+policy_emulate_fn policy_emulator(const struct policy_entry *e);
 
 /* Walk the table in syscall-number order: policy_next(NULL) is the first
  * entry, NULL follows the last. */

@@ -954,7 +954,8 @@ static int answer(const struct policy_call *call, bool native, int64_t *val, boo
 		return rc ? rc : EPERM;
 	case POLICY_EMULATE:
 		*denied = false;
-		rc = e->emulate ? e->emulate(call, val) : -ENOSYS;
+		policy_emulate_fn fn = policy_emulator(e);
+		rc = fn ? fn(call, val) : -ENOSYS;
 		return rc < 0 ? -rc : 0;
 	}
 	return EPERM;

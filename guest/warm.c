@@ -157,11 +157,12 @@ static int place_premade(struct sup_args *a, struct qerr *err)
 	return 0;
 }
 
+/* The paths are on the heap, not PATH_MAX arrays here: S keeps this for
+ * its life, and the first byte of each array dirtied a page of its own. */
 struct assignment {
 	char id[SANDBOX_ID_MAX + 1];
-	char bundle[PATH_MAX];
-	char state_dir[PATH_MAX];
-	char upper[PATH_MAX], work[PATH_MAX];
+	char *bundle, *state_dir;
+	char *upper, *work; /* "" without a writable layer */
 	char *cgroups[CGROUPS_HIER_MAX];
 	size_t n_cgroups;
 	int64_t host_pid, rootfs_dev, rootfs_ino;
@@ -169,18 +170,19 @@ struct assignment {
 	int stdio[3];
 };
 
-static int abs_path(const struct qmsg_in *in, const char *key, char *dst, size_t len, bool need,
+static int abs_path(const struct qmsg_in *in, const char *key, char **dst, bool need,
 		    struct qerr *err)
 {
-	int r = qmsg_get_str(in->root, key, dst, len, err);
-	if (r == -ENOENT && !need) {
-		dst[0] = '\0';
-		return 0;
-	}
-	if (r < 0)
+	char path[PATH_MAX];
+	int r = qmsg_get_str(in->root, key, path, sizeof(path), err);
+	if (r == -ENOENT && !need)
+		path[0] = '\0';
+	else if (r < 0)
 		return r;
-	if (dst[0] != '/')
+	else if (path[0] != '/')
 		return qerr_set(err, EINVAL, "assign: %s: must be an absolute path", key);
+	if (!(*dst = strdup(path)))
+		return qerr_set(err, ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -191,10 +193,10 @@ static int parse_assignment(const struct qmsg_in *in, struct assignment *as, str
 		return qerr_set(err, EINVAL, "warm supervisor: unknown op %s", in->op);
 	if ((r = qmsg_get_str(in->root, "id", as->id, sizeof(as->id), err)) < 0 ||
 	    (r = sandbox_id_check(as->id, err)) < 0 ||
-	    (r = abs_path(in, "bundle", as->bundle, sizeof(as->bundle), true, err)) < 0 ||
-	    (r = abs_path(in, "state_dir", as->state_dir, sizeof(as->state_dir), true, err)) < 0 ||
-	    (r = abs_path(in, "layer_upper", as->upper, sizeof(as->upper), false, err)) < 0 ||
-	    (r = abs_path(in, "layer_work", as->work, sizeof(as->work), false, err)) < 0 ||
+	    (r = abs_path(in, "bundle", &as->bundle, true, err)) < 0 ||
+	    (r = abs_path(in, "state_dir", &as->state_dir, true, err)) < 0 ||
+	    (r = abs_path(in, "layer_upper", &as->upper, false, err)) < 0 ||
+	    (r = abs_path(in, "layer_work", &as->work, false, err)) < 0 ||
 	    (r = qmsg_get_int(in->root, "host_pid", 1, INT32_MAX, &as->host_pid, err)) < 0 ||
 	    (r = qmsg_get_int(in->root, "rootfs_dev", 0, INT64_MAX, &as->rootfs_dev, err)) < 0 ||
 	    (r = qmsg_get_int(in->root, "rootfs_ino", 0, INT64_MAX, &as->rootfs_ino, err)) < 0)
@@ -244,18 +246,17 @@ static int check_rootfs(const struct guest_config *cfg, const struct assignment 
  * the assignment names the same bundle; anything wrong with it is left
  * for adopt's own load to report. */
 static struct {
-	char bundle[PATH_MAX];
+	char *bundle;
 	struct guest_config *cfg;
 } early;
 
 static void read_early(const char *m, size_t n)
 {
 	struct qerr err = {0};
-	if (n <= sizeof(WARM_TAKEN) || n - sizeof(WARM_TAKEN) >= sizeof(early.bundle) ||
-	    memcmp(m, WARM_TAKEN, sizeof(WARM_TAKEN)) != 0)
+	if (n <= sizeof(WARM_TAKEN) || n - sizeof(WARM_TAKEN) >= PATH_MAX ||
+	    memcmp(m, WARM_TAKEN, sizeof(WARM_TAKEN)) != 0 ||
+	    !(early.bundle = strndup(m + sizeof(WARM_TAKEN), n - sizeof(WARM_TAKEN))))
 		return;
-	memcpy(early.bundle, m + sizeof(WARM_TAKEN), n - sizeof(WARM_TAKEN));
-	early.bundle[n - sizeof(WARM_TAKEN)] = '\0';
 	/* poold made us at a low priority; a taken S is a sandbox's */
 	if (setpriority(PRIO_PROCESS, 0, 0) < 0)
 		qlog_warn("setpriority: %s", strerror(errno));
@@ -268,13 +269,15 @@ static int adopt(struct sup_args *a, struct create_opts *o, const struct assignm
 		 struct qerr *err)
 {
 	int r = 0;
-	if (early.cfg && strcmp(early.bundle, as->bundle) == 0)
+	if (early.cfg && early.bundle && strcmp(early.bundle, as->bundle) == 0)
 		a->cfg = early.cfg;
 	else
 		r = guest_config_load(as->bundle, &a->cfg, err);
 	if (early.cfg != a->cfg)
 		guest_config_free(early.cfg);
 	early.cfg = NULL;
+	free(early.bundle);
+	early.bundle = NULL;
 	if (r < 0)
 		return r;
 	if ((r = warm_check(a->cfg, err)) < 0)

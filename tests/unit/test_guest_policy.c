@@ -117,13 +117,15 @@ static void test_table_sane(void **state)
 	(void)state;
 	policy_foreach(e)
 	{
+		/* an initializer that fills the array leaves no NUL (C allows it) */
+		assert_true(strnlen(e->name, POLICY_NAME_MAX) < POLICY_NAME_MAX);
+		assert_true(strnlen(e->why, POLICY_WHY_MAX) < POLICY_WHY_MAX);
 		int nr = seccomp_syscall_resolve_name_arch(SCMP_ARCH_X86_64, e->name);
 
 		n++;
 		if (nr != e->nr)
 			fail_msg("%s: table says %d, libseccomp %d", e->name, e->nr, nr);
 		assert_ptr_equal(policy_lookup(e->nr), e);
-		assert_non_null(e->why);
 		assert_true(strlen(e->why) > 5);
 		assert_null(strchr(e->why, '\n'));
 		for (f = policy_next(e); f; f = policy_next(f))
@@ -135,7 +137,7 @@ static void test_table_sane(void **state)
 			assert_int_equal(e->check, POLICY_CHECK_NONE);
 			break;
 		case POLICY_EMULATE:
-			assert_non_null(e->emulate);
+			assert_non_null(policy_emulator(e));
 			break;
 		case POLICY_PASS:
 			assert_true(e->check == POLICY_CHECK_NONE || e->err > 0);
