@@ -29,6 +29,7 @@
 #include "guest/trap.h"
 #include "guest/trap_bpf.h"
 #include "libcommon/cleanup.h"
+#include "libcommon/log.h"
 
 #define OCI "config.json: linux.seccomp"
 
@@ -687,6 +688,10 @@ static int compile_bpf(struct sock_filter **prog, size_t *len, struct qerr *err)
 	 * a program the rewrite does not handle is kept as libseccomp made it */
 	rc = trap_bpf_shrink(buf, n, prog, len, err);
 	if (rc == -ENOTSUP) {
+		/* said, so that a policy change that defeats the rewrite shows
+		 * in the build's output rather than as slower starts */
+		qlog_warn("seccomp: %s: the filter stays as libseccomp made it (%zu instructions)",
+			  err->msg, n);
 		*len = n;
 		*prog = steal_ptr(buf);
 		return 0;
