@@ -241,7 +241,7 @@ static long first_kept(struct spec *s, size_t pc, bool known, uint32_t a)
 	const struct prog *p = s->p;
 	for (;;) {
 		if (pc >= p->len)
-			return -qerr_set(p->err, ENOTSUP, "jump out of the program");
+			return qerr_set(p->err, ENOTSUP, "jump out of the program");
 		const struct sock_filter *f = &p->f[pc];
 		if (is_ld_abs(f) && (f->k == OFF_NR || f->k == OFF_ARCH)) {
 			known = true;
@@ -252,7 +252,7 @@ static long first_kept(struct spec *s, size_t pc, bool known, uint32_t a)
 		} else if (known && is_cond_jump(f->code)) {
 			pc += 1 + (jump_taken(f->code, a, f->k) ? f->jt : f->jf);
 		} else if (known && f->code == (BPF_ALU | BPF_AND | BPF_K)) {
-			return -qerr_set(p->err, ENOTSUP, "arithmetic on a known value");
+			return qerr_set(p->err, ENOTSUP, "arithmetic on a known value");
 		} else {
 			return (long)pc; /* a load of an argument, a test of one, a return */
 		}
@@ -462,7 +462,7 @@ static long intern(struct tables *t, struct residual *r, struct qerr *err)
 		}
 	if (grow(&t->res, &t->capres, t->nres, sizeof(*t->res)) < 0) {
 		free(r->f);
-		return -qerr_set(err, ENOMEM, "out of memory");
+		return qerr_set(err, ENOMEM, "out of memory");
 	}
 	t->res[t->nres] = *r;
 	return (long)t->nres++;

@@ -210,6 +210,12 @@ static void test_refuses_what_it_cannot_treat_exactly(void **state)
 					  JEQ(0x3e, 0, 1), RET(SECCOMP_RET_ALLOW),
 					  RET(SECCOMP_RET_KILL_PROCESS)};
 	refused(and, 5, "arithmetic on the architecture");
+	/* arithmetic on A before any load (A starts known, at 0); this path
+	 * returned its errno with the wrong sign, read as an instruction
+	 * index (found by fuzz_guest_trap_bpf) */
+	const struct sock_filter and0[] = {BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 1),
+					   RET(SECCOMP_RET_ALLOW)};
+	refused(and0, 2, "arithmetic on a known value");
 	/* an instruction libseccomp does not emit (X register) */
 	const struct sock_filter ldx[] = {BPF_STMT(BPF_LDX | BPF_W | BPF_IMM, 1),
 					  RET(SECCOMP_RET_ALLOW)};
