@@ -684,7 +684,7 @@ static int compile_bpf(struct sock_filter **prog, size_t *len, struct qerr *err)
 	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
 		return qerr_sys(err, errno ? errno : EIO, "seccomp: read exported BPF");
 	size_t n = (size_t)st.st_size / sizeof(struct sock_filter);
-	/* the same decisions in a third of the instructions (guest/trap_bpf.h);
+	/* the same decisions in about half the instructions (guest/trap_bpf.h);
 	 * a program the rewrite does not handle is kept as libseccomp made it */
 	rc = trap_bpf_shrink(buf, n, prog, len, err);
 	if (rc == -ENOTSUP) {

@@ -269,7 +269,7 @@ static int adopt(struct sup_args *a, struct create_opts *o, const struct assignm
 		 struct qerr *err)
 {
 	int r = 0;
-	if (early.cfg && early.bundle && strcmp(early.bundle, as->bundle) == 0)
+	if (early.cfg && strcmp(early.bundle, as->bundle) == 0) /* cfg implies bundle */
 		a->cfg = early.cfg;
 	else
 		r = guest_config_load(as->bundle, &a->cfg, err);
