@@ -693,6 +693,50 @@ static void resolve_again(struct job *j)
 	stage_resolve(j);
 }
 
+/* Lookups under a bind mount (a host /usr, a volume) never give a
+ * cacheable answer, and trying costs twice: the walk with RESOLVE_NO_XDEV
+ * leaves the kernel's lockless walk where it meets the mount, which
+ * io_uring cannot do inline, so an io-wq worker takes it only to say
+ * EXDEV, and the lookup is walked again.  So each sandbox remembers the
+ * first names of the paths that met a mount ("usr" for /usr/lib/x, "lib"
+ * for a /lib that is a symlink into it), and lookups below one are not
+ * tried for the cache again.  That only ever makes fewer answers
+ * cacheable, never more: a wrong guess costs speed, not correctness. */
+static size_t first_name(const char *path, const char **name)
+{
+	size_t n;
+
+	while (*path == '/')
+		path++;
+	n = strcspn(path, "/");
+	*name = path;
+	return n;
+}
+
+static bool crossing(const struct sbx *sb, const char *path)
+{
+	const char *name;
+	size_t n = first_name(path, &name);
+
+	for (unsigned i = 0; i < sb->n_crossing; i++)
+		if (strncmp(sb->crossing[i], name, n) == 0 && sb->crossing[i][n] == '\0')
+			return true;
+	return false;
+}
+
+static void note_crossing(struct sbx *sb, const char *path)
+{
+	const char *name;
+	size_t n = first_name(path, &name);
+
+	if (n == 0 || n >= IOD_CROSSING_NAME || sb->n_crossing == IOD_CROSSING_MAX ||
+	    crossing(sb, path))
+		return;
+	memcpy(sb->crossing[sb->n_crossing], name, n);
+	sb->crossing[sb->n_crossing][n] = '\0';
+	sb->n_crossing++;
+}
+
 static void stage_act(struct job *j)
 {
 	const struct iod_req *r = &j->in.req;
@@ -714,11 +758,14 @@ static void stage_act(struct job *j)
 	/* The walk for the guest's cache met a mount (a bind mount, /tmp, a
 	 * symlink into one): walk again without RESOLVE_NO_XDEV, unless the
 	 * workload asked for it itself; that answer is not cacheable. */
-	if (j->no_xdev && (j->res[0] == -EXDEV || j->res[1] == -EXDEV) &&
-	    !(op == IOD_OP_OPEN && (r->arg1 & RESOLVE_NO_XDEV))) {
-		j->no_xdev = false;
-		resolve_again(j);
-		return;
+	if (j->no_xdev && (j->res[0] == -EXDEV || j->res[1] == -EXDEV)) {
+		note_crossing(j->sb, r->paths);
+		if (!(op == IOD_OP_OPEN && (r->arg1 & RESOLVE_NO_XDEV))) {
+			j->no_xdev = false;
+			iod_metrics_xdev_walk();
+			resolve_again(j);
+			return;
+		}
 	}
 	if (op == IOD_OP_OPEN) {
 		open_act(j);
@@ -1063,7 +1110,8 @@ static void start(struct sbx *sb, struct job *j)
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	j->sb = sb;
 	j->fd[0] = j->fd[1] = -1;
-	j->no_xdev = sb->root_ro && (j->in.req.hdr.flags & IOD_REQ_CACHE);
+	j->no_xdev =
+	    sb->root_ro && (j->in.req.hdr.flags & IOD_REQ_CACHE) && !crossing(sb, j->in.req.paths);
 	sb->inflight++;
 	if (iod.uring_ok)
 		j->personality = personality_for(&j->in.req.creds);

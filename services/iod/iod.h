@@ -22,12 +22,20 @@
 
 #define IOD_VERSION "0.1"
 
+#define IOD_CROSSING_MAX  16
+#define IOD_CROSSING_NAME 32
+
 /* One attached sandbox. */
 struct sbx {
 	struct sbx *next;
 	int conn;     /* the guest's seqpacket connection */
 	int rootfd;   /* the sandbox's root, from the guest */
 	bool root_ro; /* a read-only mount: answers from it alone may be cached */
+	/* First names of paths whose walk met a mount (EXDEV under
+	 * RESOLVE_NO_XDEV): lookups below them are not tried for the guest's
+	 * cache again (exec.c, "crossing"). */
+	char crossing[IOD_CROSSING_MAX][IOD_CROSSING_NAME];
+	unsigned n_crossing;
 	struct ring ring;
 	char id[128];
 	unsigned inflight;    /* requests popped, not yet completed */
@@ -92,5 +100,6 @@ void iod_metrics_stop(void);
 void iod_metrics_op(unsigned op, int64_t res, double seconds);
 void iod_metrics_batch(unsigned n);
 void iod_metrics_inline(void);
+void iod_metrics_xdev_walk(void);
 
 #endif

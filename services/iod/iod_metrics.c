@@ -1,5 +1,5 @@
 /* iod's /metrics: requests by op, errors by op, batch sizes, steps done
- * in iod's thread rather than io-wq, latency from
+ * in iod's thread rather than io-wq, lookups walked twice, latency from
  * taking a request to pushing its completion, the sandboxes attached and
  * each one's requests in flight.  Counters are atomics updated by the loop;
  * the per-sandbox gauge is written at scrape time under iod.lock. */
@@ -16,7 +16,7 @@ static struct {
 	struct qmetrics *reg;
 	struct qmetrics_http *http;
 	struct qmetric_series *ops[IOD_OP_MAX_], *errors[IOD_OP_MAX_];
-	struct qmetric_series *batch, *latency, *here;
+	struct qmetric_series *batch, *latency, *here, *xdev;
 } m;
 
 void iod_metrics_op(unsigned op, int64_t res, double seconds)
@@ -33,6 +33,12 @@ void iod_metrics_inline(void)
 {
 	if (m.reg)
 		qmetric_inc(m.here);
+}
+
+void iod_metrics_xdev_walk(void)
+{
+	if (m.reg)
+		qmetric_inc(m.xdev);
 }
 
 void iod_metrics_batch(unsigned n)
@@ -65,7 +71,7 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 	static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 	static const double lat_bounds[] = {2e-6,   4e-6,   8e-6, 16e-6, 32e-6, 64e-6,
 					    128e-6, 256e-6, 1e-3, 4e-3,	 16e-3, 64e-3};
-	struct qmetric *ops, *errs, *batch, *lat, *here;
+	struct qmetric *ops, *errs, *batch, *lat, *here, *xdev;
 	char bound[128], url[160];
 	int r;
 
@@ -86,7 +92,11 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 				"Steps io_uring would hand to an io-wq worker (the open of a file "
 				"found, a stat) done in iod's thread: a local filesystem.",
 				NULL, err);
-	if (!ops || !errs || !batch || !lat || !here) {
+	xdev = qmetrics_counter(m.reg, "quiver_iod_xdev_walks_total",
+				"Lookups walked twice: tried for the guest's cache "
+				"(RESOLVE_NO_XDEV), they met a mount.",
+				NULL, err);
+	if (!ops || !errs || !batch || !lat || !here || !xdev) {
 		r = -err->code;
 		goto fail;
 	}
@@ -98,6 +108,7 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 	m.batch = qmetric_series(batch, NULL, err);
 	m.latency = qmetric_series(lat, NULL, err);
 	m.here = qmetric_series(here, NULL, err);
+	m.xdev = qmetric_series(xdev, NULL, err);
 	if ((r = qmetrics_add_collector(m.reg, collect, NULL, err)) < 0)
 		goto fail;
 	if ((r = qmetrics_http_start(m.reg, addr, &m.http, err)) < 0 ||

@@ -8,6 +8,9 @@
  *	TOP/jail/root/					the sandbox's root: files, dirs,
  *		a FIFO, and symlinks aiming out ("/", "../..", "../../marker",
  *		absolute paths to TOP's files), reset before every input
+ *	TOP/jail/root/mnt/				a tmpfs (as root, in the
+ *		fuzzer's own mount namespace): a mount for RESOLVE_NO_XDEV
+ *		to meet
  *
  * The fuzzer plays the guest: it holds the submitter's side of the ring and
  * the other end of the sandbox's connection.  The input is a script; byte 0
@@ -42,7 +45,9 @@
  * The script ends with turns until nothing moves (unless bit 2 of byte 0
  * says the guest just goes away), then the connection closes and the
  * sandbox goes as main.c lets it go.  Bit 3 of byte 0 makes it an
- * offload-all sandbox (with a data area).  Whatever the input:
+ * offload-all sandbox (with a data area), bit 4 one whose root iod takes
+ * for read-only (the metadata cache's walks with RESOLVE_NO_XDEV; bit 5 of
+ * a shaped entry's byte 20 asks IOD_REQ_CACHE of a cacheable op).  Whatever the input:
  *   - every completion passes iod_resp_valid, and one with IOD_RESP_FD comes
  *     after an fd message for its user_data; stat/statfs/readlink data
  *     lengths match their result;
@@ -60,6 +65,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +73,7 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -150,6 +157,8 @@ static void write_file(int dfd, const char *name, const char *text, mode_t mode)
 }
 
 /* Empty the directory dfd, never following a symlink. */
+static bool mnt_mounted; /* ROOT/mnt is a tmpfs: kept, only emptied */
+
 static void wipe(int dfd)
 {
 	bool again = true;
@@ -165,6 +174,8 @@ static void wipe(int dfd)
 		again = false;
 		while ((e = readdir(d)) != NULL) {
 			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			if (dfd == rootfd && mnt_mounted && strcmp(e->d_name, "mnt") == 0)
 				continue;
 			again = true;
 			if (unlinkat(dfd, e->d_name, 0) == 0)
@@ -187,6 +198,15 @@ static void tree_reset(void)
 	char target[PATH_MAX + 32];
 
 	wipe(rootfd);
+	if (mnt_mounted) {
+		int m = openat(rootfd, "mnt", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		check(m >= 0);
+		wipe(m);
+		close(m);
+		write_file(rootfd, "mnt/file", "mounted\n", 0644);
+		check(symlinkat("/dir/file", rootfd, "mnt/back") == 0);
+	}
 	check(fchmod(rootfd, 0755) == 0);
 	if (as_root)
 		check(fchown(rootfd, 0, 0) == 0);
@@ -252,6 +272,13 @@ static bool is_forbidden(dev_t dev, ino_t ino)
 
 static void cleanup(void)
 {
+	if (mnt_mounted) {
+		char mnt[PATH_MAX + 8];
+
+		snprintf(mnt, sizeof(mnt), "%s/mnt", rootpath);
+		umount2(mnt, MNT_DETACH);
+		mnt_mounted = false;
+	}
 	if (topfd >= 0) {
 		wipe(topfd);
 		close(topfd);
@@ -675,6 +702,8 @@ static void push_shaped(const uint8_t *p, size_t n)
 	e.req.times[0] = e.req.times[2] = (int64_t)u64;
 	e.req.times[1] = e.req.times[3] = u32;
 	set_creds(&e.req.creds, f[20]);
+	if ((f[20] & 0x20) && iod_op_cacheable(e.req.hdr.opcode))
+		e.req.hdr.flags |= IOD_REQ_CACHE;
 	if (iod_op_on_handle(e.req.hdr.opcode))
 		shape_handle_op(&e.req, f);
 
@@ -833,6 +862,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	check(mkdirat(topfd, "jail/root", 0755) == 0);
 	snprintf(rootpath, sizeof(rootpath), "%s/jail/root", top);
 	/* As the supervisor hands it over: a directory fd. */
+	/* A mount inside the root, in a mount namespace of our own (as root;
+	 * without it no walk meets a mount).  The root is opened after: a
+	 * directory opened before the unshare is on the old namespace's
+	 * mount, where the tmpfs is not. */
+	if (as_root && unshare(CLONE_NEWNS) == 0 &&
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
+		char mnt[PATH_MAX + 8];
+
+		snprintf(mnt, sizeof(mnt), "%s/mnt", rootpath);
+		check(mkdir(mnt, 0755) == 0);
+		mnt_mounted = mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") == 0;
+	}
 	rootfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	check(rootfd >= 0);
 	for (size_t i = 0; i < NWATCHED; i++) {
@@ -881,6 +922,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sb_freed = false;
 	sb->conn = guest_conn;
 	sb->rootfd = rootfd;
+	sb->root_ro = data[0] & 0x10;
 	for (unsigned h = 0; h < IOD_FILES_MAX; h++)
 		sb->files[h] = -1;
 	if (data[0] & 8) {

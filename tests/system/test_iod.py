@@ -775,14 +775,19 @@ def test_metadata_cache_answers_as_iod_does(runtime, bundle_factory, progs, serv
     call, and every answer is the one iod gives with the cache off.  What
     lies on another mount (/tmp, /proc) is never cached (a file created in
     /tmp is seen at once), and an answer is kept per credentials (after
-    setuid, the root-only directory says EACCES)."""
+    setuid, the root-only directory says EACCES).  iod learns that /tmp is
+    another mount once: the later /tmp lookups are not walked twice (first
+    with RESOLVE_NO_XDEV, for the cache, then again)."""
     if iod is None:
         pytest.skip("QUIVER_TEST_IOD=off")
     b = metacache_bundle(bundle_factory, progs)
+    xdev = "quiver_iod_xdev_walks_total"
     with served() as off:
         plain = metacache_run(runtime, b, "off")
+    x0 = iod.counter(xdev)
     with served() as on:
         cached = metacache_run(runtime, b, "on")
+    xdev_on = iod.counter(xdev) - x0
     assert plain.returncode == 0 and plain.stdout.rstrip().endswith("end"), (plain.stdout, plain.stderr)
     assert cached.returncode == 0, (cached.stdout, cached.stderr)
     assert cached.stdout == plain.stdout, "\n".join(diff_lines(lines_of(plain.stdout), lines_of(cached.stdout),
@@ -800,6 +805,9 @@ def test_metadata_cache_answers_as_iod_does(runtime, bundle_factory, progs, serv
     assert lookups_off >= METACACHE_ROUNDS * 16, off
     print("metadata cache: iod lookups %d with the cache, %d without" % (lookups_on, lookups_off))
     assert lookups_on < lookups_off / 3, "the cache saved little: %s vs %s" % (on, off)
+    # "s:/tmp/f" three times a round, 40 rounds: each walked twice without
+    # the memo of mounts met.
+    assert 1 <= xdev_on <= 3, "%d lookups walked twice (once for /tmp expected)" % xdev_on
 
 
 # ---------------------------------------------------------------------------
