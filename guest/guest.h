@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "libcommon/err.h"
 #include "libcommon/launch_proto.h"
@@ -239,5 +240,14 @@ int send_fd(int sock, int fd, const void *data, size_t len);
 int bind_seqpacket(const char *dir, int dirfd, const char *name, int *out, struct qerr *err);
 /* Field 22 of /proc/PID/stat. */
 int read_pid_start(pid_t pid, uint64_t *out, struct qerr *err);
+
+/* CLOCK_MONOTONIC in nanoseconds (the vDSO: no system call). */
+static inline uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 #endif

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,14 +213,19 @@ int iod_client_submit(struct iod_client *c, struct iod_req *req, int with_fd, io
 		detach(c);
 		return -EIO;
 	}
-	c->pend[slot] = (struct iod_pending){.ud = req->hdr.user_data, .done = done, .arg = arg};
+	c->pend[slot] = (struct iod_pending){
+	    .ud = req->hdr.user_data, .done = done, .arg = arg, .sent_ns = mono_ns()};
 	c->npend++;
 	return 0;
 }
 
 /* The spin adapts: halved each time it ends without the answer (a busy
  * host, where spinning only takes the CPU iod needs), doubled back when it
- * gets it. */
+ * gets it, or when the answer came after the spin had ended but within the
+ * longest spin (one()): otherwise a spin once shorter than iod's round trip
+ * would never see an answer again and stay at its floor, every answer then
+ * coming through the eventfd and the supervisor's loop.  It yields between
+ * polls: iod may be waiting for this very CPU. */
 static bool spinning(const struct iod_client *c, const struct timespec *t0)
 {
 	struct timespec t;
@@ -227,7 +233,7 @@ static bool spinning(const struct iod_client *c, const struct timespec *t0)
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	if ((t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec) >= c->spin_ns)
 		return false;
-	__builtin_ia32_pause();
+	sched_yield();
 	return true;
 }
 
@@ -251,6 +257,9 @@ static int one(struct iod_client *c)
 			return -1;
 		c->pend[i].ud = 0;
 		c->npend--;
+		uint64_t took = mono_ns() - p.sent_ns;
+		if (took < SPIN_NS && (long)took >= c->spin_ns && c->spin_ns < SPIN_NS)
+			c->spin_ns *= 2;
 		p.done(p.arg, &o.resp, fd);
 		return 1;
 	}

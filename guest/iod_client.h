@@ -26,6 +26,7 @@ struct iod_pending {
 	uint64_t ud; /* 0: free */
 	iod_done_fn done;
 	void *arg;
+	uint64_t sent_ns; /* CLOCK_MONOTONIC at submit: the spin's measure */
 };
 
 struct iod_client {

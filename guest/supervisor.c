@@ -98,14 +98,6 @@ struct sup {
 	char exec_msg[QERR_MSG_MAX];
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static uint64_t ev_data(enum ev_kind k, int fd)
 {
 	return ((uint64_t)k << 32) | (uint32_t)fd;

@@ -195,6 +195,17 @@ static int take_guest_fd(struct sbx *sb, uint64_t user_data)
 	return fd;
 }
 
+/* Tell the guest its CQ has answers, if it is not polling for them. */
+static void notify(struct sbx *sb)
+{
+	int r = ring_notify_peer(&sb->ring);
+
+	if (r < 0)
+		sb->broken = true;
+	else if (r > 0)
+		iod_metrics_wakeup();
+}
+
 static void push_or_queue(struct job *j)
 {
 	struct sbx *sb = j->sb;
@@ -207,8 +218,7 @@ static void push_or_queue(struct job *j)
 	if (!sb->overflow) {
 		r = ring_cq_push(&sb->ring, &j->out);
 		if (r == 0) {
-			if (ring_notify_peer(&sb->ring) < 0)
-				sb->broken = true;
+			notify(sb);
 			job_free(j);
 			return;
 		}
@@ -248,8 +258,8 @@ void exec_flush_overflow(struct sbx *sb)
 		if (!sb->overflow)
 			break;
 	}
-	if (pushed && ring_notify_peer(&sb->ring) < 0)
-		sb->broken = true;
+	if (pushed)
+		notify(sb);
 }
 
 bool exec_has_overflow(void)

@@ -101,5 +101,6 @@ void iod_metrics_op(unsigned op, int64_t res, double seconds);
 void iod_metrics_batch(unsigned n);
 void iod_metrics_inline(void);
 void iod_metrics_xdev_walk(void);
+void iod_metrics_wakeup(void);
 
 #endif

@@ -1,5 +1,5 @@
 /* iod's /metrics: requests by op, errors by op, batch sizes, steps done
- * in iod's thread rather than io-wq, lookups walked twice, latency from
+ * in iod's thread rather than io-wq, lookups walked twice, guests woken, latency from
  * taking a request to pushing its completion, the sandboxes attached and
  * each one's requests in flight.  Counters are atomics updated by the loop;
  * the per-sandbox gauge is written at scrape time under iod.lock. */
@@ -16,7 +16,7 @@ static struct {
 	struct qmetrics *reg;
 	struct qmetrics_http *http;
 	struct qmetric_series *ops[IOD_OP_MAX_], *errors[IOD_OP_MAX_];
-	struct qmetric_series *batch, *latency, *here, *xdev;
+	struct qmetric_series *batch, *latency, *here, *xdev, *wakeups;
 } m;
 
 void iod_metrics_op(unsigned op, int64_t res, double seconds)
@@ -39,6 +39,12 @@ void iod_metrics_xdev_walk(void)
 {
 	if (m.reg)
 		qmetric_inc(m.xdev);
+}
+
+void iod_metrics_wakeup(void)
+{
+	if (m.reg)
+		qmetric_inc(m.wakeups);
 }
 
 void iod_metrics_batch(unsigned n)
@@ -71,7 +77,7 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 	static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 	static const double lat_bounds[] = {2e-6,   4e-6,   8e-6, 16e-6, 32e-6, 64e-6,
 					    128e-6, 256e-6, 1e-3, 4e-3,	 16e-3, 64e-3};
-	struct qmetric *ops, *errs, *batch, *lat, *here, *xdev;
+	struct qmetric *ops, *errs, *batch, *lat, *here, *xdev, *wakeups;
 	char bound[128], url[160];
 	int r;
 
@@ -96,7 +102,11 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 				"Lookups walked twice: tried for the guest's cache "
 				"(RESOLVE_NO_XDEV), they met a mount.",
 				NULL, err);
-	if (!ops || !errs || !batch || !lat || !here || !xdev) {
+	wakeups = qmetrics_counter(m.reg, "quiver_iod_guest_wakeups_total",
+				   "Completions after which a guest had to be woken (its eventfd "
+				   "written): it was not polling for the answer.",
+				   NULL, err);
+	if (!ops || !errs || !batch || !lat || !here || !xdev || !wakeups) {
 		r = -err->code;
 		goto fail;
 	}
@@ -109,6 +119,7 @@ int iod_metrics_start(const char *addr, struct qerr *err)
 	m.latency = qmetric_series(lat, NULL, err);
 	m.here = qmetric_series(here, NULL, err);
 	m.xdev = qmetric_series(xdev, NULL, err);
+	m.wakeups = qmetric_series(wakeups, NULL, err);
 	if ((r = qmetrics_add_collector(m.reg, collect, NULL, err)) < 0)
 		goto fail;
 	if ((r = qmetrics_http_start(m.reg, addr, &m.http, err)) < 0 ||
