@@ -728,6 +728,8 @@ static bool crossing(const struct sbx *sb, const char *path)
 	const char *name;
 	size_t n = first_name(path, &name);
 
+	if (n >= IOD_CROSSING_NAME) /* never kept */
+		return false;
 	for (unsigned i = 0; i < sb->n_crossing; i++)
 		if (strncmp(sb->crossing[i], name, n) == 0 && sb->crossing[i][n] == '\0')
 			return true;

@@ -1,8 +1,9 @@
 /* iod's /metrics: requests by op, errors by op, batch sizes, steps done
- * in iod's thread rather than io-wq, lookups walked twice, guests woken, latency from
- * taking a request to pushing its completion, the sandboxes attached and
- * each one's requests in flight.  Counters are atomics updated by the loop;
- * the per-sandbox gauge is written at scrape time under iod.lock. */
+ * in iod's thread rather than io-wq, lookups walked twice, guests woken,
+ * latency from taking a request to pushing its completion, the sandboxes
+ * attached and each one's requests in flight.  Counters are atomics updated
+ * by the loop; the per-sandbox gauge is written at scrape time under
+ * iod.lock. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
