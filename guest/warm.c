@@ -608,6 +608,17 @@ out:
 	return r;
 }
 
+/* poold closed its end of the sync socket: it stopped (or died) while we
+ * were starting, and dropped us with its pools.  What failed then (its
+ * pooled cgroup removed under us, the report's send) is that, not an
+ * error of ours. */
+static bool owner_gone(int sync_fd)
+{
+	struct pollfd p = {.fd = sync_fd, .events = POLLRDHUP};
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 int warm_main(const struct warm_opts *o)
 {
 	struct qerr err = {0};
@@ -618,13 +629,19 @@ int warm_main(const struct warm_opts *o)
 		qlog_warn("setpriority: %s", strerror(errno));
 	int r = warm_launch(o, &s_pid, &err);
 	if (r < 0) {
-		qlog_error("warm: %s", err.msg);
+		bool gone = owner_gone(o->sync_fd);
+		if (gone)
+			qlog_info("warm: poold dropped this supervisor while it was starting (%s)",
+				  err.msg);
+		else
+			qlog_error("warm: %s", err.msg);
 		if (s_pid > 0) {
 			kill(s_pid, SIGKILL);
 			while (waitpid(s_pid, NULL, 0) < 0 && errno == EINTR)
 				;
 		}
-		sync_send_error(o->sync_fd, &err);
+		if (!gone)
+			sync_send_error(o->sync_fd, &err);
 		return 1;
 	}
 	return 0;

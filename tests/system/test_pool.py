@@ -959,6 +959,29 @@ def test_kill9_during_refill_leaves_no_orphans(poold_factory):
     assert_all_gone(p)
 
 
+def test_stop_during_refill_logs_no_errors(poold_factory):
+    """poold stopped while warm supervisors are still starting: their
+    launchers find poold gone and say so at info level, not as errors (they
+    logged "sync socket: Broken pipe" and "warm supervisor died while
+    starting" as errors on every such stop), and nothing is left behind.
+    Stops are repeated until one catches a launcher mid-start."""
+    caught = 0
+    for attempt in range(10):
+        p = poold_factory(pools(cgroup=(5, 50), netns=(0, 0), warm=(30, 30), rate=500), name="stop%d" % attempt)
+        p.start()
+        assert poll_until(lambda: p.pools()["warm"]["starting"] > 0, 10.0, interval=0.002), p.status()
+        p.stop()
+        logs = {f: read(os.path.join(p.root, f)) for f in ("poold.log", "poold/warm.log")}
+        bad = ["%s: %s" % (f, l) for f, text in logs.items() for l in text.splitlines()
+               if ": error: " in l or ": warn: " in l]
+        assert not bad, "errors on a stop during the refill:\n" + "\n".join(bad)
+        assert_all_gone(p)
+        caught += logs["poold/warm.log"].count("poold dropped this supervisor while it was starting")
+        if caught:
+            break
+    assert caught, "no stop in 10 caught a warm supervisor starting: the test proved nothing"
+
+
 # ---------------------------------------------------------------------------
 # 7. kill -9 with a sandbox from a warm start
 
