@@ -266,13 +266,6 @@ static int one(struct iod_client *c)
 	return -1; /* a completion nobody asked for */
 }
 
-static bool hung_up(struct iod_client *c)
-{
-	struct pollfd p = {.fd = c->conn, .events = POLLRDHUP};
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 void iod_client_dispatch(struct iod_client *c, bool spin)
 {
 	struct timespec t0;
@@ -303,7 +296,7 @@ void iod_client_dispatch(struct iod_client *c, bool spin)
 			continue;
 		break;
 	}
-	if (!spin && hung_up(c)) {
+	if (!spin && unix_peer_gone(c->conn)) {
 		/* Completions pushed before iod died were taken above. */
 		qlog_warn("iod: connection lost; %u calls fail with EIO", c->npend);
 		detach(c);

@@ -41,6 +41,7 @@
 #include "libcommon/log.h"
 #include "libcommon/msg.h"
 #include "libcommon/sandbox_id.h"
+#include "libcommon/unix_connect.h"
 #include "guest/cgroups.h"
 #include "guest/guest.h"
 #include "guest/hooks.h"
@@ -608,17 +609,6 @@ out:
 	return r;
 }
 
-/* poold closed its end of the sync socket: it stopped (or died) while we
- * were starting, and dropped us with its pools.  What failed then (its
- * pooled cgroup removed under us, the report's send) is that, not an
- * error of ours. */
-static bool owner_gone(int sync_fd)
-{
-	struct pollfd p = {.fd = sync_fd, .events = POLLRDHUP};
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 int warm_main(const struct warm_opts *o)
 {
 	struct qerr err = {0};
@@ -629,7 +619,11 @@ int warm_main(const struct warm_opts *o)
 		qlog_warn("setpriority: %s", strerror(errno));
 	int r = warm_launch(o, &s_pid, &err);
 	if (r < 0) {
-		bool gone = owner_gone(o->sync_fd);
+		/* poold closed its end of the sync socket: it stopped (or
+		 * died) while we were starting, and dropped us with its
+		 * pools.  What failed then (its pooled cgroup removed under
+		 * us, the report's send) is that, not an error of ours. */
+		bool gone = unix_peer_gone(o->sync_fd);
 		if (gone)
 			qlog_info("warm: poold dropped this supervisor while it was starting (%s)",
 				  err.msg);

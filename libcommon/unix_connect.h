@@ -11,6 +11,8 @@
 /* 0, or -errno (-ENAMETOOLONG if even the /proc form does not fit). */
 int unix_connect(int fd, const char *path);
 
+#include <stdbool.h>
+
 #include "libcommon/err.h"
 
 /* A new SOCK_SEQPACKET socket (close-on-exec, plus the SOCK_* in flags)
@@ -24,5 +26,9 @@ int unix_connect_at(int dirfd, const char *name, int flags);
  * close-on-exec, mode 0600 (root's daemons and supervisors only), a stale
  * socket file replaced.  The fd, or -errno with err filled. */
 int unix_listen_seqpacket(const char *dir, const char *name, struct qerr *err);
+
+/* Whether the other end of the connected socket fd has closed (or the
+ * socket failed), without waiting and without reading anything. */
+bool unix_peer_gone(int fd);
 
 #endif
