@@ -66,12 +66,17 @@ static int take_cgroup(struct taken *t, const char *pool_name, struct qerr *err)
 }
 
 /* The claim goes to disk before anything takes the sandbox's name. */
-static int take_items(struct taken *t, const bool want[POOL_NKINDS], struct qerr *err)
+static int take_items(struct taken *t, bool want[POOL_NKINDS], struct qerr *err)
 {
 	struct pool_item *cgi = NULL, *nsi = NULL, *lyi = NULL;
 	int r;
-	if (want[POOL_WARM] && !(t->warm = pool_pop(&poold.pools[POOL_WARM])))
+	if (want[POOL_WARM] && !(t->warm = pool_pop(&poold.pools[POOL_WARM]))) {
 		t->miss[POOL_WARM] = true;
+		/* A writable layer serves a warm start only (a cold one has
+		 * no use for it): asked with a warm supervisor and there is
+		 * none, it is not taken, nor counted. */
+		want[POOL_LAYER] = false;
+	}
 	if (t->warm) {
 		snprintf(t->claim.cgroup, sizeof(t->claim.cgroup), "%s", t->warm->cgroup);
 		snprintf(t->claim.netns, sizeof(t->claim.netns), "%s", t->warm->netns);

@@ -220,7 +220,10 @@ static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int
 	*dev = bi->rootfs_dev;
 	*ino = bi->rootfs_ino;
 	if (pool_take(sb->id, sb->bundle, bi->layer, l, &err) < 0) {
-		qlog_warn("%s: cold start: poold: %s", sb->id, err.msg);
+		if (err.code == EAGAIN) /* said once, when it stopped answering */
+			qlog_debug("%s: cold start: %s", sb->id, err.msg);
+		else
+			qlog_warn("%s: cold start: poold: %s", sb->id, err.msg);
 		sb->pooled = l->any;
 		return false;
 	}
@@ -267,11 +270,13 @@ static struct sandbox *reserve(const char *id, const char *bundle, bool warm, bo
 	sb->transient = transient;
 	*l = (struct pool_lease){0};
 	bool hit = warm && try_warm(sb, l, dev, ino);
+	/* a miss with a layer, or a take that timed out: the start is cold */
+	sb->own_cgroups = sb->pooled && !hit;
 	if (warm)
 		vmmd_metrics_start_path(hit ? "warm" : "cold");
 	if ((r = sandbox_save(sb, err)) < 0) {
 		if (sb->pooled)
-			pool_release(id, NULL);
+			pool_release_later(sb);
 		pool_lease_free(l);
 		sandbox_remove_dir(id, NULL);
 		json_decref(sb->annotations);
@@ -349,9 +354,8 @@ static int op_create(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 	r = create_async(sb, &l, dev, ino, start, err);
 	pool_lease_free(&l);
 	if (r < 0) {
-		struct qerr e;
 		if (sb->pooled)
-			pool_release(sb->id, &e);
+			pool_release_later(sb);
 		sandbox_remove_dir(sb->id, NULL);
 		sandbox_destroy(sb);
 		return r;
@@ -364,11 +368,10 @@ static int op_create(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 
 static int drop_reservation(struct sandbox *sb, struct qerr *err)
 {
-	struct qerr e;
 	if (sb->assign)
 		create_abandon(sb);
-	if (sb->pooled && pool_release(sb->id, &e) < 0)
-		qlog_warn("%s: poold release: %s", sb->id, e.msg);
+	if (sb->pooled)
+		pool_release_later(sb);
 	int r = sandbox_remove_dir(sb->id, err);
 
 	if (r < 0)
@@ -789,10 +792,11 @@ static int op_delete(const struct qmsg_in *req, struct qmsg_out *reply, struct q
 		return r;
 	}
 	/* poold takes back what it gave (cgroups reset for reuse, netns,
-	 * layer), after our reply (pool_release_later) */
+	 * layer), after our reply (pool_release_later); a cold start's
+	 * cgroups are ours to remove */
 	if (sb->pooled)
 		pool_release_later(sb);
-	else if ((r = sandbox_remove_cgroups(sb, err)) < 0)
+	if ((!sb->pooled || sb->own_cgroups) && (r = sandbox_remove_cgroups(sb, err)) < 0)
 		qlog_warn("%s: %s", sb->id, err->msg);
 	if ((r = sandbox_remove_dir_later(sb->id, err)) < 0)
 		return r;

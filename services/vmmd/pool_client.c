@@ -5,6 +5,7 @@
  * it if poold restarts. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,32 @@
 static _Thread_local nng_socket sock;
 static _Thread_local bool have_sock;
 
+/* A poold that let a call time out (stopped, hung, swamped) is not asked
+ * for takes until it answers something again: each take would hold up
+ * vmmd's loop, and every request behind it, for the call's timeout, or
+ * ~10 s when the socket must be dialled again (nng's handshake).  Starts
+ * go cold meanwhile, as with an empty pool.  The background worker pings
+ * it (one ping at a time, queued by a take that found it so) and goes on
+ * sending releases: waiting there holds up no request. */
+static atomic_bool unresponsive, pinging;
+
+static void wake_release_waiters(void);
+
+static void mark_unresponsive(const struct qerr *err)
+{
+	if (!atomic_exchange(&unresponsive, true)) {
+		qlog_warn("poold did not answer (%s): starts go cold until it answers again",
+			  err->msg);
+		wake_release_waiters();
+	}
+}
+
+static void mark_answering(void)
+{
+	if (atomic_exchange(&unresponsive, false))
+		qlog_info("poold answers again: starts ask it for warm supervisors again");
+}
+
 static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
 	char url[PATH_MAX + 32];
@@ -30,22 +57,41 @@ static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct q
 		if (have_sock)
 			nng_close(sock);
 		have_sock = false;
+		mark_answering(); /* gone, not hung: a take fails at once */
 		return qerr_set(err, ENOENT, "poold is not running");
 	}
+	int r = 0;
 	if (!have_sock) {
 		snprintf(url, sizeof(url), "ipc://%s/poold.sock", vmmd.root);
-		int r = qnng_req_dial(&sock, url, POOL_CALL_TIMEOUT_MS, err);
-		if (r < 0)
-			return r;
-		have_sock = true;
+		if ((r = qnng_req_dial(&sock, url, POOL_CALL_TIMEOUT_MS, err)) == 0)
+			have_sock = true;
 	}
-	int r = qnng_call(sock, req, reply, err);
-	if (r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT) {
+	if (r == 0)
+		r = qnng_call(sock, req, reply, err);
+	if (have_sock && (r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT)) {
 		/* a dead poold: dial afresh next time */
 		nng_close(sock);
 		have_sock = false;
 	}
+	if (r == -ETIMEDOUT)
+		mark_unresponsive(err);
+	else if (r == 0 || r == -ECONNREFUSED || r == -ENOENT)
+		mark_answering();
 	return r;
+}
+
+static void ping(void *unused)
+{
+	struct qmsg_out m;
+	struct qmsg_in in;
+	struct qerr err = {0};
+	(void)unused;
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "ping", 0);
+	if (pool_call(&m, &in, &err) == 0)
+		qmsg_in_free(&in);
+	qmsg_out_free(&m);
+	atomic_store(&pinging, false);
 }
 
 void pool_lease_free(struct pool_lease *l)
@@ -98,6 +144,11 @@ int pool_take(const char *id, const char *bundle, bool layer, struct pool_lease 
 	struct qmsg_in in;
 	*l = (struct pool_lease){0};
 	wait_released(id);
+	if (atomic_load(&unresponsive)) {
+		if (!atomic_exchange(&pinging, true))
+			background(ping, NULL);
+		return qerr_set(err, EAGAIN, "poold is not answering");
+	}
 	qmsg_out_init(&m);
 	/* the bundle: a warm supervisor reads its config while we wait */
 	qmsg_begin(&m, "take", 3);
@@ -187,11 +238,19 @@ static void wait_released(const char *id)
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += RELEASE_WAIT_MS / 1000;
 	pthread_mutex_lock(&pending_mu);
-	while (is_pending(id))
+	/* no wait for a poold that stopped answering: the take is not made */
+	while (is_pending(id) && !atomic_load(&unresponsive))
 		if (pthread_cond_timedwait(&pending_cv, &pending_mu, &until) == ETIMEDOUT) {
 			qlog_warn("%s: the release of its last sandbox is still pending", id);
 			break;
 		}
+	pthread_mutex_unlock(&pending_mu);
+}
+
+static void wake_release_waiters(void)
+{
+	pthread_mutex_lock(&pending_mu);
+	pthread_cond_broadcast(&pending_cv);
 	pthread_mutex_unlock(&pending_mu);
 }
 

@@ -139,6 +139,7 @@ static json_t *sandbox_to_json(const struct sandbox *sb)
 	json_object_set(o, "annotations", sb->annotations);
 	json_object_set_new(o, "console", json_string(sb->console));
 	json_object_set_new(o, "pooled", json_boolean(sb->pooled));
+	json_object_set_new(o, "own_cgroups", json_boolean(sb->own_cgroups));
 	json_object_set_new(o, "reserved_ns", json_integer(sb->reserved_ns));
 	json_object_set_new(o, "created_ns", json_integer(sb->created_ns));
 	json_object_set_new(o, "started_ns", json_integer(sb->started_ns));
@@ -243,6 +244,7 @@ int sandbox_load(const char *id, struct sandbox **out, struct qerr *err)
 	if (r == 0)
 		r = json_get_str(o, "console", sb->console, sizeof(sb->console), false, err);
 	sb->pooled = json_is_true(json_object_get(o, "pooled"));
+	sb->own_cgroups = json_is_true(json_object_get(o, "own_cgroups"));
 	if (r == 0 && (sb_status_parse(status, &sb->status) < 0 ||
 		       sb_status_parse(paused_from, &sb->paused_from) < 0))
 		r = qerr_set(err, EINVAL, "state.json: status: unknown");

@@ -64,9 +64,10 @@ struct sandbox {
 	int sent_signal; /* last fatal signal vmmd sent, for a supervisor that left no report */
 	int pidfd;
 	uv_poll_t *pidfd_poll; /* heap, freed in its close callback */
-	int report_wd;	/* supervisor.c: inotify watch of ROOT/ID for the exit report; 0: none */
-	bool pooled;	/* holds resources from poold: released through it */
-	bool transient; /* its caller deletes it once it stops: no stopped record */
+	int report_wd;	  /* supervisor.c: inotify watch of ROOT/ID for the exit report; 0: none */
+	bool pooled;	  /* holds resources from poold: released through it */
+	bool own_cgroups; /* pooled, but started cold: its cgroups are vmmd's */
+	bool transient;	  /* its caller deletes it once it stops: no stopped record */
 	struct assign *assign; /* API create in flight (create.c), or NULL */
 	/* hibernate.c */
 	enum sb_hib hib;

@@ -982,12 +982,69 @@ def test_stop_during_refill_logs_no_errors(poold_factory):
     assert caught, "no stop in 10 caught a warm supervisor starting: the test proved nothing"
 
 
-# ---------------------------------------------------------------------------
-# 7. kill -9 with a sandbox from a warm start
+def test_hung_poold_costs_one_timeout_not_one_per_start(poold_factory, bundle_factory):
+    """A poold that stops answering (SIGSTOP, as a hung one would): the
+    first take times out and the start goes cold; the starts after it go
+    cold at once, without asking poold (vmmd's loop waited out the take's
+    timeout for every start before); a delete meanwhile is answered; once
+    poold answers again, starts are warm again, and every claim is given
+    back."""
+    p = poold_factory(pools(netns=(0, 0), warm=(2, 3)))
+    p.start()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    first = p.rt.new_id("hung")
+    p.rt.ok("run", "-d", "--bundle", b.path, first)  # vmmd runs and has dialled poold
+    k0 = by_kind(p.status())["warm"]
+    ids = [p.rt.new_id("hung") for _ in range(4)]
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        for cid in ids:
+            p.rt.ok("run", "-d", "--bundle", b.path, cid)
+        for cid in ids:
+            r = p.rt("exec", cid, "echo", "alive")
+            assert (r.returncode, r.stdout) == (0, "alive\n"), (cid, r, p.logs(cid))
+        # the take that timed out: pooled (poold may still carry it out),
+        # cold cgroups of vmmd's own, which its delete removes
+        dirs = [d for d in set(cgroup_paths_of(sandbox_pid(p, ids[0])).values())
+                if os.path.basename(d) == ids[0]]
+        assert dirs
+        p.rt.ok("delete", "--force", ids[0])
+        left = [d for d in dirs if os.path.isdir(d)]
+        assert not left, "cgroups of a cold start left after its delete: %s" % left
+        log = read(os.path.join(p.root, "vmmd.log"))
+        assert log.count("starts go cold until it answers") == 1, log
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    # poold now works through what reached it while it was stopped: the
+    # take that timed out (and the release of ids[0] that followed it).
+    assert poll_until(lambda: not any(c == ids[0] for c in p.claims()), 10.0), (p.claims(), p.logs())
+    k1 = by_kind(p.status())["warm"]
+    reached = (k1["hits"] + k1["misses"]) - (k0["hits"] + k0["misses"])
+    assert reached == 1, "takes that reached the stopped poold: %d of %d (want 1)\n%s" % (
+        reached, len(ids), p.logs())
+
+    # poold answers again: a start after the next one or two is warm
+    warm_again = []
+
+    def one_more_warm():
+        cid = p.rt.new_id("back")
+        before = by_kind(p.status())["warm"]["hits"]
+        p.rt.ok("run", "-d", "--bundle", b.path, cid)
+        warm_again.append(cid)
+        return by_kind(p.status())["warm"]["hits"] > before
+
+    assert poll_until(one_more_warm, 10.0, interval=0.1), (warm_again, p.logs())
+    assert len(warm_again) <= 3, (warm_again, p.logs())
+    for cid in [first] + ids[1:] + warm_again:
+        p.rt.ok("delete", "--force", cid)
+    assert poll_until(lambda: not p.claims(), 10.0), "claims left: %s\n%s" % (p.claims(), p.logs())
 
 
-def test_kill9_with_warm_sandbox_then_delete_releases_claim(poold_factory, bundle_factory):
-    p = poold_factory(pools(layer=LAYER))
+def run_with_layer(p, bundle_factory, prefix):
+    """Start poold p, wait for its pools, `run -d` a sandbox with a writable
+    layer that writes /kept; its id.  Skips without a layer store."""
     p.start()
     st = p.settled(full=True)
     if st["layer_backend"] == "off":
@@ -995,8 +1052,40 @@ def test_kill9_with_warm_sandbox_then_delete_releases_claim(poold_factory, bundl
     b = bundle_factory()
     b.writable().set("annotations", {OVERLAY: "true"})
     b.shell("echo kept > /kept; " + LOOP)
-    cid = p.rt.new_id("k9")
+    cid = p.rt.new_id(prefix)
     p.rt.ok("run", "-d", "--bundle", b.path, cid)
+    return cid
+
+
+def test_cold_start_takes_no_layer(poold_factory, bundle_factory):
+    """The warm pool empty, the layer pool not: the start is cold, and a
+    cold start has no use for a writable layer, so poold hands none out
+    (it did, and the layer sat unused until the delete) and counts it as
+    neither hit nor miss.  The sandbox holds nothing of poold's; its
+    delete removes its cgroups."""
+    p = poold_factory(pools(netns=(0, 0), layer=LAYER, warm=(0, 0)))
+    cid = run_with_layer(p, bundle_factory, "nolayer")
+    k = p.pools()
+    assert k["warm"]["misses"] == 1, (k, p.logs(cid))
+    assert (k["layer"]["hits"], k["layer"]["misses"]) == (0, 0), (k["layer"], p.logs(cid))
+    assert k["layer"]["ready"] == LAYER["high"], k["layer"]
+    assert not p.claims() and cid not in p.layers(), (p.claims(), p.layers())
+    spid = sandbox_pid(p, cid)
+    dirs = sorted(set(cgroup_paths_of(spid).values()))
+    assert all(os.path.basename(d) == cid for d in dirs if not Poold.is_v2(d)), dirs
+    p.rt.ok("delete", "--force", cid)
+    assert wait_gone(spid)
+    left = [d for d in dirs if os.path.basename(d) == cid and os.path.isdir(d)]
+    assert not left, "cgroups left after delete: %s\n%s" % (left, p.logs())
+
+
+# ---------------------------------------------------------------------------
+# 7. kill -9 with a sandbox from a warm start
+
+
+def test_kill9_with_warm_sandbox_then_delete_releases_claim(poold_factory, bundle_factory):
+    p = poold_factory(pools(layer=LAYER))
+    cid = run_with_layer(p, bundle_factory, "k9")
     spid = sandbox_pid(p, cid)
     k = p.pools()
     assert k["warm"]["hits"] == 1 and k["layer"]["hits"] == 1, (k, p.logs(cid))
