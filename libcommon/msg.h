@@ -117,5 +117,11 @@ int qnng_send(nng_socket s, const struct qmsg_out *msg, struct qerr *err);
 int qnng_recv(nng_socket s, struct qmsg_in *in, struct qerr *err);
 /* An nng error code (NNG_E*, possibly negated) as a positive errno. */
 int qnng_errno(int nng_rv);
+/* A daemon's watch on its own REP socket at url (nng.c): when the socket
+ * is wedged (no handshake in 10 s, or a ping unanswered for 30 s), the
+ * daemon re-executes itself (argv, kept by the caller, plus --foreground).
+ * Stop it before the daemon stops answering. */
+void qnng_watch_start(const char *url, char **argv);
+void qnng_watch_stop(void);
 
 #endif

@@ -338,7 +338,11 @@ int main(int argc, char **argv)
 		  poold.cfg.refill_per_second);
 	daemon_ready(&readyfd, 'R');
 	notify_ready("serving %s", poold.root);
+	char url[PATH_MAX + 32];
+	snprintf(url, sizeof(url), "ipc://%s/poold.sock", poold.root);
+	qnng_watch_start(url, argv); /* nng 1.5's stuck listeners: libcommon/nng.c */
 	uv_run(poold.loop, UV_RUN_DEFAULT);
+	qnng_watch_stop();
 	notify_stopping();
 
 	uv_poll_stop(&poold.rep_poll);

@@ -1011,6 +1011,17 @@ class SPConn:
         self.sock.close()
 
 
+def hang_up_in_handshakes(path, n=3):
+    """Connect to a daemon's nng socket and close before the SP handshake,
+    n times: what a client killed while it dials, or a dial that gave up,
+    does (nng 1.5.2 can stop answering on that listener: libcommon/nng.c)."""
+    for _ in range(n):
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.connect(path)
+        s.close()
+        time.sleep(0.2)
+
+
 class VmmdClient:
     """A REQ client of ROOT/vmmd.sock (or another daemon's ROOT/SOCK): call()
     sends one request (a dict, or raw msgpack bytes) and returns the decoded

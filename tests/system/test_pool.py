@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 from conftest import (CMD_TIMEOUT, LOOP, RUNTIME_PATH, SESSION_TAG, EventSubscriber, Runtime, VmmdClient, _id_counter,
-                      all_pids, assert_error, cgroup_paths_of, pid_alive, poll_until, proc_cmdline, proc_stat, read_text,
+                      all_pids, assert_error, cgroup_paths_of, hang_up_in_handshakes, pid_alive, poll_until, proc_cmdline, proc_stat, read_text,
                       reap_zombies, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
@@ -1040,6 +1040,39 @@ def test_hung_poold_costs_one_timeout_not_one_per_start(poold_factory, bundle_fa
     for cid in [first] + ids[1:] + warm_again:
         p.rt.ok("delete", "--force", cid)
     assert poll_until(lambda: not p.claims(), 10.0), "claims left: %s\n%s" % (p.claims(), p.logs())
+
+
+def test_peer_hanging_up_in_the_handshake_does_not_wedge_poold(poold_factory, bundle_factory):
+    """As for vmmd (test_daemon.py): after bare connect/close on poold.sock,
+    nng 1.5.2 left poold answering nothing.  Its watch re-executes it (same
+    pid); the new image reclaims what the old one held, refills, and starts
+    are warm again."""
+    p = poold_factory(pools(netns=(0, 0), warm=(1, 2)))
+    p.start()
+    p.settled(full=True)
+    hang_up_in_handshakes(os.path.join(p.root, "poold.sock"))
+
+    def answers():
+        try:
+            return p.rt("pool", "status", "--json", timeout=30).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    assert poll_until(answers, 90.0, interval=0.5), "poold wedged:\n%s" % p.logs()
+    text = read(os.path.join(p.root, "poold.log"))
+    assert "is wedged" in text and "re-executing" in text, p.logs()
+    assert p.alive(), p.logs()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    cid = p.rt.new_id("hupw")
+    hits = by_kind(p.status())["warm"]["hits"]
+    p.rt.ok("run", "-d", "--bundle", b.path, cid)
+    assert by_kind(p.status())["warm"]["hits"] == hits + 1, p.logs(cid)
+    p.rt.ok("delete", "--force", cid)
+    assert poll_until(lambda: not p.claims(), 10.0), (p.claims(), p.logs())
+    p.stop()
+    assert_all_gone(p)
 
 
 def run_with_layer(p, bundle_factory, prefix):
