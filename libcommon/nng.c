@@ -397,11 +397,12 @@ static void *watch_main(void *arg)
 		if (r == W_GONE || atomic_load(&watch_stopping))
 			break;
 		if (r == W_NO_HELLO || r == W_NO_REPLY) {
-			qlog_error("%s is wedged: %s (nng 1.5's stuck listener, its issue #1518); "
-				   "re-executing",
+			qlog_error("%s is wedged: %s %d s (nng 1.5's stuck listener, its issue "
+				   "#1518); re-executing",
 				   w->path,
-				   r == W_NO_HELLO ? "no SP handshake within 10 s"
-						   : "a ping unanswered for 30 s");
+				   r == W_NO_HELLO ? "no SP handshake within"
+						   : "a ping unanswered for",
+				   (r == W_NO_HELLO ? WATCH_HELLO_MS : WATCH_REPLY_MS) / 1000);
 			watch_reexec(w->argv);
 		}
 	}

@@ -42,9 +42,10 @@ static void mark_unresponsive(const struct qerr *err)
 	}
 }
 
-static void mark_answering(void)
+/* answered: poold did; else it is gone, and a take fails at once */
+static void mark_answering(bool answered)
 {
-	if (atomic_exchange(&unresponsive, false))
+	if (atomic_exchange(&unresponsive, false) && answered)
 		qlog_info("poold answers again: starts ask it for warm supervisors again");
 }
 
@@ -57,7 +58,7 @@ static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct q
 		if (have_sock)
 			nng_close(sock);
 		have_sock = false;
-		mark_answering(); /* gone, not hung: a take fails at once */
+		mark_answering(false);
 		return qerr_set(err, ENOENT, "poold is not running");
 	}
 	int r = 0;
@@ -76,7 +77,7 @@ static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct q
 	if (r == -ETIMEDOUT)
 		mark_unresponsive(err);
 	else if (r == 0 || r == -ECONNREFUSED || r == -ENOENT)
-		mark_answering();
+		mark_answering(r == 0);
 	return r;
 }
 
