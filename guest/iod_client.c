@@ -226,12 +226,9 @@ int iod_client_submit(struct iod_client *c, struct iod_req *req, int with_fd, io
  * would never see an answer again and stay at its floor, every answer then
  * coming through the eventfd and the supervisor's loop.  It yields between
  * polls: iod may be waiting for this very CPU. */
-static bool spinning(const struct iod_client *c, const struct timespec *t0)
+static bool spinning(const struct iod_client *c, uint64_t t0)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	if ((t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec) >= c->spin_ns)
+	if ((long)(mono_ns() - t0) >= c->spin_ns)
 		return false;
 	sched_yield();
 	return true;
@@ -268,11 +265,11 @@ static int one(struct iod_client *c)
 
 void iod_client_dispatch(struct iod_client *c, bool spin)
 {
-	struct timespec t0;
+	uint64_t t0;
 
 	if (!c->attached)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = mono_ns();
 	ring_wait_finish(&c->ring);
 	if (!c->spin_ns)
 		c->spin_ns = SPIN_NS;
@@ -288,7 +285,7 @@ void iod_client_dispatch(struct iod_client *c, bool spin)
 				c->spin_ns *= 2;
 			continue;
 		}
-		if (spin && c->npend > 0 && spinning(c, &t0))
+		if (spin && c->npend > 0 && spinning(c, t0))
 			continue;
 		if (spin && c->npend > 0 && c->spin_ns > SPIN_MIN_NS)
 			c->spin_ns /= 2;
