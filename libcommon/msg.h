@@ -109,9 +109,8 @@ int qnng_call(nng_socket req, const struct qmsg_out *msg, struct qmsg_in *reply,
 /* Dial a REQ socket (send/recv timeouts set to timeout_ms). */
 int qnng_req_dial(nng_socket *s, const char *url, int timeout_ms, struct qerr *err);
 int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err);
-int qnng_pub_listen(nng_socket *s, const char *url, struct qerr *err);
 int qnng_sub_dial(nng_socket *s, const char *url, struct qerr *err);
-/* Send a built message on any socket (REP reply, PUB event). */
+/* Send a built message on any socket (a REP reply). */
 int qnng_send(nng_socket s, const struct qmsg_out *msg, struct qerr *err);
 /* Receive one message and parse it; a malformed one is reported, not returned. */
 int qnng_recv(nng_socket s, struct qmsg_in *in, struct qerr *err);

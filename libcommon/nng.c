@@ -16,7 +16,6 @@
 #include <linux/close_range.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -142,7 +141,8 @@ fail_closed:
 	return rv;
 }
 
-/* A listening socket of the protocol open_fn makes (REP, PUB). */
+/* A listening socket of the protocol open_fn makes (REP; events are
+ * published without nng, pub.c). */
 static int listen_with(int (*open_fn)(nng_socket *), const char *kind, nng_socket *s,
 		       const char *url, struct qerr *err)
 {
@@ -162,11 +162,6 @@ static int listen_with(int (*open_fn)(nng_socket *), const char *kind, nng_socke
 int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err)
 {
 	return listen_with(nng_rep0_open, "open REP socket for", s, url, err);
-}
-
-int qnng_pub_listen(nng_socket *s, const char *url, struct qerr *err)
-{
-	return listen_with(nng_pub0_open, "open PUB socket for", s, url, err);
 }
 
 int qnng_sub_dial(nng_socket *s, const char *url, struct qerr *err)

@@ -1,34 +1,32 @@
-/* Lifecycle events on ROOT/events.sock (nng PUB): one msgpack map per event,
- * {v, op:"event", type, id, time, exit_code?}.  PUB never blocks: a slow
- * subscriber loses events rather than stalling the daemon. */
+/* Lifecycle events on ROOT/events.sock: one msgpack map per event,
+ * {v, op:"event", type, id, time, exit_code?}, sent by vmmd's loop as an
+ * SP PUB socket (libcommon/pub.c: nng's framing, without Debian 12's nng,
+ * whose PUB listener a hung-up subscriber could break).  PUB never blocks:
+ * a slow subscriber loses events rather than stalling the daemon. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "libcommon/log.h"
+#include "libcommon/pub.h"
 #include "services/vmmd/vmmd.h"
 
-#define EVENTS_QUEUE 8192 /* nng's maximum */
+/* A burst of creates publishes three events each; nng's default was 16
+ * per subscriber, its maximum (and ours) 8192. */
+#define EVENTS_QUEUE	8192
+#define EVENTS_HELLO_MS 10000
 
-static bool events_open;
+static struct qpub *events;
 
 int events_listen(struct qerr *err)
 {
-	char url[PATH_MAX + 32];
-	int r;
+	static const struct qpub_opts opts = {.queue_max = EVENTS_QUEUE,
+					      .hello_ms = EVENTS_HELLO_MS};
+	char path[PATH_MAX + 16];
 
-	snprintf(url, sizeof(url), "ipc://%s/events.sock", vmmd.root);
+	snprintf(path, sizeof(path), "%s/events.sock", vmmd.root);
 	unlinkat(vmmd.rootfd, "events.sock", 0);
-	r = qnng_pub_listen(&vmmd.pub, url, err);
-	if (r < 0)
-		return r;
-	/* nng keeps 16 messages per subscriber by default and drops the
-	 * oldest: a burst of creates publishes three events each. */
-	int rv = nng_socket_set_int(vmmd.pub, NNG_OPT_SENDBUF, EVENTS_QUEUE);
-	if (rv != 0)
-		qlog_warn("events: queue of %d: %s", EVENTS_QUEUE, nng_strerror(rv));
-	events_open = true;
-	return 0;
+	return qpub_listen(vmmd.loop, path, &opts, &events, err);
 }
 
 void events_publish(const char *type, const struct sandbox *sb)
@@ -36,9 +34,8 @@ void events_publish(const char *type, const struct sandbox *sb)
 	struct qmsg_out m;
 	char when[64];
 	bool has_code = sb->status == SB_STOPPED && sb->has_exit && strcmp(type, "exited") == 0;
-	int rv;
 
-	if (!events_open)
+	if (!events)
 		return;
 	format_rfc3339(now_ns(), when, sizeof(when));
 	qmsg_out_init(&m);
@@ -48,15 +45,12 @@ void events_publish(const char *type, const struct sandbox *sb)
 	qmsg_put_str(&m, "time", when);
 	if (has_code)
 		qmsg_put_int(&m, "exit_code", sb->exit_code);
-	rv = nng_send(vmmd.pub, (void *)qmsg_data(&m), qmsg_size(&m), NNG_FLAG_NONBLOCK);
-	if (rv != 0 && rv != NNG_EAGAIN)
-		qlog_warn("events: %s", nng_strerror(rv));
+	qpub_send(events, qmsg_data(&m), qmsg_size(&m));
 	qmsg_out_free(&m);
 }
 
 void events_close(void)
 {
-	if (events_open)
-		nng_close(vmmd.pub);
-	events_open = false;
+	qpub_close(events);
+	events = NULL;
 }

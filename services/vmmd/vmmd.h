@@ -1,9 +1,9 @@
 /* quiver-vmmd: sandbox lifecycle, registry and state directory.
  *
- * One libuv loop serves the control socket (nng REP), publishes events (nng
- * PUB) and watches every sandbox's supervisor through a pidfd.  vmmd is the
- * only writer of ROOT/ID/state.json; everything else in ROOT/ID belongs to
- * the guest (docs/guest-protocol.md). */
+ * One libuv loop serves the control socket (nng REP), publishes events (an
+ * SP PUB socket of its own, libcommon/pub.c) and watches every sandbox's supervisor through a
+ * pidfd.  vmmd is the only writer of ROOT/ID/state.json; everything else in ROOT/ID belongs to the
+ * guest (docs/guest-protocol.md). */
 #ifndef QUIVER_VMMD_H
 #define QUIVER_VMMD_H
 
@@ -89,7 +89,7 @@ struct vmmd {
 	char root[PATH_MAX];
 	int rootfd;
 	uv_loop_t *loop;
-	nng_socket rep, pub;
+	nng_socket rep;
 	uv_poll_t rep_poll;
 	uv_timer_t sweep_timer;
 	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */

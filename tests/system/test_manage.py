@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import (LOOP, running, CMD_TIMEOUT, EventSubscriber, assert_error, cgroup_paths_of, pid_alive,
-                      poll_until, wait_gone)
+from conftest import (LOOP, running, CMD_TIMEOUT, EventSubscriber, assert_error, cgroup_paths_of,
+                      hang_up_in_handshakes, pid_alive, poll_until, vmmd_pid, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -278,27 +278,37 @@ class Events:
         self.sub.close()
 
 
+def sync_events(runtime, bundle_factory, ev):
+    """The publisher takes our subscription after the handshake, in its own
+    time: pause and resume a probe sandbox until an event gets through."""
+    probe = runtime.new_id("probe")
+    pb = bundle_factory()
+    pb.shell(LOOP)
+    runtime.ok("create", "--bundle", pb.path, probe)
+    synced = None
+    for _ in range(50):
+        runtime.ok("pause", probe)
+        runtime.ok("resume", probe)
+        synced = ev.until(probe, "resumed", seconds=0.5)
+        if synced:
+            break
+    runtime.ok("delete", probe)
+    assert synced, "no event on events.sock: %r" % ev.seen
+    assert ev.until(probe, "deleted")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time pid has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_events(runtime, bundle_factory):
     runtime.ok("daemons", "start")
     ev = Events(runtime.root)
     try:
-        # The publisher adds our pipe asynchronously after the handshake: use
-        # a probe sandbox's pause/resume until an event gets through.
-        probe = runtime.new_id("probe")
-        pb = bundle_factory()
-        pb.shell(LOOP)
-        runtime.ok("create", "--bundle", pb.path, probe)
-        synced = None
-        for _ in range(50):
-            runtime.ok("pause", probe)
-            runtime.ok("resume", probe)
-            synced = ev.until(probe, "resumed", seconds=0.5)
-            if synced:
-                break
-        assert synced, "no event on events.sock: %r" % ev.seen
-        runtime.ok("delete", probe)
-        assert ev.until(probe, "deleted")
-
+        sync_events(runtime, bundle_factory, ev)
         b = bundle_factory()
         b.shell("exit 7")
         cid = runtime.new_id("ev")
@@ -317,3 +327,27 @@ def test_events(runtime, bundle_factory):
         assert [e["time"] for e in mine] == sorted(e["time"] for e in mine)
     finally:
         ev.close()
+
+
+def test_subscriber_hanging_up_in_the_handshake_cuts_off_no_one(runtime, bundle_factory):
+    """Debian 12's nng (1.5.2, its issue #1518) broke its PUB listener when
+    a peer hung up during the SP handshake: after three bare connect/close on
+    events.sock no later subscriber got an event, and vmmd spun a CPU for
+    good.  vmmd publishes without nng now (libcommon/pub.c)."""
+    runtime.ok("daemons", "start")
+    pid = vmmd_pid(runtime.root)
+    hang_up_in_handshakes(os.path.join(runtime.root, "events.sock"))
+    ev = Events(runtime.root)
+    try:
+        sync_events(runtime, bundle_factory, ev)
+        cid = run_to_stop(runtime, bundle_factory(), name="hup")
+        assert ev.until(cid, "exited"), ev.seen
+        runtime.ok("delete", cid)
+        assert [e["type"] for e in ev.of(cid)] == ["created", "started", "exited"], ev.seen
+    finally:
+        ev.close()
+    before, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(1.0)
+    busy = (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+    assert busy < 0.3, "vmmd used %.0f%% of a CPU while idle" % (busy * 100)
+    assert vmmd_pid(runtime.root) == pid

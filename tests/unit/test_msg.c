@@ -600,42 +600,6 @@ static void test_reqrep_ipc(void **state)
 	rmdir(dir);
 }
 
-static void test_pubsub_ipc(void **state)
-{
-	(void)state;
-	char dir[] = "/tmp/quiver-test-msg-XXXXXX";
-	char url[256];
-	struct qerr err = {0};
-	nng_socket pub, sub;
-	struct qmsg_out m;
-	struct qmsg_in ev;
-	int got = -1;
-
-	assert_non_null(mkdtemp(dir));
-	snprintf(url, sizeof(url), "ipc://%s/events.sock", dir);
-	/* The subscriber may start first. */
-	assert_int_equal(qnng_sub_dial(&sub, url, &err), 0);
-	assert_int_equal(qnng_pub_listen(&pub, url, &err), 0);
-	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 100), 0);
-	qmsg_out_init(&m);
-	qmsg_begin(&m, "exited", 1);
-	qmsg_put_int(&m, "status", 3);
-	/* PUB drops messages until the subscriber's redial lands. */
-	for (int i = 0; i < 100 && got < 0; i++) {
-		assert_int_equal(qnng_send(pub, &m, &err), 0);
-		got = qnng_recv(sub, &ev, &err);
-	}
-	assert_int_equal(got, 0);
-	assert_string_equal(ev.op, "exited");
-	qmsg_in_free(&ev);
-	qmsg_out_free(&m);
-	nng_close(sub);
-	nng_close(pub);
-	snprintf(url, sizeof(url), "%s/events.sock", dir);
-	unlink(url);
-	rmdir(dir);
-}
-
 static void test_send_limits(void **state)
 {
 	(void)state;
@@ -664,8 +628,7 @@ int main(void)
 	    cmocka_unit_test(test_key_limits),	   cmocka_unit_test(test_string_limits),
 	    cmocka_unit_test(test_obj_str_nul),	   cmocka_unit_test(test_entries_and_dups),
 	    cmocka_unit_test(test_huge_lengths),   cmocka_unit_test(test_too_big),
-	    cmocka_unit_test(test_reqrep_ipc),	   cmocka_unit_test(test_pubsub_ipc),
-	    cmocka_unit_test(test_send_limits),
+	    cmocka_unit_test(test_reqrep_ipc),	   cmocka_unit_test(test_send_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
