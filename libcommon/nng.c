@@ -256,24 +256,15 @@ int qnng_call(nng_socket req, const struct qmsg_out *msg, struct qmsg_in *reply,
  *     in microseconds, however busy the daemon's loop is; or
  *   - no reply to the ping within WATCH_REPLY_MS: the loop answers a ping
  *     in well under a millisecond, and the longest a request holds it by
- *     design is vmmd's 10 s wait for a killed supervisor. */
+ *     design is vmmd's 10 s wait for a killed supervisor.
+ * Neither counts time in which the whole daemon was stopped (io_until). */
 #define WATCH_EVERY_MS 2000
 #define WATCH_HELLO_MS 10000
 #define WATCH_REPLY_MS 30000
+#define WATCH_SLICE_MS 1000
 #define SP_PROTO_REQ0  0x30
 
 static atomic_bool watch_stopping;
-
-static void deadline_in(struct timespec *t, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, t);
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (ms % 1000) * 1000000L;
-	if (t->tv_nsec >= 1000000000L) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000L;
-	}
-}
 
 static long ms_left(const struct timespec *deadline)
 {
@@ -283,9 +274,29 @@ static long ms_left(const struct timespec *deadline)
 	       (deadline->tv_nsec - now.tv_nsec) / 1000000L;
 }
 
+static void add_ms(struct timespec *t, long ms)
+{
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+static void deadline_in(struct timespec *t, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+	add_ms(t, ms);
+}
+
 /* Move n bytes through fd (send if out, else receive) before deadline: 0;
- * -ETIMEDOUT; -EPIPE on an error or end of file. */
-static int io_until(int fd, bool out, unsigned char *buf, size_t n, const struct timespec *deadline)
+ * -ETIMEDOUT; -EPIPE on an error or end of file.  Time in which the watch
+ * itself did not run does not count: the daemon was stopped (SIGSTOP, a
+ * debugger) or starved, and its loop with it.  So the wait goes in slices
+ * of WATCH_SLICE_MS, and a slice that took much longer than asked moves
+ * the deadline by the difference. */
+static int io_until(int fd, bool out, unsigned char *buf, size_t n, struct timespec *deadline)
 {
 	size_t done = 0;
 	while (done < n) {
@@ -298,9 +309,17 @@ static int io_until(int fd, bool out, unsigned char *buf, size_t n, const struct
 		if (k == 0 || (errno != EAGAIN && errno != EINTR))
 			return -EPIPE;
 		long left = ms_left(deadline);
-		struct pollfd pfd = {.fd = fd, .events = out ? POLLOUT : POLLIN};
-		if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+		if (left <= 0)
 			return -ETIMEDOUT;
+		int slice = left < WATCH_SLICE_MS ? (int)left : WATCH_SLICE_MS;
+		struct pollfd pfd = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (poll(&pfd, 1, slice) < 0 && errno != EINTR)
+			return -EPIPE;
+		long late = -ms_left(&t0) - slice; /* elapsed - slice */
+		if (late > WATCH_SLICE_MS)
+			add_ms(deadline, late);
 	}
 	return 0;
 }
