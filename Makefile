@@ -199,19 +199,19 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOUR
 # fuzz_guest_*.c also get the guest sources, like the unit tests.
 $(BUILD)/fuzz/fuzz_guest_%: tests/fuzz/fuzz_guest_%.c $(COMMON_SRC) $(GUEST_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -lmsgpackc -lnng -lsystemd -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(GUEST_SRC) -lseccomp -ljansson -lcap -luv -lmsgpackc -lnng -lsystemd -lpthread
 # fuzz_iod_*.c get iod's sources but main.c (the target defines `iod` and
 # sbx_maybe_free) and liburing.
 $(BUILD)/fuzz/fuzz_iod_%: tests/fuzz/fuzz_iod_%.c $(COMMON_SRC) $(IOD_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -lmsgpackc -lnng -lsystemd -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(IOD_SRC) -luring -luv -lmsgpackc -lnng -lsystemd -lpthread
 # fuzz_netd_*.c get netd's library sources (main.c aside).
 $(BUILD)/fuzz/fuzz_netd_%: tests/fuzz/fuzz_netd_%.c $(COMMON_SRC) $(NETD_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(NETD_SRC) $(LIB_NET) $(LIB_RDMA) -luv -lmsgpackc -lnng -lsystemd -ljansson -lpthread
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -lmsgpackc -lnng -lsystemd -lpthread
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) -luv -lmsgpackc -lnng -lsystemd -lpthread
 
 fuzz: $(FUZZ_BINS)
 
