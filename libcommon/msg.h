@@ -108,19 +108,12 @@ int qmsg_obj_str(const msgpack_object *o, char *dst, size_t dstlen, struct qerr 
 int qnng_call(nng_socket req, const struct qmsg_out *msg, struct qmsg_in *reply, struct qerr *err);
 /* Dial a REQ socket (send/recv timeouts set to timeout_ms). */
 int qnng_req_dial(nng_socket *s, const char *url, int timeout_ms, struct qerr *err);
-int qnng_rep_listen(nng_socket *s, const char *url, struct qerr *err);
 int qnng_sub_dial(nng_socket *s, const char *url, struct qerr *err);
-/* Send a built message on any socket (a REP reply). */
+/* Send a built message on any socket. */
 int qnng_send(nng_socket s, const struct qmsg_out *msg, struct qerr *err);
 /* Receive one message and parse it; a malformed one is reported, not returned. */
 int qnng_recv(nng_socket s, struct qmsg_in *in, struct qerr *err);
 /* An nng error code (NNG_E*, possibly negated) as a positive errno. */
 int qnng_errno(int nng_rv);
-/* A daemon's watch on its own REP socket at url (nng.c): when the socket
- * is wedged (no handshake in 10 s, or a ping unanswered for 30 s), the
- * daemon re-executes itself (argv, kept by the caller, plus --foreground).
- * Stop it before the daemon stops answering. */
-void qnng_watch_start(const char *url, char **argv);
-void qnng_watch_stop(void);
 
 #endif

@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,12 +269,10 @@ static bool due(int64_t now)
 	       now - poold.last_take_ns >= RELEASE_QUIET_NS;
 }
 
-/* A request is waiting on the control socket (its receive fd is readable
- * while one is queued). */
+/* A request is waiting on the control socket. */
 static bool request_waiting(void)
 {
-	struct pollfd p = {.fd = poold.rep_fd, .events = POLLIN};
-	return poold.rep_fd >= 0 && poll(&p, 1, 0) > 0;
+	return poold.control && qsp_request_waiting(poold.control);
 }
 
 void claims_release_pending(bool all)

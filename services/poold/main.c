@@ -56,34 +56,17 @@ static void guest_path(void)
 
 /* ---- the loop ---- */
 
-static void control_readable(uv_poll_t *h, int status, int events)
+static void control_one(void *arg, const void *body, size_t len, struct qmsg_out *reply)
 {
-	(void)h;
-	(void)status;
-	(void)events;
-	for (int i = 0; i < 64 && !poold.stopping; i++) {
-		nng_msg *msg = NULL;
-		struct qmsg_in req;
-		struct qmsg_out reply;
-		struct qerr err = {0};
-		int rv = nng_recvmsg(poold.rep, &msg, NNG_FLAG_NONBLOCK);
-		if (rv != 0) {
-			if (rv != NNG_EAGAIN)
-				qlog_warn("control: receive: %s", nng_strerror(rv));
-			break;
-		}
-		qmsg_out_init(&reply);
-		if (qmsg_parse(&req, nng_msg_body(msg), nng_msg_len(msg), &err) < 0) {
-			qmsg_error_reply(&reply, &err);
-		} else {
-			dispatch(&req, &reply);
-			qmsg_in_free(&req);
-		}
-		nng_msg_free(msg);
-		rv = nng_send(poold.rep, (void *)qmsg_data(&reply), qmsg_size(&reply), 0);
-		if (rv != 0)
-			qlog_warn("control: reply not sent: %s", nng_strerror(rv));
-		qmsg_out_free(&reply);
+	struct qmsg_in req;
+	struct qerr err = {0};
+
+	(void)arg;
+	if (qmsg_parse(&req, body, len, &err) < 0) {
+		qmsg_error_reply(reply, &err);
+	} else {
+		dispatch(&req, reply);
+		qmsg_in_free(&req);
 	}
 	if (poold.stopping)
 		uv_stop(poold.loop);
@@ -121,21 +104,18 @@ static void on_sigchld(uv_signal_t *h, int sig)
 
 static int control_listen(struct qerr *err)
 {
-	char url[PATH_MAX + 32];
-	int fd, rv, r;
-	snprintf(url, sizeof(url), "ipc://%s/poold.sock", poold.root);
+	/* a client (vmmd, qctl) that leaves 64 replies unread is dropped */
+	static const struct qsp_opts opts = {
+	    .role = QSP_REP,
+	    .queue_max = 64,
+	    .hello_ms = 10000,
+	    .max_request = QMSG_MAX_BYTES,
+	    .on_request = control_one,
+	};
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/poold.sock", poold.root);
 	unlinkat(poold.rootfd, "poold.sock", 0);
-	if ((r = qnng_rep_listen(&poold.rep, url, err)) < 0)
-		return r;
-	rv = nng_socket_set_ms(poold.rep, NNG_OPT_SENDTIMEO, 1000);
-	if (rv == 0)
-		rv = nng_socket_get_int(poold.rep, NNG_OPT_RECVFD, &fd);
-	if (rv != 0)
-		return qerr_set(err, qnng_errno(rv), "control socket: %s", nng_strerror(rv));
-	poold.rep_fd = fd;
-	uv_poll_init(poold.loop, &poold.rep_poll, fd);
-	uv_poll_start(&poold.rep_poll, UV_READABLE, control_readable);
-	return 0;
+	return qsp_listen(poold.loop, path, &opts, &poold.control, err);
 }
 
 /* ---- start-up ---- */
@@ -309,7 +289,6 @@ int main(int argc, char **argv)
 	for (int k = 0; k < POOL_NKINDS; k++)
 		poold.pools[k].kind = (enum pool_kind)k;
 
-	poold.rep_fd = -1;
 	poold.loop = uv_default_loop();
 	open_pools();
 	if (claims_reclaim(&err) < 0)
@@ -338,16 +317,11 @@ int main(int argc, char **argv)
 		  poold.cfg.refill_per_second);
 	daemon_ready(&readyfd, 'R');
 	notify_ready("serving %s", poold.root);
-	char url[PATH_MAX + 32];
-	snprintf(url, sizeof(url), "ipc://%s/poold.sock", poold.root);
-	qnng_watch_start(url, argv); /* nng 1.5's stuck listeners: libcommon/nng.c */
 	uv_run(poold.loop, UV_RUN_DEFAULT);
-	qnng_watch_stop();
 	notify_stopping();
 
-	uv_poll_stop(&poold.rep_poll);
-	poold.rep_fd = -1;
-	nng_close(poold.rep);
+	qsp_close(poold.control);
+	poold.control = NULL;
 	unlinkat(poold.rootfd, "poold.sock", 0);
 	claims_release_pending(true);
 	pools_drain();

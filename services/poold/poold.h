@@ -8,7 +8,7 @@
  * most refill_per_second items a second over all pools, so refilling never
  * takes the machine from running sandboxes.
  *
- * One libuv loop serves ROOT/poold.sock (nng REP, msgpack: docs/api.md,
+ * One libuv loop serves ROOT/poold.sock (SP REP, msgpack: docs/api.md,
  * "poold").  What is handed out is recorded in ROOT/poold/claims/ID until
  * vmmd releases it; at start-up everything else found under poold's names
  * (cgroups, netns mounts, layers, warm supervisors) is reclaimed, so a
@@ -27,6 +27,7 @@
 #include "libcommon/err.h"
 #include "libcommon/msg.h"
 #include "libcommon/sandbox_id.h"
+#include "libcommon/sp.h"
 #include "services/poold/swap_area.h"
 
 #define POOLD_VERSION  "0.1.0"
@@ -99,10 +100,8 @@ struct poold {
 	uv_timer_t refill_timer;
 	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */
 	uv_signal_t sigterm, sigint, sigchld;
-	nng_socket rep;
-	int rep_fd; /* readable while a request is queued; -1 before and after */
-	uv_poll_t rep_poll;
-	double tokens; /* refill budget */
+	struct qsp *control; /* ROOT/poold.sock (libcommon/sp.c); NULL before and after */
+	double tokens;	     /* refill budget */
 	int64_t last_tick_ns;
 	int64_t last_take_ns; /* refills wait for a pause in the takes */
 	bool stopping;

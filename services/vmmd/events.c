@@ -1,6 +1,6 @@
 /* Lifecycle events on ROOT/events.sock: one msgpack map per event,
  * {v, op:"event", type, id, time, exit_code?}, sent by vmmd's loop as an
- * SP PUB socket (libcommon/pub.c: nng's framing, without Debian 12's nng,
+ * SP PUB socket (libcommon/sp.c: nng's framing, without Debian 12's nng,
  * whose PUB listener a hung-up subscriber could break).  PUB never blocks:
  * a slow subscriber loses events rather than stalling the daemon. */
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "libcommon/log.h"
-#include "libcommon/pub.h"
+#include "libcommon/sp.h"
 #include "services/vmmd/vmmd.h"
 
 /* A burst of creates publishes three events each; nng's default was 16
@@ -16,17 +16,17 @@
 #define EVENTS_QUEUE	8192
 #define EVENTS_HELLO_MS 10000
 
-static struct qpub *events;
+static struct qsp *events;
 
 int events_listen(struct qerr *err)
 {
-	static const struct qpub_opts opts = {.queue_max = EVENTS_QUEUE,
-					      .hello_ms = EVENTS_HELLO_MS};
+	static const struct qsp_opts opts = {
+	    .role = QSP_PUB, .queue_max = EVENTS_QUEUE, .hello_ms = EVENTS_HELLO_MS};
 	char path[PATH_MAX + 16];
 
 	snprintf(path, sizeof(path), "%s/events.sock", vmmd.root);
 	unlinkat(vmmd.rootfd, "events.sock", 0);
-	return qpub_listen(vmmd.loop, path, &opts, &events, err);
+	return qsp_listen(vmmd.loop, path, &opts, &events, err);
 }
 
 void events_publish(const char *type, const struct sandbox *sb)
@@ -45,12 +45,12 @@ void events_publish(const char *type, const struct sandbox *sb)
 	qmsg_put_str(&m, "time", when);
 	if (has_code)
 		qmsg_put_int(&m, "exit_code", sb->exit_code);
-	qpub_send(events, qmsg_data(&m), qmsg_size(&m));
+	qsp_publish(events, qmsg_data(&m), qmsg_size(&m));
 	qmsg_out_free(&m);
 }
 
 void events_close(void)
 {
-	qpub_close(events);
+	qsp_close(events);
 	events = NULL;
 }

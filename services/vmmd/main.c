@@ -193,11 +193,7 @@ int main(int argc, char **argv)
 	qlog_info("serving %s (pid %d, %zu sandboxes)", vmmd.root, (int)getpid(), sandbox_count());
 	daemon_ready(&readyfd, 'R');
 	notify_ready("serving %s (%zu sandboxes)", vmmd.root, sandbox_count());
-	char url[PATH_MAX + 32];
-	snprintf(url, sizeof(url), "ipc://%s/vmmd.sock", vmmd.root);
-	qnng_watch_start(url, argv); /* nng 1.5's stuck listeners: libcommon/nng.c */
 	uv_run(vmmd.loop, UV_RUN_DEFAULT);
-	qnng_watch_stop();
 	notify_stopping();
 
 	background_drain();

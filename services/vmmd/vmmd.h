@@ -1,7 +1,7 @@
 /* quiver-vmmd: sandbox lifecycle, registry and state directory.
  *
- * One libuv loop serves the control socket (nng REP), publishes events (an
- * SP PUB socket of its own, libcommon/pub.c) and watches every sandbox's supervisor through a
+ * One libuv loop serves the control socket (SP REP) and publishes events (SP
+ * PUB), both spoken by libcommon/sp.c, and watches every sandbox's supervisor through a
  * pidfd.  vmmd is the only writer of ROOT/ID/state.json; everything else in ROOT/ID belongs to the
  * guest (docs/guest-protocol.md). */
 #ifndef QUIVER_VMMD_H
@@ -89,8 +89,6 @@ struct vmmd {
 	char root[PATH_MAX];
 	int rootfd;
 	uv_loop_t *loop;
-	nng_socket rep;
-	uv_poll_t rep_poll;
 	uv_timer_t sweep_timer;
 	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (notify.h) */
 	uv_signal_t sigterm, sigint;

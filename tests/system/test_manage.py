@@ -333,7 +333,7 @@ def test_subscriber_hanging_up_in_the_handshake_cuts_off_no_one(runtime, bundle_
     """Debian 12's nng (1.5.2, its issue #1518) broke its PUB listener when
     a peer hung up during the SP handshake: after three bare connect/close on
     events.sock no later subscriber got an event, and vmmd spun a CPU for
-    good.  vmmd publishes without nng now (libcommon/pub.c)."""
+    good.  vmmd publishes without nng now (libcommon/sp.c)."""
     runtime.ok("daemons", "start")
     pid = vmmd_pid(runtime.root)
     hang_up_in_handshakes(os.path.join(runtime.root, "events.sock"))

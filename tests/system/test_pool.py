@@ -1044,25 +1044,16 @@ def test_hung_poold_costs_one_timeout_not_one_per_start(poold_factory, bundle_fa
 
 def test_peer_hanging_up_in_the_handshake_does_not_wedge_poold(poold_factory, bundle_factory):
     """As for vmmd (test_daemon.py): after bare connect/close on poold.sock,
-    nng 1.5.2 left poold answering nothing.  Its watch re-executes it (same
-    pid); the new image reclaims what the old one held, refills, and starts
-    are warm again."""
+    nng 1.5.2's REP listener left poold answering nothing.  poold serves
+    its socket without nng now (libcommon/sp.c): it answers at once, and
+    starts stay warm."""
     p = poold_factory(pools(netns=(0, 0), warm=(1, 2)))
     p.start()
     p.settled(full=True)
     hang_up_in_handshakes(os.path.join(p.root, "poold.sock"))
-
-    def answers():
-        try:
-            return p.rt("pool", "status", "--json", timeout=30).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
-
-    assert poll_until(answers, 90.0, interval=0.5), "poold wedged:\n%s" % p.logs()
-    text = read(os.path.join(p.root, "poold.log"))
-    assert "is wedged" in text and "re-executing" in text, p.logs()
+    r = p.rt("pool", "status", "--json", timeout=10)
+    assert r.returncode == 0, (r.stderr, p.logs())
     assert p.alive(), p.logs()
-    p.settled(full=True)
     b = bundle_factory()
     b.shell(LOOP)
     cid = p.rt.new_id("hupw")
@@ -1071,6 +1062,8 @@ def test_peer_hanging_up_in_the_handshake_does_not_wedge_poold(poold_factory, bu
     assert by_kind(p.status())["warm"]["hits"] == hits + 1, p.logs(cid)
     p.rt.ok("delete", "--force", cid)
     assert poll_until(lambda: not p.claims(), 10.0), (p.claims(), p.logs())
+    text = read(os.path.join(p.root, "poold.log"))
+    assert "wedged" not in text and "re-executing" not in text, p.logs()
     p.stop()
     assert_all_gone(p)
 
