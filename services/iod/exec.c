@@ -76,8 +76,17 @@ struct job {
 	char *name[2]; /* last components, in split[] */
 	char split[2][PATH_MAX + 2];
 	struct statx stx;
+	/* Both entries end in a flexible array, inside a union whose raw[]
+	 * gives it its room: clang calls that a GNU extension. */
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wgnu-variable-sized-type-not-at-end"
+#endif
 	union iod_req_entry in;
 	union iod_resp_entry out;
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 };
 
 static struct {
