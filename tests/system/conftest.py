@@ -1022,6 +1022,33 @@ def hang_up_in_handshakes(path, n=3):
         time.sleep(0.2)
 
 
+class SeqpacketPeers:
+    """Raw peers of a SOCK_SEQPACKET socket (iod.sock, guest.sock): open()
+    connects one more; all are closed when the with block ends."""
+
+    def __init__(self, path):
+        self.path = path
+        self.held = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for s in self.held:
+            s.close()
+        return False
+
+    def open(self):
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        s.connect(self.path)
+        self.held.append(s)
+        return s
+
+    def hang_up(self, n=3):
+        for _ in range(n):
+            self.open().close()
+
+
 class VmmdClient:
     """A REQ client of ROOT/vmmd.sock (or another daemon's ROOT/SOCK): call()
     sends one request (a dict, or raw msgpack bytes) and returns the decoded

@@ -29,10 +29,13 @@ without the annotation (the kernel's answers), iod is not started and its
 counters are not checked.  QUIVER_TEST_IOD_MODE=sync runs iod with
 `--mode sync` (plain syscalls instead of io_uring)."""
 
+import array
 import os
 import re
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import threading
@@ -40,8 +43,8 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, LIVE_POPEN, RUNTIME_PATH, SESSION_TAG, SocketDaemon, assert_error, compile_prog,
-                      poll_until, read_text, reap_zombies)
+from conftest import (CMD_TIMEOUT, LIVE_POPEN, RUNTIME_PATH, SESSION_TAG, SeqpacketPeers, SocketDaemon, assert_error,
+                      compile_prog, poll_until, read_text, reap_zombies)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -958,6 +961,36 @@ def test_no_annotation_bypasses_iod(runtime, bundle_factory, iod):
         assert r.returncode == 0 and r.stdout.strip() == "3", (r.stdout, r.stderr)
     after = iod.ops()
     assert after == before, "iod served a sandbox that did not ask for it: %s -> %s" % (before, after)
+
+
+def test_hostile_peers_on_iod_sock(runtime, bundle_factory, iod, served):
+    """Peers of iod.sock that hang up at once, send no hello or a bad one
+    (empty, a byte, 5000 random bytes, a hello-sized message carrying three
+    fds of the wrong kinds), or connect and say nothing: iod turns each
+    away, serves sandboxes meanwhile, and keeps none of their fds."""
+    if iod is None:
+        pytest.skip("QUIVER_TEST_IOD=off")
+    fds_before = len(os.listdir("/proc/%d/fd" % iod.pid))
+    with SeqpacketPeers(iod.path("iod.sock")) as peers:
+        peers.hang_up()
+        for payload in (b"", b"x", os.urandom(200), os.urandom(5000)):
+            peers.open().send(payload)
+        r, w = os.pipe()
+        try:
+            hello = struct.pack("<II", 1, 0) + b"hostile".ljust(128, b"\0")
+            peers.open().sendmsg([hello], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r, w, r]))])
+        finally:
+            os.close(r)
+            os.close(w)
+        peers.open()  # says nothing
+        b = use_iod(bundle_factory()).shell("ls / >/dev/null && cat /etc/passwd | wc -l")
+        with served() as s:
+            res = run(runtime, b, "hostile")
+        assert res.returncode == 0 and res.stdout.strip() == "3", (res.stdout, res.stderr)
+        assert s.delta("open") > 0, (s.before, s.after)
+        assert iod.alive(), iod.logs()
+    assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % iod.pid)) <= fds_before, 10), (
+        fds_before, os.listdir("/proc/%d/fd" % iod.pid))
 
 
 def test_sandboxes_gauge(runtime, bundle_factory, iod):

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from conftest import (LOOP, running, IS_QUIVER, LIVE_POPEN, CMD_TIMEOUT, assert_error, cgroup_paths_of, pid_alive,
-                      poll_until, reap_zombies, wait_gone)
+from conftest import (LOOP, running, IS_QUIVER, LIVE_POPEN, CMD_TIMEOUT, SeqpacketPeers, assert_error, cgroup_paths_of,
+                      pid_alive, poll_until, reap_zombies, wait_gone)
 
 
 
@@ -333,6 +333,31 @@ def test_pids_limit_enforced(runtime, bundle):
 
 # --------------------------------------------------------------------------
 # exec
+
+
+@pytest.mark.quiver_only
+def test_hostile_peers_on_guest_sock(runtime, bundle):
+    """Peers of a running sandbox's guest.sock (its supervisor's control
+    socket) that hang up at once, send an empty message, garbage or a
+    message too big, or connect and say nothing: the supervisor turns each
+    away, and exec, kill and the exit report work as before."""
+    cid = running(runtime, bundle)
+    spid = runtime.state(cid)["pid"]
+    fds = len(os.listdir("/proc/%d/fd" % spid))
+    with SeqpacketPeers(os.path.join(runtime.root, cid, "guest.sock")) as peers:
+        peers.hang_up()
+        for payload in (b"", b"\xff" * 64, os.urandom(3000), os.urandom(65000)):
+            peers.open().send(payload)
+        peers.open()  # says nothing
+        r = runtime("exec", cid, "echo", "still")
+        assert r.returncode == 0 and r.stdout == "still\n", r.stderr
+        assert runtime.status(cid) == "running"
+    assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % spid)) <= fds, 10), (
+        fds, os.listdir("/proc/%d/fd" % spid))
+    runtime.ok("kill", cid, "TERM")
+    assert runtime.wait_status(cid, "stopped")
+    assert json.loads(runtime.ok("inspect", cid).stdout)["exit"]["exit_code"] == 42
+    runtime.ok("delete", cid)
 
 
 def test_exec(runtime, bundle, tmp_path):
