@@ -34,8 +34,8 @@ import time
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, SocketDaemon, assert_error, compile_prog,
-                      poll_until, read_text, vmmd_pid, wait_gone)
+from conftest import (CMD_TIMEOUT, RUNTIME_PATH, SESSION_TAG, Runtime, SeqpacketPeers, SocketDaemon, assert_error,
+                      compile_prog, poll_until, read_text, vmmd_pid, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -243,6 +243,27 @@ def test_bridge_address_and_host_reach(runtime, bundle_factory, netpeer, netd, t
     assert m, r.stdout
     assert m.group(1).startswith("10.214.%d." % SUBNET_OCTET) and m.group(1) != GATEWAY
     assert got.get("peer", ("",))[0] == m.group(1), "the host saw %r" % got
+    sandbox_gone_cleanly(netd, veths)
+
+
+def test_hostile_peers_on_netd_sock(runtime, bundle_factory, netpeer, netd, tmp_path):
+    """Peers of netd.sock that hang up at once, send an empty message,
+    garbage or a message too big, or connect and say nothing: netd turns
+    each away, serves a sandbox meanwhile (its policy refuses the connect
+    that was not granted) and keeps none of their fds."""
+    veths = host_veths()
+    fds = len(os.listdir("/proc/%d/fd" % netd.pid))
+    with SeqpacketPeers(netd.path("netd.sock")) as peers:
+        peers.hang_up()
+        for payload in (b"", b"\xff" * 64, os.urandom(3000), os.urandom(65000)):
+            peers.open().send(payload)
+        peers.open()  # says nothing
+        b = make_bundle(bundle_factory, netpeer, "bridge", tmp_path)
+        r = run_client(runtime, b, GATEWAY, "9", "hi")
+        assert r.returncode == 1 and "connect: Connection refused" in r.stdout, (r.stdout + r.stderr, netd.logs())
+        assert netd.alive(), netd.logs()
+    assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % netd.pid)) <= fds, 10), (
+        fds, os.listdir("/proc/%d/fd" % netd.pid))
     sandbox_gone_cleanly(netd, veths)
 
 
