@@ -1,6 +1,7 @@
-/* The nng side of control messages: REQ/REP and PUB/SUB sockets carrying
- * the msgpack messages of msg.c.  Kept apart from msg.c so that programs
- * which only speak msgpack over unix sockets (quiver-guest) do not link nng. */
+/* The nng side of control messages: the dialing sockets (REQ, SUB) that
+ * carry the msgpack messages of msg.c.  The daemons' listening sockets are
+ * not nng's (sp.c says why).  Kept apart from msg.c so that programs which
+ * only speak msgpack over unix sockets (quiver-guest) do not link nng. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
