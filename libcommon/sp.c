@@ -284,6 +284,15 @@ static void serve_frames(struct peer *p)
 	}
 	memmove(p->in, p->in + off, p->in_len - off);
 	p->in_len -= off;
+	/* A big request served: its buffer goes back to the usual size, or
+	 * each client would keep the largest it ever sent (up to 1 MiB). */
+	if (p->in_cap > READ_CHUNK && p->in_len <= READ_CHUNK / 2 && flen <= READ_CHUNK / 2) {
+		unsigned char *in = realloc(p->in, READ_CHUNK);
+		if (in) {
+			p->in = in;
+			p->in_cap = READ_CHUNK;
+		}
+	}
 	if (flen > p->in_cap) {
 		unsigned char *in = realloc(p->in, flen);
 		if (!in) {
@@ -491,6 +500,14 @@ bool qsp_request_waiting(const struct qsp *sp)
 size_t qsp_peers(const struct qsp *sp)
 {
 	return sp->npeers;
+}
+
+size_t qsp_buffered(const struct qsp *sp)
+{
+	size_t n = 0;
+	for (const struct peer *p = sp->peers; p; p = p->next)
+		n += p->in_cap;
+	return n;
 }
 
 uint64_t qsp_dropped(const struct qsp *sp)

@@ -52,6 +52,9 @@ bool qsp_request_waiting(const struct qsp *sp);
  * subscriber whose queue was full. */
 size_t qsp_peers(const struct qsp *sp);
 uint64_t qsp_dropped(const struct qsp *sp);
+/* REP: bytes of input buffer the peers hold (each at most 64 KiB between
+ * requests, however big its last request was). */
+size_t qsp_buffered(const struct qsp *sp);
 /* REP, for the loop and its fuzz target: the first frame of buf[0..len)
  * as a request.  1 when it is whole: *frame_len bytes in all, of them the
  * frame's 9-byte head, then the backtrace (*hlen bytes), then the body.

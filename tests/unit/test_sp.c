@@ -29,6 +29,7 @@
 #define HELLO_MS    200
 #define BIG	    (64 * 1024)
 #define MAX_REQUEST 4096
+#define BIG_REQUEST (1024 * 1024) /* the daemons' limit */
 
 static const unsigned char sub_hello[8] = {0, 'S', 'P', 0, 0, 0x21, 0, 0};
 static const unsigned char pub_hello[8] = {0, 'S', 'P', 0, 0, 0x20, 0, 0};
@@ -48,13 +49,13 @@ struct fx {
 
 static void echo(void *arg, const void *body, size_t len, struct qmsg_out *reply);
 
-static int setup_role(void **state, enum qsp_role role)
+static int setup_role(void **state, enum qsp_role role, size_t max_request)
 {
 	struct qsp_opts opts = {
 	    .role = role,
 	    .queue_max = QUEUE_MAX,
 	    .hello_ms = HELLO_MS,
-	    .max_request = MAX_REQUEST,
+	    .max_request = max_request,
 	    .on_request = echo,
 	};
 	struct fx *fx = calloc(1, sizeof(*fx));
@@ -77,12 +78,17 @@ static int setup_role(void **state, enum qsp_role role)
 
 static int setup(void **state)
 {
-	return setup_role(state, QSP_PUB);
+	return setup_role(state, QSP_PUB, MAX_REQUEST);
 }
 
 static int setup_rep(void **state)
 {
-	return setup_role(state, QSP_REP);
+	return setup_role(state, QSP_REP, MAX_REQUEST);
+}
+
+static int setup_rep_big(void **state)
+{
+	return setup_role(state, QSP_REP, BIG_REQUEST);
 }
 
 static int teardown(void **state)
@@ -630,6 +636,65 @@ static void test_rep_unread_replies(void **state)
 	close(fd);
 }
 
+/* Send all n bytes on a non-blocking socket, running the loop meanwhile. */
+static void send_while_spinning(struct fx *fx, int fd, const unsigned char *buf, size_t n)
+{
+	size_t off = 0;
+	int64_t end = now_ms() + 5000;
+
+	while (off < n) {
+		ssize_t k = send(fd, buf + off, n - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k > 0)
+			off += (size_t)k;
+		else
+			assert_true(k < 0 && errno == EAGAIN);
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+		assert_true(now_ms() < end);
+	}
+}
+
+/* A request near the daemons' 1 MiB limit is served, and the client's
+ * input buffer then goes back to 64 KiB: 1024 clients that once sent a
+ * big request must not hold 1 GiB between them. */
+static void test_rep_big_request_buffer_shrinks(void **state)
+{
+	struct fx *fx = *state;
+	uint32_t id[] = {0x80000003};
+	unsigned char small[512];
+	struct qmsg_out m;
+	size_t junk = BIG_REQUEST - 64, len;
+	int fd = raw_greeted(fx, req_hello, rep_hello);
+
+	qmsg_out_init(&m);
+	qmsg_begin(&m, "echo", 2);
+	qmsg_put_int(&m, "seq", 21);
+	qmsg_put_key(&m, "junk");
+	msgpack_pack_bin(&m.pk, junk);
+	for (size_t left = junk; left > 0; left -= left < BIG ? left : BIG)
+		msgpack_pack_bin_body(&m.pk, zeros, left < BIG ? left : BIG);
+	len = 4 + qmsg_size(&m);
+	assert_true(len <= BIG_REQUEST);
+	unsigned char *frame = malloc(9 + len);
+	assert_non_null(frame);
+	frame[0] = 1;
+	for (int i = 0; i < 8; i++)
+		frame[1 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+	memcpy(frame + 9, (const unsigned char[]){0x80, 0, 0, 3}, 4);
+	memcpy(frame + 13, qmsg_data(&m), qmsg_size(&m));
+	qmsg_out_free(&m);
+	send_while_spinning(fx, fd, frame, 9 + len);
+	free(frame);
+	assert_int_equal(read_reply(fx, fd, id, 1), 21);
+	assert_true(qsp_buffered(fx->pub) <= 64 * 1024);
+	/* and it is served on */
+	size_t n = request_frame(small, sizeof(small), id, 1, 22, 0);
+	assert_int_equal(send(fd, small, n, 0), (ssize_t)n);
+	assert_int_equal(read_reply(fx, fd, id, 1), 22);
+	assert_true(qsp_buffered(fx->pub) <= 64 * 1024);
+	close(fd);
+	assert_true(spin(fx, 2000, no_peers, NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -643,6 +708,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rep_pipelined, setup_rep, teardown),
 	    cmocka_unit_test_setup_teardown(test_rep_protocol_errors, setup_rep, teardown),
 	    cmocka_unit_test_setup_teardown(test_rep_unread_replies, setup_rep, teardown),
+	    cmocka_unit_test_setup_teardown(test_rep_big_request_buffer_shrinks, setup_rep_big,
+					    teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as vmmd does: pub.h */
