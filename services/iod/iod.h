@@ -44,6 +44,10 @@ struct sbx {
 	struct job *overflow; /* completions waiting for CQ room, oldest first */
 	struct job **overflow_tail;
 	uint64_t ops;
+	/* Before its hello: the next connection waiting for one, and when
+	 * its hello is due (CLOCK_MONOTONIC, ns). */
+	struct sbx *gnext;
+	uint64_t hello_due;
 	/* Offload-all (IOD_HELLO_OFFLOAD_ALL): the data area, mapped here and
 	 * by the guest, and the files the guest registered (-1: none). */
 	unsigned char *data;
@@ -72,6 +76,12 @@ struct iod {
 	unsigned n_sandboxes;
 	unsigned budget;  /* requests taken per sandbox per loop turn */
 	unsigned spin_us; /* after work, poll the rings this long before sleeping */
+	/* Connections that have not sent their hello yet, oldest first: each
+	 * is closed if its hello has not come within hello_ms. */
+	struct sbx *greeting;
+	unsigned n_greeting;
+	unsigned hello_ms;
+	int hello_timer_fd;
 };
 
 extern struct iod iod;

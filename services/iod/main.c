@@ -2,14 +2,16 @@
  *
  *	quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug]
  *		   [--metrics ADDR] [--mode uring|sync] [--budget N] [--spin-us N]
+ *		   [--hello-ms N]
  *
  * ROOT is vmmd's (default /run/quiver); iod serves ROOT/iod.sock.  Each
  * guest connects once per sandbox (libcommon/iod_proto.h): it hands over
  * the sandbox's root fd, iod creates the ring pair and hands it back.  One
  * epoll loop: the listening socket, connections, every sandbox's SQ
- * eventfd, the io_uring fd and a signalfd.  Each turn takes up to --budget
- * requests from each sandbox with work (so one busy sandbox cannot starve
- * the others), submits the turn's steps to io_uring in one batch, and
+ * eventfd, the io_uring fd and a signalfd.  A connection whose hello has
+ * not come within --hello-ms (default 10 s) is closed.  Each turn takes up
+ * to --budget requests from each sandbox with work (so one busy sandbox
+ * cannot starve the others), submits the turn's steps to io_uring in one batch, and
  * pushes completions as they come.  Under a Type=notify unit (with
  * --foreground) a timerfd in the same loop pings systemd's watchdog
  * (libcommon/notify.h). */
@@ -47,20 +49,37 @@
 #define DEFAULT_ROOT	   "/run/quiver"
 #define DEFAULT_BUDGET	   4
 #define DEFAULT_SPIN_US	   250
+#define DEFAULT_HELLO_MS   10000
+#define GREETING_MAX	   1024 /* connections waiting for their hello */
 #define SPIN_MAX_SANDBOXES 4
 
-enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_URING, EV_HELLO, EV_CONN, EV_SQ, EV_WATCHDOG };
+enum ev_kind {
+	EV_LISTEN = 1,
+	EV_SIGNAL,
+	EV_URING,
+	EV_HELLO,
+	EV_CONN,
+	EV_SQ,
+	EV_WATCHDOG,
+	EV_HELLO_TIMER
+};
 
-struct iod iod = {.rootfd = -1, .listen_fd = -1, .epfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+struct iod iod = {.rootfd = -1,
+		  .listen_fd = -1,
+		  .epfd = -1,
+		  .hello_timer_fd = -1,
+		  .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static struct iod_ev ev_listen = {EV_LISTEN, NULL}, ev_signal = {EV_SIGNAL, NULL},
-		     ev_uring = {EV_URING, NULL}, ev_watchdog = {EV_WATCHDOG, NULL};
+		     ev_uring = {EV_URING, NULL}, ev_watchdog = {EV_WATCHDOG, NULL},
+		     ev_hello_timer = {EV_HELLO_TIMER, NULL};
 static int watchdog_fd = -1;
 
 static _Noreturn void usage(void)
 {
 	fprintf(stderr, "usage: quiver-iod [--root DIR] [--foreground] [--log FILE|-] [--debug] "
-			"[--metrics ADDR] [--mode uring|sync] [--budget N] [--spin-us N]\n");
+			"[--metrics ADDR] [--mode uring|sync] [--budget N] [--spin-us N] "
+			"[--hello-ms N]\n");
 	exit(2);
 }
 
@@ -70,6 +89,82 @@ static void ep_add(int fd, uint32_t events, struct iod_ev *ev)
 
 	if (epoll_ctl(iod.epfd, EPOLL_CTL_ADD, fd, &e) < 0)
 		fatal("epoll_ctl add %d", fd);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* ---- connections waiting for their hello ---- */
+
+/* The timer goes off at the oldest connection's deadline (none: off). */
+static void greeting_arm(void)
+{
+	struct itimerspec it = {0};
+
+	if (iod.greeting) {
+		uint64_t due = iod.greeting->hello_due;
+		it.it_value.tv_sec = (time_t)(due / 1000000000u);
+		it.it_value.tv_nsec = (long)(due % 1000000000u);
+	}
+	if (timerfd_settime(iod.hello_timer_fd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
+		fatal("timerfd_settime");
+}
+
+/* Appended: the list stays in the order of the deadlines. */
+static void greeting_add(struct sbx *sb)
+{
+	struct sbx **pp = &iod.greeting;
+
+	sb->hello_due = now_ns() + (uint64_t)iod.hello_ms * 1000000u;
+	while (*pp)
+		pp = &(*pp)->gnext;
+	*pp = sb;
+	sb->gnext = NULL;
+	if (iod.n_greeting++ == 0)
+		greeting_arm();
+}
+
+static void greeting_remove(struct sbx *sb)
+{
+	for (struct sbx **pp = &iod.greeting; *pp; pp = &(*pp)->gnext) {
+		if (*pp == sb) {
+			*pp = sb->gnext;
+			iod.n_greeting--;
+			if (pp == &iod.greeting)
+				greeting_arm();
+			return;
+		}
+	}
+}
+
+/* Connections whose hello is overdue are closed: each holds a struct sbx
+ * and an fd until then.  After a turn's events, none of which may then
+ * point to a connection freed here. */
+static void on_hello_timer(void)
+{
+	uint64_t ticks, now = now_ns();
+	unsigned closed = 0;
+
+	if (read(iod.hello_timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		qlog_warn("hello timer: %s", strerror(errno));
+	while (iod.greeting && iod.greeting->hello_due <= now) {
+		struct sbx *sb = iod.greeting;
+		iod.greeting = sb->gnext;
+		iod.n_greeting--;
+		epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
+		close(sb->conn);
+		free(sb);
+		closed++;
+	}
+	if (closed)
+		qlog_warn("closed %u connection%s that sent no hello within %u ms", closed,
+			  closed == 1 ? "" : "s", iod.hello_ms);
+	greeting_arm();
 }
 
 /* ---- sandboxes ---- */
@@ -163,6 +258,7 @@ static void on_hello(struct iod_ev *ev)
 
 	if (n == -EAGAIN || n == -EINTR)
 		return;
+	greeting_remove(sb);
 	epoll_ctl(iod.epfd, EPOLL_CTL_DEL, sb->conn, NULL);
 	if (n != (ssize_t)sizeof(h) || h.version != IOD_PROTO_VERSION ||
 	    (h.flags & ~IOD_HELLO_OFFLOAD_ALL) || memchr(h.id, '\0', sizeof(h.id)) == NULL ||
@@ -225,6 +321,8 @@ drop:
 
 static void on_listen(void)
 {
+	static bool warned_full;
+
 	for (;;) {
 		int c = accept4(iod.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct sbx *sb;
@@ -242,6 +340,15 @@ static void on_listen(void)
 			close(c);
 			continue;
 		}
+		if (iod.n_greeting >= GREETING_MAX) {
+			if (!warned_full)
+				qlog_warn("%u connections wait for their hello; closing new ones",
+					  iod.n_greeting);
+			warned_full = true;
+			close(c);
+			continue;
+		}
+		warned_full = false;
 		sb = calloc(1, sizeof(*sb));
 		if (!sb) {
 			close(c);
@@ -254,6 +361,7 @@ static void on_listen(void)
 		sb->ring.memfd = sb->ring.sq_efd = sb->ring.cq_efd = -1;
 		sb->ev_conn = (struct iod_ev){EV_HELLO, sb};
 		ep_add(c, EPOLLIN | EPOLLRDHUP, &sb->ev_conn);
+		greeting_add(sb);
 	}
 }
 
@@ -274,14 +382,6 @@ static void watchdog_start(uint64_t ping_us)
 	ep_add(watchdog_fd, EPOLLIN, &ev_watchdog);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void loop(int sigfd)
 {
 	struct epoll_event evs[64];
@@ -299,6 +399,7 @@ static void loop(int sigfd)
 		bool spinning = iod.n_sandboxes <= SPIN_MAX_SANDBOXES &&
 				now_ns() - last_work < (uint64_t)iod.spin_us * 1000u;
 		unsigned work = 0;
+		bool hello_timer = false;
 		int n;
 
 		for (struct sbx *sb = iod.sandboxes; sb && !hot && !spinning; sb = sb->next)
@@ -331,6 +432,9 @@ static void loop(int sigfd)
 				break;
 			case EV_URING:
 				break;
+			case EV_HELLO_TIMER:
+				hello_timer = true;
+				break;
 			case EV_WATCHDOG: {
 				uint64_t ticks;
 				if (read(watchdog_fd, &ticks, sizeof(ticks)) ==
@@ -340,6 +444,8 @@ static void loop(int sigfd)
 			}
 			}
 		}
+		if (hello_timer)
+			on_hello_timer();
 		work += exec_reap();
 		for (struct sbx *sb = iod.sandboxes, *next; sb; sb = next) {
 			next = sb->next;
@@ -373,17 +479,12 @@ static void loop(int sigfd)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"root", required_argument, NULL, 'r'},
-	    {"foreground", no_argument, NULL, 'f'},
-	    {"log", required_argument, NULL, 'l'},
-	    {"debug", no_argument, NULL, 'd'},
-	    {"metrics", required_argument, NULL, 'm'},
-	    {"mode", required_argument, NULL, 'M'},
-	    {"budget", required_argument, NULL, 'b'},
-	    {"spin-us", required_argument, NULL, 's'},
-	    {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"root", required_argument, NULL, 'r'},	{"foreground", no_argument, NULL, 'f'},
+	    {"log", required_argument, NULL, 'l'},	{"debug", no_argument, NULL, 'd'},
+	    {"metrics", required_argument, NULL, 'm'},	{"mode", required_argument, NULL, 'M'},
+	    {"budget", required_argument, NULL, 'b'},	{"spin-us", required_argument, NULL, 's'},
+	    {"hello-ms", required_argument, NULL, 'H'}, {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
 	};
 	const char *root = DEFAULT_ROOT, *logpath = NULL, *metrics = NULL;
 	enum qlog_level level = QLOG_INFO;
@@ -398,6 +499,7 @@ int main(int argc, char **argv)
 
 	iod.budget = DEFAULT_BUDGET;
 	iod.spin_us = DEFAULT_SPIN_US;
+	iod.hello_ms = DEFAULT_HELLO_MS;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -448,6 +550,18 @@ int main(int argc, char **argv)
 			iod.spin_us = (unsigned)v;
 			break;
 		}
+		case 'H': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 10 || v > 600000) {
+				fprintf(stderr,
+					"quiver-iod: --hello-ms: \"%s\" is not 10..600000\n",
+					optarg);
+				return 1;
+			}
+			iod.hello_ms = (unsigned)v;
+			break;
+		}
 		case 'V':
 			printf("quiver-iod %s\n", IOD_VERSION);
 			return 0;
@@ -493,6 +607,10 @@ int main(int argc, char **argv)
 	iod.listen_fd = unix_listen_seqpacket(iod.root, IOD_SOCK_NAME, &err);
 	if (iod.listen_fd < 0)
 		fatalx("%s", err.msg);
+	iod.hello_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (iod.hello_timer_fd < 0)
+		fatal("timerfd_create");
+	ep_add(iod.hello_timer_fd, EPOLLIN, &ev_hello_timer);
 	ep_add(iod.listen_fd, EPOLLIN, &ev_listen);
 	ep_add(sigfd, EPOLLIN, &ev_signal);
 	if (exec_uring_fd() >= 0)

@@ -70,6 +70,10 @@ ERRNO_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
 
 read = read_text
 
+# iod's deadline for a connection's hello (10 s by default): shorter here,
+# so that the test of it waits less.
+HELLO_MS = 3000
+
 
 # ---------------------------------------------------------------------------
 # the daemon
@@ -82,7 +86,8 @@ class Iod(SocketDaemon):
 
     def argv(self, *extra):
         mode = ["--mode", IOD_MODE] if IOD_MODE else []
-        return [IOD_BIN, "--root", self.root, "--log", self.log] + mode + list(extra)
+        return ([IOD_BIN, "--root", self.root, "--log", self.log, "--hello-ms", str(HELLO_MS)] + mode +
+                list(extra))
 
     def counter(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())), 0.0)
@@ -991,6 +996,33 @@ def test_hostile_peers_on_iod_sock(runtime, bundle_factory, iod, served):
         assert iod.alive(), iod.logs()
     assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % iod.pid)) <= fds_before, 10), (
         fds_before, os.listdir("/proc/%d/fd" % iod.pid))
+
+
+def test_silent_peers_closed_after_the_hello_deadline(runtime, bundle_factory, iod, served):
+    """Connections that never send their hello (each would hold a sandbox
+    record and an fd in iod) are closed once --hello-ms has passed; a guest
+    that connects meanwhile is served."""
+    if iod is None:
+        pytest.skip("QUIVER_TEST_IOD=off")
+    fds_before = len(os.listdir("/proc/%d/fd" % iod.pid))
+    with SeqpacketPeers(iod.path("iod.sock")) as peers:
+        silent = [peers.open() for _ in range(20)]
+        t0 = time.monotonic()
+        assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % iod.pid)) >= fds_before + 20, 5)
+        b = use_iod(bundle_factory()).shell("cat /etc/passwd | wc -l")
+        with served() as s:
+            res = run(runtime, b, "silent")
+        assert res.returncode == 0 and res.stdout.strip() == "3", (res.stdout, res.stderr)
+        assert s.delta("open") > 0, (s.before, s.after)
+        for p in silent:
+            p.settimeout(HELLO_MS / 1000.0 + 10)
+            assert p.recv(64) == b"", "iod sent something to a peer without a hello"
+        waited = time.monotonic() - t0
+        assert waited >= HELLO_MS / 1000.0 - 0.5, "closed after %.2f s, before the deadline" % waited
+        assert iod.alive(), iod.logs()
+    assert poll_until(lambda: len(os.listdir("/proc/%d/fd" % iod.pid)) <= fds_before, 10), (
+        fds_before, os.listdir("/proc/%d/fd" % iod.pid))
+    assert "sent no hello within %d ms" % HELLO_MS in read_text(iod.log), iod.logs()
 
 
 def test_sandboxes_gauge(runtime, bundle_factory, iod):
