@@ -168,7 +168,7 @@ $(BIN)/quiver-netd: $(call obj,$(NETD_DAEMON_SRC)) $(LIBNETD) $(LIBCOMMON)
 
 $(BIN)/qctl: $(call obj,$(QCTL_SRC)) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(LIB_NNG) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIB_MSGPACK) $(STATIC_ON) -ljansson $(STATIC_OFF) -lpthread
 
 $(BUILD)/bench/loadgen: $(call obj,bench/loadgen.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "libcommon/log.h"
+#include "libcommon/sp_client.h"
 #include "qctl/qctl.h"
-#include "qctl/vmmd_wire.h"
 
-static struct wire sock = {.fd = -1};
+static struct qspc sock = QSPC_INIT("quiver-vmmd");
 static bool connected;
 
 static int dial(struct qerr *err)
@@ -25,7 +25,7 @@ static int dial(struct qerr *err)
 	char path[PATH_MAX + 32];
 
 	snprintf(path, sizeof(path), "%s/vmmd.sock", g.root);
-	return wire_dial(&sock, path, err);
+	return qspc_dial(&sock, path, err);
 }
 
 int vmmd_start_daemon(struct qerr *err)
@@ -147,7 +147,7 @@ int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *er
 
 	if (r < 0)
 		return r;
-	return wire_call(&sock, req, reply, CALL_TIMEOUT, err);
+	return qspc_call(&sock, req, reply, CALL_TIMEOUT, err);
 }
 
 int vmmd_send(struct qmsg_out *req, struct qerr *err)

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libcommon/sp_client.h"
 #include "qctl/qctl.h"
-#include "qctl/vmmd_wire.h"
 
 /* ---- stats ---- */
 
@@ -149,7 +149,7 @@ int cmd_events(int argc, char **argv)
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 					     {"id", required_argument, NULL, 'i'},
 					     {NULL, 0, NULL, 0}};
-	struct wire w = {.fd = -1};
+	struct qspc w = QSPC_INIT("quiver-vmmd");
 	const char *only = NULL;
 	bool as_json = false;
 	char path[PATH_MAX + 32];
@@ -176,7 +176,7 @@ int cmd_events(int argc, char **argv)
 	if (vmmd_connect(true, &err) < 0)
 		die_err(&err);
 	snprintf(path, sizeof(path), "%s/events.sock", g.root);
-	if (wire_dial_sub(&w, path, &err) < 0)
+	if (qspc_dial_sub(&w, path, &err) < 0)
 		die_err(&err);
 
 	/* SIGINT/SIGTERM end the stream (exit 0); they are only delivered
@@ -202,7 +202,7 @@ int cmd_events(int argc, char **argv)
 			die("events: poll: %s", strerror(errno));
 		}
 		/* A message is sent whole: once it starts, the rest follows. */
-		if (wire_recv(&w, &ev, 5000, &err) < 0) {
+		if (qspc_recv(&w, &ev, 5000, &err) < 0) {
 			if (err.code == ECONNRESET)
 				die("quiver-vmmd at %s went away: no more events", g.root);
 			die_err(&err);
@@ -214,6 +214,6 @@ int cmd_events(int argc, char **argv)
 		if (ferror(stdout))
 			break; /* the reader is gone (`qctl events | head`) */
 	}
-	wire_close(&w);
+	qspc_close(&w);
 	return 0;
 }

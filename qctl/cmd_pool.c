@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "libcommon/cleanup.h"
+#include "libcommon/sp_client.h"
 #include "qctl/qctl.h"
 
 extern char **environ;
@@ -22,21 +23,21 @@ extern char **environ;
  * failure after the request went out. */
 static int pool_call(const char *op, struct qmsg_in *reply, bool *dialed, struct qerr *err)
 {
-	char url[4200];
-	nng_socket s;
+	char path[4200];
+	struct qspc c = QSPC_INIT("quiver-poold");
 	struct qmsg_out m;
-	snprintf(url, sizeof(url), "ipc://%s/poold.sock", g.root);
+	snprintf(path, sizeof(path), "%s/poold.sock", g.root);
 	if (dialed)
 		*dialed = false;
-	if (qnng_req_dial(&s, url, 5000, err) < 0)
+	if (qspc_dial(&c, path, err) < 0)
 		return qerr_prefix(err, "poold is not running at %s/poold.sock", g.root);
 	if (dialed)
 		*dialed = true;
 	qmsg_out_init(&m);
 	qmsg_begin(&m, op, 0);
-	int r = qnng_call(s, &m, reply, err);
+	int r = qspc_call(&c, &m, reply, 5000, err);
 	qmsg_out_free(&m);
-	nng_close(s);
+	qspc_close(&c);
 	return r;
 }
 

@@ -7,8 +7,9 @@
  * "connection"); thawed, the supervisor takes the channel and the connect
  * completes.  A sandbox that is merely busy is asked too, and vmmd answers
  * that it is not hibernated: harmless, and at most once a second per
- * sandbox.  The request is made from a short-lived thread (nng's REQ/REP
- * round trip blocks); it touches nothing of netd's but the log. */
+ * sandbox.  The request is made from a short-lived thread (the round trip
+ * blocks: libcommon/sp_client.h); it touches nothing of netd's but the
+ * log. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,12 +20,13 @@
 
 #include "libcommon/log.h"
 #include "libcommon/msg.h"
+#include "libcommon/sp_client.h"
 #include "services/netd/netd.h"
 
 #define WAKE_TIMEOUT_MS 10000
 
 struct wake_job {
-	char url[4200];
+	char path[4200];
 	char id[SANDBOX_ID_MAX + 1];
 };
 
@@ -34,14 +36,14 @@ static void *wake_thread(void *arg)
 	struct qerr err = {0};
 	struct qmsg_out m;
 	struct qmsg_in reply;
-	nng_socket sock;
+	struct qspc sock = QSPC_INIT("quiver-vmmd");
 
-	if (qnng_req_dial(&sock, j->url, WAKE_TIMEOUT_MS, &err) == 0) {
+	if (qspc_dial(&sock, j->path, &err) == 0) {
 		qmsg_out_init(&m);
 		qmsg_begin(&m, "wake", 2);
 		qmsg_put_str(&m, "id", j->id);
 		qmsg_put_str(&m, "why", "connection");
-		if (qnng_call(sock, &m, &reply, &err) == 0) {
+		if (qspc_call(&sock, &m, &reply, WAKE_TIMEOUT_MS, &err) == 0) {
 			qlog_info("%s: woken for a connection", j->id);
 			qmsg_in_free(&reply);
 		} else if (err.code == EPERM) {
@@ -51,7 +53,7 @@ static void *wake_thread(void *arg)
 			qlog_warn("%s: wake for a connection: %s", j->id, err.msg);
 		}
 		qmsg_out_free(&m);
-		nng_close(sock);
+		qspc_close(&sock);
 	} else {
 		qlog_warn("%s: wake for a connection: vmmd: %s", j->id, err.msg);
 	}
@@ -73,7 +75,7 @@ void wake_for_connection(struct nsbx *s)
 	struct wake_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;
-	snprintf(j->url, sizeof(j->url), "ipc://%s/vmmd.sock", netd.root);
+	snprintf(j->path, sizeof(j->path), "%s/vmmd.sock", netd.root);
 	snprintf(j->id, sizeof(j->id), "%s", s->id);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -1,5 +1,5 @@
 /* The control socket ROOT/vmmd.sock: an SP REP socket on the loop
- * (libcommon/sp.c; nng's REQ sockets and qctl's wire client talk to it).
+ * (libcommon/sp.c; nng's REQ sockets and libcommon/sp_client.c talk to it).
  * Every request is parsed and bounded by qmsg_parse before dispatch sees
  * it; a malformed one gets an error reply. */
 #include <errno.h>

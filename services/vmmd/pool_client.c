@@ -1,8 +1,9 @@
 /* vmmd's side of poold (ROOT/poold.sock).  poold is optional: when it does
  * not answer, every start is cold and nothing else changes.  Each thread
- * that calls poold (the loop, the background worker) keeps one REQ socket
- * of its own open: a REQ socket has one request in flight.  nng re-dials
- * it if poold restarts. */
+ * that calls poold (the loop, the background worker) keeps one connection
+ * of its own open (libcommon/sp_client.h: a REQ client without nng), one
+ * request in flight on it; it is dialled again after it broke, or after a
+ * call timed out. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "libcommon/log.h"
+#include "libcommon/sp_client.h"
 #include "guest/cgroups.h"
 #include "services/vmmd/vmmd.h"
 
@@ -19,13 +21,12 @@
  * slices); this is for a poold that is stuck. */
 #define POOL_CALL_TIMEOUT_MS 2000
 
-static _Thread_local nng_socket sock;
-static _Thread_local bool have_sock;
+static _Thread_local struct qspc sock = QSPC_INIT("quiver-poold");
 
 /* A poold that let a call time out (stopped, hung, swamped) is not asked
  * for takes until it answers something again: each take would hold up
- * vmmd's loop, and every request behind it, for the call's timeout, or
- * ~10 s when the socket must be dialled again (nng's handshake).  Starts
+ * vmmd's loop, and every request behind it, for the call's timeout (or
+ * the dial's, 2 s, if poold accepts and says nothing).  Starts
  * go cold meanwhile, as with an empty pool.  The background worker pings
  * it (one ping at a time, queued by a take that found it so) and goes on
  * sending releases: waiting there holds up no request. */
@@ -51,33 +52,31 @@ static void mark_answering(bool answered)
 
 static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
-	char url[PATH_MAX + 32];
+	char path[PATH_MAX + 32];
 	/* poold removes its socket when it stops: no socket, no call (and no
 	 * wait for a reply that cannot come) */
 	if (faccessat(vmmd.rootfd, "poold.sock", F_OK, 0) < 0) {
-		if (have_sock)
-			nng_close(sock);
-		have_sock = false;
+		qspc_close(&sock);
 		mark_answering(false);
 		return qerr_set(err, ENOENT, "poold is not running");
 	}
 	int r = 0;
-	if (!have_sock) {
-		snprintf(url, sizeof(url), "ipc://%s/poold.sock", vmmd.root);
-		if ((r = qnng_req_dial(&sock, url, POOL_CALL_TIMEOUT_MS, err)) == 0)
-			have_sock = true;
+	if (qspc_peer_closed(&sock))
+		qspc_close(&sock); /* poold restarted since the last call */
+	if (sock.fd < 0) {
+		snprintf(path, sizeof(path), "%s/poold.sock", vmmd.root);
+		r = qspc_dial(&sock, path, err);
 	}
 	if (r == 0)
-		r = qnng_call(sock, req, reply, err);
-	if (have_sock && (r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT)) {
-		/* a dead poold: dial afresh next time */
-		nng_close(sock);
-		have_sock = false;
-	}
+		r = qspc_call(&sock, req, reply, POOL_CALL_TIMEOUT_MS, err);
+	/* An answer, even "error", leaves the connection open; anything else
+	 * (a poold gone, restarted or stuck; a broken frame) closed it, and
+	 * it is dialled afresh next time. */
+	bool answered = sock.fd >= 0;
 	if (r == -ETIMEDOUT)
 		mark_unresponsive(err);
-	else if (r == 0 || r == -ECONNREFUSED || r == -ENOENT)
-		mark_answering(r == 0);
+	else if (answered || r == -ECONNREFUSED || r == -ENOENT || r == -ECONNRESET)
+		mark_answering(answered);
 	return r;
 }
 
@@ -198,9 +197,7 @@ int pool_release(const char *id, struct qerr *err)
 
 void pool_client_close(void)
 {
-	if (have_sock)
-		nng_close(sock);
-	have_sock = false;
+	qspc_close(&sock);
 }
 
 /* A deleted sandbox's release goes to poold from the background worker

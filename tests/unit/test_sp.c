@@ -24,6 +24,7 @@
 
 #include "libcommon/msg.h"
 #include "libcommon/sp.h"
+#include "libcommon/sp_client.h"
 
 #define QUEUE_MAX   4
 #define HELLO_MS    200
@@ -415,7 +416,8 @@ static void test_other_uid_refused(void **state)
 /* ---- REP ---- */
 
 /* The REP handler: {op:"echo", seq, pad} → {op:"ok", seq, pad: pad zero
- * bytes}; an unparsable request gets an error reply, as in the daemons. */
+ * bytes}; {op:"fail"} → an EBUSY error reply; an unparsable request gets
+ * an error reply, as in the daemons. */
 static void echo(void *arg, const void *body, size_t len, struct qmsg_out *reply)
 {
 	struct fx *fx = arg;
@@ -425,6 +427,12 @@ static void echo(void *arg, const void *body, size_t len, struct qmsg_out *reply
 
 	fx->served++;
 	if (qmsg_parse(&in, body, len, &err) < 0) {
+		qmsg_error_reply(reply, &err);
+		return;
+	}
+	if (strcmp(in.op, "fail") == 0) {
+		qmsg_in_free(&in);
+		qerr_set(&err, EBUSY, "busy");
 		qmsg_error_reply(reply, &err);
 		return;
 	}
@@ -695,6 +703,99 @@ static void test_rep_big_request_buffer_shrinks(void **state)
 	assert_true(spin(fx, 2000, no_peers, NULL));
 }
 
+/* libcommon/sp_client.c, the daemons' and qctl's client: calls in order,
+ * an error reply leaves the connection open; a peer that closed is seen
+ * before the next call, and a call that fails or times out closes it. */
+static void test_rep_qspc_client(void **state)
+{
+	struct fx *fx = *state;
+	struct qspc c = QSPC_INIT("the test's REP");
+	struct qerr err = {0};
+	struct qmsg_out m;
+	struct qmsg_in reply;
+	int64_t seq = -1;
+	int sv[2];
+
+	loop_thread_start(fx);
+	assert_false(qspc_peer_closed(&c));
+	assert_int_equal(qspc_dial(&c, fx->path, &err), 0);
+	qmsg_out_init(&m);
+	for (int i = 1; i <= 3; i++) {
+		qmsg_begin(&m, "echo", 1);
+		qmsg_put_int(&m, "seq", i);
+		assert_int_equal(qspc_call(&c, &m, &reply, 2000, &err), 0);
+		assert_int_equal(qmsg_get_int(reply.root, "seq", 0, 10, &seq, &err), 0);
+		assert_int_equal(seq, i);
+		qmsg_in_free(&reply);
+	}
+	qmsg_begin(&m, "fail", 0);
+	assert_int_equal(qspc_call(&c, &m, &reply, 2000, &err), -EBUSY);
+	assert_string_equal(err.msg, "busy");
+	assert_true(c.fd >= 0);
+	assert_false(qspc_peer_closed(&c));
+	qspc_close(&c);
+	loop_thread_stop(fx);
+	assert_int_equal(fx->served, 4);
+
+	/* a connection (its greetings done) whose peer closed; one whose
+	 * peer never answers */
+	for (int silent = 0; silent < 2; silent++) {
+		assert_int_equal(
+		    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+		c.fd = sv[0];
+		if (!silent)
+			close(sv[1]);
+		assert_int_equal(qspc_peer_closed(&c), !silent);
+		qmsg_begin(&m, "echo", 0);
+		assert_int_equal(qspc_call(&c, &m, &reply, 100, &err),
+				 silent ? -ETIMEDOUT : -EPIPE);
+		assert_int_equal(c.fd, -1);
+		if (silent)
+			close(sv[1]);
+	}
+	qmsg_out_free(&m);
+	assert_true(spin(fx, 2000, no_peers, NULL));
+}
+
+/* The client dials only a listener of its own uid (root's daemons: not a
+ * socket another user put in their place). */
+static void test_qspc_refuses_other_uid_listener(void **state)
+{
+	struct fx *fx = *state;
+	struct qspc c = QSPC_INIT("another user's socket");
+	struct qerr err = {0};
+	char path[sizeof(fx->path) + 8];
+	int ready[2];
+
+	snprintf(path, sizeof(path), "%s/o.sock", fx->dir);
+	assert_int_equal(chmod(fx->dir, 0777), 0);
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (setgid(65534) < 0 || setuid(65534) < 0 ||
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+		    listen(fd, 4) < 0 || write(ready[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	char b;
+	assert_int_equal(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	int r = qspc_dial(&c, path, &err);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	unlink(path);
+	assert_int_equal(chmod(fx->dir, 0700), 0);
+	assert_int_equal(r, -EPERM);
+	assert_int_equal(c.fd, -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -708,6 +809,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rep_pipelined, setup_rep, teardown),
 	    cmocka_unit_test_setup_teardown(test_rep_protocol_errors, setup_rep, teardown),
 	    cmocka_unit_test_setup_teardown(test_rep_unread_replies, setup_rep, teardown),
+	    cmocka_unit_test_setup_teardown(test_rep_qspc_client, setup_rep, teardown),
+	    cmocka_unit_test_setup_teardown(test_qspc_refuses_other_uid_listener, setup_rep,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_rep_big_request_buffer_shrinks, setup_rep_big,
 					    teardown),
 	};
