@@ -29,13 +29,13 @@ int qspc_dial(struct qspc *c, const char *path, struct qerr *err);
  * -1, and the caller dials again if it wants more. */
 int qspc_call(struct qspc *c, const struct qmsg_out *req, struct qmsg_in *reply, int timeout_ms,
 	      struct qerr *err);
-/* A SUB connection to ROOT/events.sock, and its next message (the fd is
- * non-blocking: poll it for POLLIN first; the frame must then arrive
- * within timeout_ms).  -ECONNRESET when the daemon closed it. */
 /* The peer has closed the connection (or sent what nobody asked for)
  * since the last call: a daemon that restarted.  Dial afresh then rather
  * than fail the next call. */
 bool qspc_peer_closed(const struct qspc *c);
+/* A SUB connection to ROOT/events.sock, and its next message (the fd is
+ * non-blocking: poll it for POLLIN first; the frame must then arrive
+ * within timeout_ms).  -ECONNRESET when the daemon closed it. */
 int qspc_dial_sub(struct qspc *c, const char *path, struct qerr *err);
 int qspc_recv(struct qspc *c, struct qmsg_in *msg, int timeout_ms, struct qerr *err);
 void qspc_close(struct qspc *c);

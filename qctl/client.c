@@ -143,6 +143,10 @@ ok:
 
 int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
+	/* A call that failed other than with an error reply (no answer in
+	 * time, vmmd gone) closed the connection: the next one dials again. */
+	if (connected && sock.fd < 0)
+		connected = false;
 	int r = vmmd_connect(true, err);
 
 	if (r < 0)

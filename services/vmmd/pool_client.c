@@ -73,7 +73,7 @@ static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct q
 	 * (a poold gone, restarted or stuck; a broken frame) closed it, and
 	 * it is dialled afresh next time. */
 	bool answered = sock.fd >= 0;
-	if (r == -ETIMEDOUT)
+	if (!answered && r == -ETIMEDOUT)
 		mark_unresponsive(err);
 	else if (answered || r == -ECONNREFUSED || r == -ENOENT || r == -ECONNRESET)
 		mark_answering(answered);
