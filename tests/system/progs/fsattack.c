@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,12 +377,22 @@ struct race {
 static void *race_swap(void *arg)
 {
 	struct race *r = arg;
+	uint32_t x = (uint32_t)(uintptr_t)r ^ (uint32_t)time(NULL) ^ 0x9e3779b9u;
 	while (!atomic_load(&race_stop)) {
 		if (syscall(SYS_renameat2, AT_FDCWD, r->dir, AT_FDCWD, r->alt, RENAME_EXCHANGE) ==
 		    0)
 			r->swaps++;
 		else
 			r->swap_errors++;
+		/* Now and then a call that swaps nothing.  Served one at a
+		 * time, in order, the two threads' calls can fall into step:
+		 * the opener's open, a swap, its create, a swap, ... and the
+		 * open then always finds the same side of the swap. */
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		if (x % 3 == 0)
+			(void)access(r->dir, F_OK);
 	}
 	return NULL;
 }
