@@ -144,7 +144,12 @@ ok:
 int vmmd_call(const struct qmsg_out *req, struct qmsg_in *reply, struct qerr *err)
 {
 	/* A call that failed other than with an error reply (no answer in
-	 * time, vmmd gone) closed the connection: the next one dials again. */
+	 * time, vmmd gone) closed the connection, and a vmmd that restarted
+	 * since the last call (kill -9 while `run` waited for its sandbox)
+	 * closed it: dial again, starting vmmd if none runs, rather than
+	 * fail the call. */
+	if (qspc_peer_closed(&sock))
+		qspc_close(&sock);
 	if (connected && sock.fd < 0)
 		connected = false;
 	int r = vmmd_connect(true, err);

@@ -99,6 +99,31 @@ def test_kill9_during_creating_reservation(runtime, bundle):
     assert not os.path.exists(os.path.join(runtime.root, cid))
 
 
+def test_run_outlives_kill9_of_vmmd(runtime, bundle_factory):
+    """`qctl run` waits for its sandbox on the supervisor's pidfd, not on
+    vmmd: a vmmd killed meanwhile is started again when run next calls it,
+    and run still returns the workload's status and deletes the sandbox.
+    (It failed with "send to quiver-vmmd: Broken pipe" and left the sandbox
+    stopped, until qctl learned to dial again.)"""
+    b = bundle_factory()
+    b.shell("trap 'exit 3' USR1; while :; do sleep 0.05; done")
+    cid = runtime.new_id("runk")
+    p = subprocess.Popen(runtime.argv("run", "--bundle", b.path, cid), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert poll_until(lambda: runtime.status(cid) == "running", 10), runtime.state(cid)
+        old = kill9_vmmd(runtime.root)
+        runtime.ok("kill", cid, "USR1")  # through a new vmmd, which re-adopted it
+        _, err = p.communicate(timeout=CMD_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 3, err
+    assert vmmd_pid(runtime.root) not in (None, old)
+    assert runtime("state", cid).returncode != 0, "run left %s behind" % cid
+
+
 def _disk_status(root, cid):
     with open(os.path.join(root, cid, "state.json")) as f:
         return json.load(f)["status"]
