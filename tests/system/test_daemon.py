@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from conftest import (LOOP, running, CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, pid_alive, poll_until,
-                      hang_up_in_handshakes, read_text, vmmd_pid, vmmd_processes, wait_gone)
+from conftest import (LIVE_POPEN, LOOP, running, CMD_TIMEOUT, IS_QUIVER, RUNTIME_PATH, Runtime, pid_alive,
+                      poll_until, hang_up_in_handshakes, read_text, vmmd_pid, vmmd_processes, wait_gone)
 
 pytestmark = pytest.mark.quiver_only
 
@@ -110,6 +110,7 @@ def test_run_outlives_kill9_of_vmmd(runtime, bundle_factory):
     cid = runtime.new_id("runk")
     p = subprocess.Popen(runtime.argv("run", "--bundle", b.path, cid), stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    LIVE_POPEN.add(p.pid)  # ours to wait for: not reaped as an orphan by the next command
     try:
         assert poll_until(lambda: runtime.status(cid) == "running", 10), runtime.state(cid)
         old = kill9_vmmd(runtime.root)
@@ -119,6 +120,7 @@ def test_run_outlives_kill9_of_vmmd(runtime, bundle_factory):
         if p.poll() is None:
             p.kill()
             p.wait()
+        LIVE_POPEN.discard(p.pid)
     assert p.returncode == 3, err
     assert vmmd_pid(runtime.root) not in (None, old)
     assert runtime("state", cid).returncode != 0, "run left %s behind" % cid
