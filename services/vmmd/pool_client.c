@@ -32,6 +32,10 @@ static _Thread_local struct qspc sock = QSPC_INIT("quiver-poold");
  * sending releases: waiting there holds up no request. */
 static atomic_bool unresponsive, pinging;
 
+/* poold is optional: without its socket, starts are cold, said once (not
+ * once per start) until the socket is there again. */
+static atomic_bool absent;
+
 static void wake_release_waiters(void);
 
 static void mark_unresponsive(const struct qerr *err)
@@ -58,8 +62,13 @@ static int pool_call(const struct qmsg_out *req, struct qmsg_in *reply, struct q
 	if (faccessat(vmmd.rootfd, "poold.sock", F_OK, 0) < 0) {
 		qspc_close(&sock);
 		mark_answering(false);
+		if (!atomic_exchange(&absent, true))
+			qlog_info("poold is not running (no %s/poold.sock): starts are cold",
+				  vmmd.root);
 		return qerr_set(err, ENOENT, "poold is not running");
 	}
+	if (atomic_exchange(&absent, false))
+		qlog_info("poold.sock is back: starts ask poold for warm supervisors again");
 	int r = 0;
 	if (qspc_peer_closed(&sock))
 		qspc_close(&sock); /* poold restarted since the last call */

@@ -1042,6 +1042,42 @@ def test_hung_poold_costs_one_timeout_not_one_per_start(poold_factory, bundle_fa
     assert poll_until(lambda: not p.claims(), 10.0), "claims left: %s\n%s" % (p.claims(), p.logs())
 
 
+def test_starts_without_poold_say_so_once(poold_factory, bundle_factory):
+    """poold is optional: with none running every start is cold, and vmmd
+    says so once, not once per start (bench/idle.py's cold round of 500
+    starts logged 500 warnings); once poold is back, a start is warm again
+    and vmmd says that once too."""
+    p = poold_factory(pools(netns=(0, 0), warm=(1, 2)))
+    p.start()
+    p.settled(full=True)
+    b = bundle_factory()
+    b.shell(LOOP)
+    vmmd_log = os.path.join(p.root, "vmmd.log")
+
+    def run(prefix):
+        cid = p.rt.new_id(prefix)
+        p.rt.ok("run", "-d", "--bundle", b.path, cid)
+        return cid
+
+    p.rt.ok("delete", "--force", run("pooled"))  # vmmd runs and has asked poold
+    p.stop()
+    cold = [run("nopoold") for _ in range(3)]
+    log = read(vmmd_log)
+    assert log.count("poold is not running") == 1, log[-3000:]
+    assert "cold start: poold" not in log and " warn: " not in log, log[-3000:]
+
+    p.start()
+    p.settled(full=True)
+    hits = p.pools()["warm"]["hits"]
+    back = run("back")
+    assert p.pools()["warm"]["hits"] == hits + 1, (p.status(), p.logs(back))
+    log = read(vmmd_log)
+    assert log.count("poold.sock is back") == 1 and log.count("poold is not running") == 1, log[-3000:]
+    for cid in cold + [back]:
+        p.rt.ok("delete", "--force", cid)
+    assert poll_until(lambda: not p.claims(), 10.0), "claims left: %s\n%s" % (p.claims(), p.logs())
+
+
 def test_peer_hanging_up_in_the_handshake_does_not_wedge_poold(poold_factory, bundle_factory):
     """As for vmmd (test_daemon.py): after bare connect/close on poold.sock,
     nng 1.5.2's REP listener left poold answering nothing.  poold serves
