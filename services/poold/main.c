@@ -63,6 +63,7 @@ static void control_one(void *arg, const void *body, size_t len, struct qmsg_out
 
 	(void)arg;
 	if (qmsg_parse(&req, body, len, &err) < 0) {
+		qlog_warn("control: malformed request: %s", err.msg);
 		qmsg_error_reply(reply, &err);
 	} else {
 		dispatch(&req, reply);

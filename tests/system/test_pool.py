@@ -1104,6 +1104,27 @@ def test_peer_hanging_up_in_the_handshake_does_not_wedge_poold(poold_factory, bu
     assert_all_gone(p)
 
 
+def test_malformed_request_to_poold_is_answered_and_logged(poold_factory):
+    """Garbage on poold.sock (from a peer of our uid: sp.c checks that) gets
+    an error reply on a connection that goes on working, and one warning in
+    poold.log per request, as vmmd does for its socket."""
+    p = poold_factory(pools(netns=(0, 0), warm=(0, 0)))
+    p.start()
+    cl = VmmdClient(p.root, sock="poold.sock")
+    try:
+        for body in (b"\xc1", b"\x93\x01\x02\x03", b"\x81\xa1v\x01"):
+            rep = cl.call_raw(body)
+            assert rep.get("op") == "error" and rep.get("code", 0) > 0, (body, rep)
+        assert cl.call({"v": 1, "op": "status"}).get("op") != "error"
+    finally:
+        cl.close()
+    assert p.alive(), p.logs()
+    text = read(os.path.join(p.root, "poold.log"))
+    assert text.count("malformed request") == 3, text[-2000:]
+    p.stop()
+    assert_all_gone(p)
+
+
 def run_with_layer(p, bundle_factory, prefix):
     """Start poold p, wait for its pools, `run -d` a sandbox with a writable
     layer that writes /kept; its id.  Skips without a layer store."""
