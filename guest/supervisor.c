@@ -439,8 +439,11 @@ static const char *state_name(enum sup_state st)
 	return st == ST_CREATED ? "created" : "running";
 }
 
-/* Returns true when the connection stays open (a pending start). */
-static bool handle_request(struct sup *s, int conn)
+/* Returns true when the connection stays open (a pending start).  Not
+ * inlined, like signal_readable: inlined, their buffers (12 KiB) would be
+ * part of serve's frame, live for the sandbox's whole life, instead of
+ * below it where shed_stack gives them back. */
+static __attribute__((noinline)) bool handle_request(struct sup *s, int conn)
 {
 	char buf[8192];
 	int fd = -1;
@@ -560,8 +563,9 @@ static void shed_stack(void)
 	if (f)
 		fclose(f);
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	/* a margin below us for the calls the loop makes */
-	uintptr_t top = (((uintptr_t)&here) & ~(page - 1)) - 4 * page;
+	/* One page below ours for madvise's own frame; whatever the loop
+	 * touches below that comes back as zero pages when it runs again. */
+	uintptr_t top = (((uintptr_t)&here) & ~(page - 1)) - page;
 	if (lo && top > lo && top < hi && madvise((void *)lo, top - lo, MADV_DONTNEED) < 0)
 		qlog_debug("madvise stack: %s", strerror(errno));
 }
@@ -719,7 +723,7 @@ static void execpipe_readable(struct sup *s)
 
 /* ---- signals ---- */
 
-static void signal_readable(struct sup *s)
+static __attribute__((noinline)) void signal_readable(struct sup *s)
 {
 	struct signalfd_siginfo si[16];
 	ssize_t n = read(s->sigfd, si, sizeof(si));

@@ -330,47 +330,56 @@ static _Noreturn void assign_failed(int conn, int dirfd, const struct qerr *err)
 	_exit(1);
 }
 
-/* Never returns: S becomes the sandbox's supervisor, or exits. */
-static _Noreturn void take_assignment(int conn, int devnull)
+static struct sup_args s_args;	  /* lives as long as S */
+static struct create_opts s_opts; /* s_args.opts */
+static struct assignment s_as;	  /* s_opts' strings */
+
+/* Reads and adopts the assignment into the statics above (or exits).  Not
+ * inlined: its 16 KiB buffer is then below the serving loop's frame, where
+ * the idle supervisor gives it back, not above it for the sandbox's life. */
+static __attribute__((noinline)) void read_assignment(int conn)
 {
-	static struct sup_args a;    /* lives as long as S */
-	static struct create_opts o; /* a.opts */
-	static struct assignment as; /* o's strings */
 	char buf[16384];
 	struct qerr err = {0};
 	struct qmsg_in in;
-	a = (struct sup_args){.state_dirfd = -1,
-			      .ctl_fd = -1,
-			      .console_fd = -1,
-			      .g_sock = conn,
-			      .dev_tree = -1,
-			      .sys_tree = -1,
-			      .proc_tree = -1};
-	as = (struct assignment){.stdio = {-1, -1, -1}};
-	ssize_t n = recv_fds(conn, buf, sizeof(buf), as.stdio, 3);
+	s_args = (struct sup_args){.state_dirfd = -1,
+				   .ctl_fd = -1,
+				   .console_fd = -1,
+				   .g_sock = conn,
+				   .dev_tree = -1,
+				   .sys_tree = -1,
+				   .proc_tree = -1};
+	s_as = (struct assignment){.stdio = {-1, -1, -1}};
+	ssize_t n = recv_fds(conn, buf, sizeof(buf), s_as.stdio, 3);
 	if (n <= 0) {
 		qerr_set(&err, n < 0 ? (int)-n : EIO, "assign: nothing received");
 		assign_failed(conn, -1, &err);
 	}
-	if (qmsg_parse(&in, buf, (size_t)n, &err) < 0 || parse_assignment(&in, &as, &err) < 0 ||
-	    adopt(&a, &o, &as, &err) < 0)
-		assign_failed(conn, a.state_dirfd, &err);
+	if (qmsg_parse(&in, buf, (size_t)n, &err) < 0 || parse_assignment(&in, &s_as, &err) < 0 ||
+	    adopt(&s_args, &s_opts, &s_as, &err) < 0)
+		assign_failed(conn, s_args.state_dirfd, &err);
 	qmsg_in_free(&in);
 	/* poold makes warm supervisors at a low priority; the sandbox is not */
 	if (setpriority(PRIO_PROCESS, 0, 0) < 0)
 		qlog_warn("setpriority: %s", strerror(errno));
 	for (int i = 0; i < 3; i++) {
-		if (dup2(as.stdio[i], i) < 0) {
+		if (dup2(s_as.stdio[i], i) < 0) {
 			qerr_sys(&err, errno, "dup2 stdio");
-			assign_failed(conn, a.state_dirfd, &err);
+			assign_failed(conn, s_args.state_dirfd, &err);
 		}
-		close(as.stdio[i]);
-		as.stdio[i] = -1;
+		close(s_as.stdio[i]);
+		s_as.stdio[i] = -1;
 	}
-	if (qlog_init("quiver-guest", a.log_path, QLOG_TEXT, QLOG_INFO, &err) < 0)
-		assign_failed(conn, a.state_dirfd, &err);
-	qlog_debug("warm supervisor assigned to %s", as.id);
-	supervisor_serve(&a, devnull);
+	if (qlog_init("quiver-guest", s_args.log_path, QLOG_TEXT, QLOG_INFO, &err) < 0)
+		assign_failed(conn, s_args.state_dirfd, &err);
+	qlog_debug("warm supervisor assigned to %s", s_as.id);
+}
+
+/* Never returns: S becomes the sandbox's supervisor, or exits. */
+static _Noreturn void take_assignment(int conn, int devnull)
+{
+	read_assignment(conn);
+	supervisor_serve(&s_args, devnull);
 }
 
 static bool peer_is_root(int conn)
