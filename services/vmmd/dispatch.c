@@ -220,8 +220,7 @@ static bool try_warm(struct sandbox *sb, struct pool_lease *l, int64_t *dev, int
 	*dev = bi->rootfs_dev;
 	*ino = bi->rootfs_ino;
 	if (pool_take(sb->id, sb->bundle, bi->layer, l, &err) < 0) {
-		/* said once, when it stopped answering or went away */
-		if (err.code == EAGAIN || err.code == ENOENT)
+		if (err.code == EAGAIN) /* said once, when it stopped answering */
 			qlog_debug("%s: cold start: %s", sb->id, err.msg);
 		else
 			qlog_warn("%s: cold start: poold: %s", sb->id, err.msg);
