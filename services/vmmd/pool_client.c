@@ -170,7 +170,7 @@ int pool_take(const char *id, const char *bundle, bool layer, struct pool_lease 
 		qmsg_pack_cstr(&m.pk, "layer");
 	int r = pool_call(&m, &in, err);
 	qmsg_out_free(&m);
-	if (r < 0 && atomic_load(&absent))
+	if (r == -ENOENT && atomic_load(&absent))
 		return 0; /* no poold: a miss, said once by pool_call */
 	if (r == -ETIMEDOUT) {
 		/* poold may still carry the take out: whatever it hands over

@@ -796,7 +796,12 @@ def test_idle_supervisor_keeps_a_small_stack(poold_factory, bundle_factory, how)
             assert p.rt("exec", cid, "true").returncode == 0
         spid = sandbox_pid(p, cid)
         sizes = []
-        assert poll_until(lambda: sizes.append(mapping_kib(spid, "[stack]", "Rss:")) or sizes[-1] <= 36, 10.0), sizes
+
+        def small():
+            sizes.append(mapping_kib(spid, "[stack]", "Rss:"))
+            return sizes[-1] <= 36
+
+        assert poll_until(small, 10.0), sizes
     finally:
         p.rt("delete", "--force", cid)
 
